@@ -1,0 +1,441 @@
+// Package api serves the control plane: the /v1 HTTP API that manages
+// functions, versions and aliases, and the admin auth in front of it.
+package api
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/wisp-dev/wisp/internal/archive"
+	"github.com/wisp-dev/wisp/internal/registry"
+)
+
+// Limits on request bodies.
+const (
+	maxJSONBody    = 1 << 20
+	defaultPage    = 50
+	maxPage        = 1000
+	multipartSlack = 1 << 20 // room for the config part and multipart framing
+)
+
+// Config is what the API needs from the node.
+type Config struct {
+	Registry *registry.Registry
+	// AdminToken is the bearer token every /v1 call must carry.
+	AdminToken string
+	// StageDir holds uploads while they are checked.
+	StageDir string
+	// Limits on code archives; zero means archive's defaults.
+	Limits archive.Limits
+	Logger *slog.Logger
+}
+
+type api struct {
+	reg    *registry.Registry
+	token  []byte
+	stage  string
+	limits archive.Limits
+	log    *slog.Logger
+}
+
+// New returns the handler of /v1/….
+func New(cfg Config) http.Handler {
+	a := &api{reg: cfg.Registry, token: []byte(cfg.AdminToken), stage: cfg.StageDir,
+		limits: cfg.Limits.WithDefaults(), log: cfg.Logger}
+	mux := http.NewServeMux()
+	routes := []struct {
+		pattern string
+		h       func(http.ResponseWriter, *http.Request) error
+	}{
+		{"GET /v1/functions", a.listFunctions},
+		{"POST /v1/functions", a.createFunction},
+		{"GET /v1/functions/{name}", a.getFunction},
+		{"PATCH /v1/functions/{name}", a.updateConfig},
+		{"PUT /v1/functions/{name}/code", a.updateCode},
+		{"GET /v1/functions/{name}/code", a.getCode},
+		{"DELETE /v1/functions/{name}", a.deleteFunction},
+		{"POST /v1/functions/{name}/versions", a.publish},
+		{"GET /v1/functions/{name}/versions", a.listVersions},
+		{"GET /v1/functions/{name}/versions/{n}", a.getVersion},
+		{"PUT /v1/functions/{name}/aliases/{alias}", a.putAlias},
+		{"GET /v1/functions/{name}/aliases/{alias}", a.getAlias},
+		{"GET /v1/functions/{name}/aliases", a.listAliases},
+		{"DELETE /v1/functions/{name}/aliases/{alias}", a.deleteAlias},
+	}
+	for _, rt := range routes {
+		mux.Handle(rt.pattern, a.handle(rt.h))
+	}
+	mux.Handle("/v1/", a.handle(func(w http.ResponseWriter, r *http.Request) error {
+		return &Error{http.StatusNotFound, "ResourceNotFoundException", "no API route " + r.Method + " " + r.URL.Path}
+	}))
+	return a.auth(mux)
+}
+
+// handle adapts a handler that returns an error.
+func (a *api) handle(h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			writeError(w, a.log, r, err)
+		}
+	})
+}
+
+// auth lets through only requests that carry the admin bearer token.
+func (a *api) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || len(a.token) == 0 || subtle.ConstantTimeCompare([]byte(tok), a.token) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="wisp"`)
+			writeError(w, a.log, r, &Error{http.StatusUnauthorized, "UnauthorizedException", "missing or wrong bearer token"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// ifMatch reads the If-Match revision; 0 means unconditional.
+func ifMatch(r *http.Request) (uint64, error) {
+	v := strings.TrimSpace(r.Header.Get("If-Match"))
+	if v == "" || v == "*" {
+		return 0, nil
+	}
+	v = strings.Trim(strings.TrimPrefix(v, "W/"), `"`)
+	rev, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || rev == 0 {
+		return 0, badRequest(fmt.Sprintf("If-Match %q is not a revision", r.Header.Get("If-Match")))
+	}
+	return rev, nil
+}
+
+// decodeJSON reads a bounded JSON body into v, refusing unknown fields so
+// a typo is an error rather than silently ignored. An empty body is allowed
+// when empty is true.
+func decodeJSON(r io.Reader, v any, empty bool) error {
+	dec := json.NewDecoder(io.LimitReader(r, maxJSONBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if errors.Is(err, io.EOF) && empty {
+		return nil
+	}
+	if err != nil {
+		return badRequest("body is not valid JSON for this call: " + err.Error())
+	}
+	if dec.More() {
+		return badRequest("body has more than one JSON value")
+	}
+	return nil
+}
+
+func sendFunction(w http.ResponseWriter, status int, f registry.Function) error {
+	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(f.Revision, 10)))
+	writeJSON(w, status, f)
+	return nil
+}
+
+func (a *api) listFunctions(w http.ResponseWriter, r *http.Request) error {
+	limit := defaultPage
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxPage {
+			return badRequest(fmt.Sprintf("limit %q must be 1 to %d", s, maxPage))
+		}
+		limit = n
+	}
+	fns, next, err := a.reg.List(r.Context(), limit, r.URL.Query().Get("marker"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Functions  []registry.Function `json:"functions"`
+		NextMarker string              `json:"next_marker,omitempty"`
+	}{fns, next})
+	return nil
+}
+
+func (a *api) createFunction(w http.ResponseWriter, r *http.Request) error {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/form-data" {
+		return badRequest("create takes multipart/form-data with a config part (JSON) and a code part (zip or tar.gz)")
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, a.limits.MaxPacked+multipartSlack)
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return badRequest("bad multipart body: " + err.Error())
+	}
+	var (
+		cfg       registry.Config
+		gotConfig bool
+		code      *registry.Staged
+	)
+	defer func() { code.Close() }()
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return badRequestOrTooLarge("bad multipart body", err)
+		}
+		switch part.FormName() {
+		case "config":
+			if err := decodeJSON(part, &cfg, false); err != nil {
+				return err
+			}
+			gotConfig = true
+		case "code":
+			if code != nil {
+				return badRequest("more than one code part")
+			}
+			if code, err = registry.Stage(part, a.stage, a.limits); err != nil {
+				return badRequestOrTooLarge("reading the code part", err)
+			}
+		default:
+			return badRequest(fmt.Sprintf("unknown multipart part %q (want config and code)", part.FormName()))
+		}
+	}
+	if !gotConfig {
+		return badRequest("the config part is missing")
+	}
+	f, err := a.reg.Create(r.Context(), cfg, code)
+	if err != nil {
+		return err
+	}
+	a.log.Info("function created", "function", f.Name, "sha256", f.CodeSHA256, "revision", f.Revision)
+	return sendFunction(w, http.StatusCreated, f)
+}
+
+// badRequestOrTooLarge passes on errors that already say what they are
+// and calls the rest a bad request.
+func badRequestOrTooLarge(what string, err error) error {
+	var (
+		maxErr *http.MaxBytesError
+		arcErr *archive.Error
+		valErr *registry.ValidationError
+	)
+	if errors.As(err, &maxErr) || errors.As(err, &arcErr) || errors.As(err, &valErr) ||
+		errors.Is(err, registry.ErrTooLarge) {
+		return err
+	}
+	return badRequest(what + ": " + err.Error())
+}
+
+func (a *api) getFunction(w http.ResponseWriter, r *http.Request) error {
+	f, err := a.reg.Get(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return sendFunction(w, http.StatusOK, f)
+}
+
+func (a *api) updateConfig(w http.ResponseWriter, r *http.Request) error {
+	rev, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	var cfg registry.Config
+	if err := decodeJSON(r.Body, &cfg, false); err != nil {
+		return err
+	}
+	f, err := a.reg.UpdateConfig(r.Context(), r.PathValue("name"), cfg, rev)
+	if err != nil {
+		return err
+	}
+	a.log.Info("function config updated", "function", f.Name, "revision", f.Revision)
+	return sendFunction(w, http.StatusOK, f)
+}
+
+func (a *api) updateCode(w http.ResponseWriter, r *http.Request) error {
+	rev, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	// Say no before reading 50 MB when the answer is known.
+	if _, err := a.reg.Get(r.Context(), name); err != nil {
+		return err
+	}
+	if r.ContentLength > a.limits.MaxPacked {
+		return fmt.Errorf("code archive is %d bytes: %w", r.ContentLength, registry.ErrTooLarge)
+	}
+	code, err := registry.Stage(http.MaxBytesReader(w, r.Body, a.limits.MaxPacked+1), a.stage, a.limits)
+	if err != nil {
+		return badRequestOrTooLarge("reading the code", err)
+	}
+	defer code.Close()
+	f, err := a.reg.UpdateCode(r.Context(), name, code, rev)
+	if err != nil {
+		return err
+	}
+	a.log.Info("function code updated", "function", f.Name, "sha256", f.CodeSHA256, "revision", f.Revision)
+	return sendFunction(w, http.StatusOK, f)
+}
+
+func (a *api) getCode(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	sha := ""
+	if s := r.URL.Query().Get("version"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return badRequest(fmt.Sprintf("version %q is not a number", s))
+		}
+		v, err := a.reg.GetVersion(r.Context(), name, n)
+		if err != nil {
+			return err
+		}
+		sha = v.Function.CodeSHA256
+	} else {
+		f, err := a.reg.Get(r.Context(), name)
+		if err != nil {
+			return err
+		}
+		sha = f.CodeSHA256
+	}
+	rc, err := a.reg.Code(r.Context(), sha)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("X-Wisp-Code-Sha256", sha)
+	if _, err := io.Copy(w, rc); err != nil {
+		a.log.Warn("api: code download cut off", "function", name, "err", err)
+	}
+	return nil
+}
+
+func (a *api) deleteFunction(w http.ResponseWriter, r *http.Request) error {
+	rev, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	if err := a.reg.Delete(r.Context(), name, rev); err != nil {
+		return err
+	}
+	a.log.Info("function deleted", "function", name)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *api) publish(w http.ResponseWriter, r *http.Request) error {
+	rev, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Description string `json:"description"`
+	}
+	if err := decodeJSON(r.Body, &body, true); err != nil {
+		return err
+	}
+	v, created, err := a.reg.Publish(r.Context(), r.PathValue("name"), body.Description, rev)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+		a.log.Info("version published", "function", v.Function.Name, "version", v.Version)
+	}
+	writeJSON(w, status, v)
+	return nil
+}
+
+func (a *api) listVersions(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	if _, err := a.reg.Get(r.Context(), name); err != nil {
+		return err
+	}
+	vers, err := a.reg.ListVersions(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Versions []registry.Version `json:"versions"`
+	}{vers})
+	return nil
+}
+
+func (a *api) getVersion(w http.ResponseWriter, r *http.Request) error {
+	n, err := strconv.Atoi(r.PathValue("n"))
+	if err != nil {
+		return &Error{http.StatusNotFound, "ResourceNotFoundException", fmt.Sprintf("version %q not found", r.PathValue("n"))}
+	}
+	v, err := a.reg.GetVersion(r.Context(), r.PathValue("name"), n)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (a *api) putAlias(w http.ResponseWriter, r *http.Request) error {
+	rev, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Version           int     `json:"version"`
+		AdditionalVersion int     `json:"additional_version"`
+		AdditionalWeight  float64 `json:"additional_weight"`
+		Description       string  `json:"description"`
+	}
+	if err := decodeJSON(r.Body, &body, false); err != nil {
+		return err
+	}
+	al, created, err := a.reg.PutAlias(r.Context(), r.PathValue("name"), registry.Alias{
+		Name: r.PathValue("alias"), Version: body.Version, AdditionalVersion: body.AdditionalVersion,
+		AdditionalWeight: body.AdditionalWeight, Description: body.Description,
+	}, rev)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(al.Revision, 10)))
+	writeJSON(w, status, al)
+	return nil
+}
+
+func (a *api) getAlias(w http.ResponseWriter, r *http.Request) error {
+	al, err := a.reg.GetAlias(r.Context(), r.PathValue("name"), r.PathValue("alias"))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(al.Revision, 10)))
+	writeJSON(w, http.StatusOK, al)
+	return nil
+}
+
+func (a *api) listAliases(w http.ResponseWriter, r *http.Request) error {
+	als, err := a.reg.ListAliases(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Aliases []registry.Alias `json:"aliases"`
+	}{als})
+	return nil
+}
+
+func (a *api) deleteAlias(w http.ResponseWriter, r *http.Request) error {
+	rev, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	if err := a.reg.DeleteAlias(r.Context(), r.PathValue("name"), r.PathValue("alias"), rev); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,240 @@
+package api_test
+
+import (
+	"archive/tar"
+	"archive/zip"
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+)
+
+func tarGzOf(t *testing.T, hdrs []*tar.Header, bodies []string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	for i, h := range hdrs {
+		h.Size = int64(len(bodies[i]))
+		if h.Typeflag != tar.TypeReg {
+			h.Size = 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Size > 0 {
+			io.WriteString(tw, bodies[i]) //nolint:errcheck // into a buffer
+		}
+	}
+	tw.Close()
+	gz.Close()
+	return buf.Bytes()
+}
+
+func zipSymlink(t *testing.T, name, target string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	h := &zip.FileHeader{Name: name}
+	h.SetMode(os.ModeSymlink | 0o777)
+	w, err := zw.CreateHeader(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, target) //nolint:errcheck // into a buffer
+	zw.Close()
+	return buf.Bytes()
+}
+
+// zipBomb is a small zip that inflates past the 250 MB limit: one
+// compressed MiB of zeros, stored raw under 260 names.
+func zipBomb(t *testing.T) []byte {
+	t.Helper()
+	var deflated bytes.Buffer
+	fw, err := flate.NewWriter(&deflated, flate.BestCompression)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zeros := make([]byte, 1<<20)
+	fw.Write(zeros) //nolint:errcheck // into a buffer
+	fw.Close()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for i := range 260 {
+		w, err := zw.CreateRaw(&zip.FileHeader{Name: fmt.Sprintf("zeros%03d", i), Method: zip.Deflate,
+			CRC32: crc32.ChecksumIEEE(zeros), CompressedSize64: uint64(deflated.Len()), UncompressedSize64: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(deflated.Bytes()) //nolint:errcheck // into a buffer
+	}
+	zw.Close()
+	return buf.Bytes()
+}
+
+func manyEntries(t *testing.T, n int) []byte {
+	t.Helper()
+	files := map[string]string{}
+	for i := range n {
+		files[fmt.Sprintf("f%05d", i)] = ""
+	}
+	return zipOf(t, files)
+}
+
+func TestCreateRefusesBadInput(t *testing.T) {
+	n := startNode(t)
+	c := newClient(t, n)
+	good := zipOf(t, helloCode)
+	big := strings.Repeat("x", 4100)
+	cfg := func(fields string) string {
+		return `{"name":"hello","runtime":"nodejs","handler":"index.handler"` + fields + `}`
+	}
+	truncated := good[:len(good)/2]
+	corrupt := append([]byte{}, good...)
+	copy(corrupt[30:], "garbage-garbage-garbage")
+	for _, tc := range []struct {
+		name     string
+		config   string
+		code     []byte
+		status   int
+		errType  string
+		mentions string
+	}{
+		{"bad name", `{"name":"Hello","runtime":"nodejs","handler":"index.handler"}`, good, 400, "InvalidParameterValueException", "name"},
+		{"name too long", `{"name":"` + strings.Repeat("a", 64) + `","runtime":"nodejs","handler":"index.handler"}`, good, 400, "InvalidParameterValueException", "name"},
+		{"memory too low", cfg(`,"memory_mb":127`), good, 400, "InvalidParameterValueException", "memory"},
+		{"memory too high", cfg(`,"memory_mb":10241`), good, 400, "InvalidParameterValueException", "memory"},
+		{"timeout zero", cfg(`,"timeout":0`), good, 400, "InvalidParameterValueException", "timeout"},
+		{"timeout too long", cfg(`,"timeout":901`), good, 400, "InvalidParameterValueException", "timeout"},
+		{"env key", cfg(`,"env":{"1BAD":"x"}`), good, 400, "InvalidParameterValueException", "env key"},
+		{"env AWS_", cfg(`,"env":{"AWS_REGION":"x"}`), good, 400, "InvalidParameterValueException", "reserved"},
+		{"env WISP_", cfg(`,"env":{"WISP_TOKEN":"x"}`), good, 400, "InvalidParameterValueException", "reserved"},
+		{"env too big", cfg(`,"env":{"BIG":"` + big + `"}`), good, 400, "InvalidParameterValueException", "env"},
+		{"unknown runtime", `{"name":"hello","runtime":"cobol","handler":"x.y"}`, good, 400, "InvalidParameterValueException", "runtime"},
+		{"no runtime", `{"name":"hello"}`, good, 400, "InvalidParameterValueException", "runtime"},
+		{"bad handler", cfg(`,"handler":"nodot"`), good, 400, "InvalidParameterValueException", "handler"},
+		{"negative concurrency", cfg(`,"concurrency":-1`), good, 400, "InvalidParameterValueException", "concurrency"},
+		{"bad url_auth", cfg(`,"url_auth":"open"`), good, 400, "InvalidParameterValueException", "url_auth"},
+		{"unknown field", cfg(`,"memory":256`), good, 400, "InvalidParameterValueException", "unknown field"},
+		{"config not json", `{name:`, good, 400, "InvalidParameterValueException", "JSON"},
+		{"no config", "", good, 400, "InvalidParameterValueException", "config"},
+		{"no code", cfg(""), nil, 400, "InvalidParameterValueException", "code"},
+		{"not an archive", cfg(""), []byte("just text"), 400, "InvalidCodeException", ""},
+		{"truncated zip", cfg(""), truncated, 400, "InvalidCodeException", ""},
+		{"corrupt zip", cfg(""), corrupt, 400, "InvalidCodeException", ""},
+		{"dotdot entry", cfg(""), zipOf(t, map[string]string{"../evil.js": "x"}), 400, "InvalidCodeException", ".."},
+		{"nested dotdot", cfg(""), zipOf(t, map[string]string{"a/../../evil.js": "x"}), 400, "InvalidCodeException", ""},
+		{"absolute entry", cfg(""), zipOf(t, map[string]string{"/etc/evil": "x"}), 400, "InvalidCodeException", ""},
+		{"link outside", cfg(""), zipSymlink(t, "link", "../../etc/passwd"), 400, "InvalidCodeException", "link"},
+		{"absolute link", cfg(""), zipSymlink(t, "link", "/etc/passwd"), 400, "InvalidCodeException", "link"},
+		{"tar link outside", cfg(""), tarGzOf(t, []*tar.Header{{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "../x"}}, []string{""}), 400, "InvalidCodeException", ""},
+		{"tar device", cfg(""), tarGzOf(t, []*tar.Header{{Name: "dev", Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 3}}, []string{""}), 400, "InvalidCodeException", ""},
+		{"tar fifo", cfg(""), tarGzOf(t, []*tar.Header{{Name: "p", Typeflag: tar.TypeFifo}}, []string{""}), 400, "InvalidCodeException", ""},
+		{"tar truncated", cfg(""), tarGzOf(t, []*tar.Header{{Name: "a", Typeflag: tar.TypeReg, Mode: 0o644}}, []string{strings.Repeat("a", 5000)})[:40], 400, "InvalidCodeException", ""},
+		{"zip bomb", cfg(""), zipBomb(t), 413, "CodeTooLargeException", ""},
+		{"too many entries", cfg(""), manyEntries(t, 10001), 413, "CodeTooLargeException", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := c.create(tc.config, tc.code)
+			if r.status != tc.status || r.errType() != tc.errType {
+				t.Fatalf("got %d %s, want %d %s", r.status, r.body, tc.status, tc.errType)
+			}
+			if !strings.Contains(string(r.body), tc.mentions) {
+				t.Errorf("message %s does not mention %q", r.body, tc.mentions)
+			}
+			// State unchanged: no function of that name.
+			if r := c.json("GET", "/v1/functions/hello", nil); r.status != http.StatusNotFound {
+				t.Fatalf("a refused create left a function: %d %s", r.status, r.body)
+			}
+		})
+	}
+	if r := c.json("GET", "/v1/functions", nil); !strings.Contains(string(r.body), `"functions": []`) {
+		t.Errorf("functions exist after refused creates: %s", r.body)
+	}
+}
+
+func TestUploadOver50MB(t *testing.T) {
+	n := startNode(t)
+	c := newClient(t, n)
+	mustStatus(t, c.create(helloConfig, zipOf(t, helloCode)), http.StatusCreated)
+	huge := make([]byte, 50<<20+1)
+	r := c.do("PUT", "/v1/functions/hello/code", "application/zip", huge)
+	if r.status != http.StatusRequestEntityTooLarge || r.errType() != "RequestTooLargeException" {
+		t.Fatalf("got %d %s", r.status, r.body)
+	}
+	r = c.create(`{"name":"big","runtime":"nodejs","handler":"index.handler"}`, huge)
+	if r.status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("create got %d %s", r.status, r.body)
+	}
+	mustStatus(t, c.json("GET", "/v1/functions/big", nil), http.StatusNotFound)
+}
+
+func TestUpdatesRefuseBadInputAndStaleRevisions(t *testing.T) {
+	n := startNode(t)
+	c := newClient(t, n)
+	mustStatus(t, c.create(helloConfig, zipOf(t, helloCode)), http.StatusCreated)
+	before := c.json("GET", "/v1/functions/hello", nil).body
+	var f struct{ Revision uint64 }
+	c.json("GET", "/v1/functions/hello", nil).decode(t, &f)
+	stale := fmt.Sprint(f.Revision + 100)
+
+	mustStatus(t, c.create(helloConfig, zipOf(t, helloCode)), http.StatusConflict)
+	for _, tc := range []struct {
+		name    string
+		send    func() resp
+		status  int
+		errType string
+	}{
+		{"exists", func() resp { return c.create(helloConfig, zipOf(t, helloCode)) }, 409, "ResourceConflictException"},
+		{"patch memory", func() resp { return c.json("PATCH", "/v1/functions/hello", map[string]int{"memory_mb": 1}) }, 400, "InvalidParameterValueException"},
+		{"patch rename", func() resp { return c.json("PATCH", "/v1/functions/hello", map[string]string{"name": "other"}) }, 400, "InvalidParameterValueException"},
+		{"patch not json", func() resp { return c.do("PATCH", "/v1/functions/hello", "application/json", []byte("{")) }, 400, "InvalidParameterValueException"},
+		{"patch stale", func() resp {
+			return c.json("PATCH", "/v1/functions/hello", map[string]int{"memory_mb": 256}, "If-Match", stale)
+		}, 409, "PreconditionFailedException"},
+		{"patch bad if-match", func() resp {
+			return c.json("PATCH", "/v1/functions/hello", map[string]int{"memory_mb": 256}, "If-Match", "abc")
+		}, 400, "InvalidParameterValueException"},
+		{"code stale", func() resp {
+			return c.do("PUT", "/v1/functions/hello/code", "application/zip", zipOf(t, map[string]string{"x.js": "1"}), "If-Match", stale)
+		}, 409, "PreconditionFailedException"},
+		{"code bad", func() resp {
+			return c.do("PUT", "/v1/functions/hello/code", "application/zip", zipOf(t, map[string]string{"../x.js": "1"}))
+		}, 400, "InvalidCodeException"},
+		{"publish stale", func() resp { return c.json("POST", "/v1/functions/hello/versions", nil, "If-Match", stale) }, 409, "PreconditionFailedException"},
+		{"delete stale", func() resp { return c.json("DELETE", "/v1/functions/hello", nil, "If-Match", stale) }, 409, "PreconditionFailedException"},
+		{"alias to missing version", func() resp {
+			return c.json("PUT", "/v1/functions/hello/aliases/live", map[string]int{"version": 7})
+		}, 400, "InvalidParameterValueException"},
+		{"alias all digits", func() resp {
+			return c.json("PUT", "/v1/functions/hello/aliases/123", map[string]int{"version": 1})
+		}, 400, "InvalidParameterValueException"},
+		{"alias weight without version", func() resp {
+			return c.json("PUT", "/v1/functions/hello/aliases/live", map[string]any{"version": 1, "additional_weight": 0.5})
+		}, 400, "InvalidParameterValueException"},
+		{"missing function", func() resp { return c.json("PATCH", "/v1/functions/nope", map[string]int{"memory_mb": 256}) }, 404, "ResourceNotFoundException"},
+		{"missing function code", func() resp {
+			return c.do("PUT", "/v1/functions/nope/code", "application/zip", zipOf(t, helloCode))
+		}, 404, "ResourceNotFoundException"},
+		{"missing version", func() resp { return c.json("GET", "/v1/functions/hello/versions/9", nil) }, 404, "ResourceNotFoundException"},
+		{"missing route", func() resp { return c.json("GET", "/v1/nothing", nil) }, 404, "ResourceNotFoundException"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.send()
+			if r.status != tc.status || r.errType() != tc.errType {
+				t.Fatalf("got %d %s, want %d %s", r.status, r.body, tc.status, tc.errType)
+			}
+			if after := c.json("GET", "/v1/functions/hello", nil).body; !bytes.Equal(after, before) {
+				t.Fatalf("state changed:\n%s\n%s", before, after)
+			}
+		})
+	}
+	// With the right revision the same update goes through.
+	mustStatus(t, c.json("PATCH", "/v1/functions/hello", map[string]int{"memory_mb": 256}, "If-Match", fmt.Sprintf("%q", fmt.Sprint(f.Revision))), http.StatusOK)
+}

@@ -1,0 +1,276 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/internal/archive"
+	"github.com/wisp-dev/wisp/internal/registry"
+)
+
+// deployFlags are wisp deploy's flags. Only those the user set are sent.
+type deployFlags struct {
+	name         string
+	runtime      string
+	handler      string
+	memory       int
+	timeout      int
+	env          []string
+	description  string
+	urlAuth      string
+	concurrency  int
+	minInstances int
+}
+
+func newDeployCmd(g *globals) *cobra.Command {
+	var f deployFlags
+	cmd := &cobra.Command{
+		Use:   "deploy [DIR]",
+		Short: "Create or update a function from a directory",
+		Long: `Create or update a function from a directory (default: the current one).
+
+The directory is zipped and uploaded. The function is created if it does not
+exist; otherwise its code is replaced and then the flags given change its
+config (flags not given keep their value).
+
+With --runtime go, a directory with a go.mod and no executable 'bootstrap' is
+built first for linux (CGO_ENABLED=0, -tags lambda.norpc) and only the
+resulting bootstrap is uploaded.`,
+		Example: `  wisp deploy ./hello --runtime nodejs --handler index.handler
+  wisp deploy --runtime go --memory 256 --env GREETING=hi`,
+		Args: wantArgs(0, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := "."
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			return deploy(cmd, g, dir, &f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.name, "name", "", "the function's name (default: the directory's name, lower-cased)")
+	fl.StringVar(&f.runtime, "runtime", "", "provided, go, nodejs or python (needed to create)")
+	fl.StringVar(&f.handler, "handler", "", "the entry point, such as index.handler (default for provided and go: bootstrap)")
+	fl.IntVar(&f.memory, "memory", 0, "memory in MB, 128 to 10240 (default 128)")
+	fl.IntVar(&f.timeout, "timeout", 0, "timeout in seconds, 1 to 900 (default 3)")
+	fl.StringArrayVar(&f.env, "env", nil, "an environment variable K=V; repeatable; replaces all of them on update")
+	fl.StringVar(&f.description, "description", "", "the function's description")
+	fl.StringVar(&f.urlAuth, "url-auth", "", "who may call the function URL: token or none (default token)")
+	fl.IntVar(&f.concurrency, "concurrency", 0, "reserved concurrency; 0 throttles every call, -1 un-reserves (default unreserved)")
+	fl.IntVar(&f.minInstances, "min-instances", 0, "instances kept warm (default 0)")
+	return cmd
+}
+
+// configFromFlags is the config the flags the user set ask for, and whether
+// they set any.
+func configFromFlags(flags *pflag.FlagSet, f *deployFlags) (cfg client.Config, changed bool, err error) {
+	set := func(name string) bool {
+		if flags.Changed(name) {
+			changed = true
+			return true
+		}
+		return false
+	}
+	if set("runtime") {
+		cfg.Runtime = &f.runtime
+	}
+	if set("handler") {
+		cfg.Handler = &f.handler
+	}
+	if set("memory") {
+		cfg.MemoryMB = &f.memory
+	}
+	if set("timeout") {
+		cfg.Timeout = &f.timeout
+	}
+	if set("env") {
+		cfg.Env = make(map[string]string, len(f.env))
+		for _, kv := range f.env {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return client.Config{}, false, usageErrorf("--env %q is not K=V", kv)
+			}
+			cfg.Env[k] = v
+		}
+	}
+	if set("description") {
+		cfg.Description = &f.description
+	}
+	if set("url-auth") {
+		cfg.URLAuth = &f.urlAuth
+	}
+	if set("concurrency") {
+		if f.concurrency < 0 {
+			cfg.ClearConcurrency = true
+		} else {
+			cfg.Concurrency = &f.concurrency
+		}
+	}
+	if set("min-instances") {
+		cfg.MinInstances = &f.minInstances
+	}
+	return cfg, changed, nil
+}
+
+// nameFromDir is the function name a directory gives: its base name,
+// lower-cased, if that is a valid name.
+func nameFromDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	name := strings.ToLower(filepath.Base(abs))
+	if registry.ValidName("function", name) != nil {
+		return "", usageErrorf("directory %q does not make a function name ([a-z][a-z0-9-]{0,62}): pass --name", filepath.Base(abs))
+	}
+	return name, nil
+}
+
+func deploy(cmd *cobra.Command, g *globals, dir string, f *deployFlags) error {
+	ctx := cmd.Context()
+	cfg, configSet, err := configFromFlags(cmd.Flags(), f)
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Stat(dir); err != nil {
+		return err
+	} else if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	name := f.name
+	if !cmd.Flags().Changed("name") {
+		if name, err = nameFromDir(dir); err != nil {
+			return err
+		}
+	} else if err := registry.ValidName("function", name); err != nil {
+		return &usageError{err}
+	}
+
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	current, err := c.GetFunction(ctx, name)
+	create := client.IsNotFound(err)
+	if err != nil && !create {
+		return err
+	}
+	rt := current.Runtime
+	if cfg.Runtime != nil {
+		rt = *cfg.Runtime
+	}
+	if create && rt == "" {
+		return usageErrorf("function %q does not exist yet: pass --runtime to create it", name)
+	}
+
+	tmp, err := os.MkdirTemp("", "wisp-deploy-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	src := dir
+	if rt == "go" {
+		if src, err = buildGo(ctx, g.env, dir, tmp, cmd.ErrOrStderr()); err != nil {
+			return err
+		}
+		if create && cfg.Handler == nil {
+			h := "bootstrap"
+			cfg.Handler = &h
+		}
+	}
+	code, size, err := pack(src, tmp)
+	if err != nil {
+		return err
+	}
+	defer code.Close()
+
+	var bar *progressBar
+	if isTerminal(cmd.ErrOrStderr()) {
+		bar = newProgressBar(cmd.ErrOrStderr(), size, g.now)
+	}
+	var fn client.Function
+	if create {
+		cfg.Name = name
+		fn, err = c.CreateFunction(ctx, cfg, code, size, bar.update)
+	} else {
+		// Conditional on the revision read above, so a deploy racing
+		// another change fails instead of undoing it.
+		fn, err = c.UpdateCode(ctx, name, code, size, current.Revision, bar.update)
+		if err == nil && configSet {
+			bar.finish()
+			fn, err = c.UpdateConfig(ctx, name, cfg, fn.Revision)
+		}
+	}
+	bar.finish()
+	if err != nil {
+		return err
+	}
+	state := "updated"
+	if create {
+		state = "created"
+	}
+	_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s %s  %s  revision %d\n", state, fn.Name, fullSHA(fn.CodeSHA256), fn.Revision)
+	return err
+}
+
+// buildGo builds the Go program in dir for Linux into a directory of its own
+// under tmp and returns that directory, holding just the executable
+// bootstrap. A dir that already has an executable bootstrap is used as it is.
+func buildGo(ctx context.Context, env []string, dir, tmp string, stderr io.Writer) (string, error) {
+	if fi, err := os.Stat(filepath.Join(dir, "bootstrap")); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+		return dir, nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, "go.mod")); errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("runtime go: %s has neither a go.mod to build nor an executable bootstrap", dir)
+	} else if err != nil {
+		return "", err
+	}
+	out := filepath.Join(tmp, "build")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(stderr, "building %s for linux/%s\n", dir, runtime.GOARCH)
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-tags", "lambda.norpc",
+		"-o", filepath.Join(out, "bootstrap"), ".")
+	build.Dir = dir
+	build.Env = append(env[:len(env):len(env)], "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	build.Stdout, build.Stderr = stderr, stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("go build in %s: %w", dir, err)
+	}
+	return out, nil
+}
+
+// pack zips dir into a temp file under tmp, so that its size is known before
+// the upload, and returns it rewound.
+func pack(dir, tmp string) (*os.File, int64, error) {
+	f, err := os.CreateTemp(tmp, "code-*.zip")
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := archive.Pack(dir, f); err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("packing %s: %w", dir, err)
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, fi.Size(), nil
+}

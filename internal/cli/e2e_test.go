@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wisp-dev/wisp/internal/server"
+)
+
+// TestQuickstart walks the README's quickstart against a real node: deploy a
+// directory, list it, publish a version, set an alias, restart the node and
+// find all of it there. The CLI finds the node's token the way a new user's
+// does: from the admin.token file in the default data dir.
+func TestQuickstart(t *testing.T) {
+	xdg := t.TempDir()
+	dataDir := filepath.Join(xdg, "wisp")
+	startNode := func(listen string) *server.Node {
+		n, err := server.Start(context.Background(), server.Config{DataDir: dataDir, Listen: listen})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	n := startNode("127.0.0.1:0")
+	env := []string{"XDG_DATA_HOME=" + xdg, "WISP_URL=" + n.URL()}
+	run := func(args ...string) string {
+		t.Helper()
+		out, errOut, err := runCLI(t, env, args...)
+		if err != nil {
+			t.Fatalf("wisp %s: %v\n%s", strings.Join(args, " "), err, errOut)
+		}
+		return out
+	}
+
+	dir := filepath.Join("..", "..", "examples", "hello-node")
+	out := run("deploy", dir, "--name", "hello", "--runtime", "nodejs", "--handler", "index.handler", "--env", "GREETING=hi")
+	if !strings.Contains(out, "created hello") {
+		t.Errorf("deploy said %q", out)
+	}
+	// Deploying the same directory again updates it, keeping its sha.
+	out = run("deploy", dir, "--name", "hello", "--memory", "256")
+	if !strings.Contains(out, "updated hello") {
+		t.Errorf("second deploy said %q", out)
+	}
+	if out := run("ls"); !strings.Contains(out, "hello") || !strings.Contains(out, "nodejs") {
+		t.Errorf("ls: %q", out)
+	}
+	if out := run("publish", "hello"); !strings.Contains(out, "version 1") {
+		t.Errorf("publish: %q", out)
+	}
+	run("alias", "set", "hello", "live", "1")
+
+	if err := n.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	n = startNode("127.0.0.1:0")
+	defer func() {
+		if err := n.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
+	env[1] = "WISP_URL=" + n.URL()
+
+	var f struct {
+		Name     string
+		MemoryMB int `json:"memory_mb"`
+		Env      map[string]string
+	}
+	if err := json.Unmarshal([]byte(run("get", "hello", "-o", "json")), &f); err != nil {
+		t.Fatal(err)
+	}
+	if f.MemoryMB != 256 || f.Env["GREETING"] != "hi" {
+		t.Errorf("after restart: %+v", f)
+	}
+	if out := run("versions", "hello"); !strings.Contains(out, "1") {
+		t.Errorf("versions after restart: %q", out)
+	}
+	if out := run("alias", "get", "hello", "live"); !strings.Contains(out, "1") {
+		t.Errorf("alias after restart: %q", out)
+	}
+	run("rm", "hello")
+	_, errOut, err := runCLI(t, env, "get", "hello")
+	if err == nil || !strings.Contains(errOut, "ResourceNotFoundException") || strings.Count(errOut, "\n") != 1 {
+		t.Errorf("get after rm: err %v, stderr %q", err, errOut)
+	}
+}

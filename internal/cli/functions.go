@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wisp-dev/wisp/client"
+)
+
+func newLsCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List functions",
+		Args:  wantArgs(0, 0),
+	}
+	out := addOutputFlag(cmd, "table", "json")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, err := g.client()
+		if err != nil {
+			return err
+		}
+		fns, err := c.AllFunctions(cmd.Context())
+		if err != nil {
+			return err
+		}
+		return out.print(cmd.OutOrStdout(), fns, func(w io.Writer) error {
+			now := g.now()
+			rows := make([][]string, 0, len(fns))
+			for _, f := range fns {
+				rows = append(rows, []string{
+					f.Name, f.Runtime, fmt.Sprintf("%d MB", f.MemoryMB), fmt.Sprintf("%ds", f.Timeout),
+					shortSHA(f.CodeSHA256), age(now, f.UpdatedAt),
+				})
+			}
+			return writeTable(w, []string{"NAME", "RUNTIME", "MEMORY", "TIMEOUT", "CODE", "UPDATED"}, rows)
+		})
+	}
+	return cmd
+}
+
+func newGetCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show a function",
+		Args:  wantArgs(1, 1),
+	}
+	out := addOutputFlag(cmd, "text", "json")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := g.client()
+		if err != nil {
+			return err
+		}
+		f, err := c.GetFunction(cmd.Context(), args[0])
+		if err != nil {
+			return err
+		}
+		return out.print(cmd.OutOrStdout(), f, func(w io.Writer) error {
+			return writeFields(w, functionFields(f, g.now()))
+		})
+	}
+	return cmd
+}
+
+// functionFields is a function as `wisp get` prints it, keyed as in its JSON.
+func functionFields(f client.Function, now time.Time) []field {
+	concurrency := "unreserved"
+	if f.Concurrency != nil {
+		concurrency = strconv.Itoa(*f.Concurrency)
+	}
+	fields := []field{
+		{"name", f.Name},
+		{"runtime", f.Runtime},
+		{"handler", f.Handler},
+		{"memory_mb", strconv.Itoa(f.MemoryMB)},
+		{"timeout", fmt.Sprintf("%ds", f.Timeout)},
+		{"concurrency", concurrency},
+		{"min_instances", strconv.Itoa(f.MinInstances)},
+		{"url_auth", f.URLAuth},
+		{"description", f.Description},
+	}
+	if len(f.Env) == 0 {
+		fields = append(fields, field{"env", ""})
+	}
+	for i, k := range slices.Sorted(maps.Keys(f.Env)) {
+		key := "" // one variable a line, under "env:"
+		if i == 0 {
+			key = "env"
+		}
+		fields = append(fields, field{key, k + "=" + f.Env[k]})
+	}
+	return append(fields,
+		field{"code_sha256", fullSHA(f.CodeSHA256)},
+		field{"code_size", fmt.Sprintf("%d (%s)", f.CodeSize, humanBytes(f.CodeSize))},
+		field{"created_at", timestamp(now, f.CreatedAt)},
+		field{"updated_at", timestamp(now, f.UpdatedAt)},
+		field{"revision", strconv.FormatUint(f.Revision, 10)},
+	)
+}
+
+func newRmCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm NAME",
+		Short: "Delete a function with its versions and aliases",
+		Args:  wantArgs(1, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteFunction(cmd.Context(), args[0], 0); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", args[0])
+			return err
+		},
+	}
+}

@@ -1,0 +1,164 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// outputFlag is the -o flag of a command that prints resources: JSON, or
+// the command's text (a table or key: value lines).
+type outputFlag struct {
+	format  string
+	choices []string // the first is the default
+}
+
+// addOutputFlag gives cmd a -o flag taking one of choices, the first being
+// the default; "json" should be one of them.
+func addOutputFlag(cmd *cobra.Command, choices ...string) *outputFlag {
+	o := &outputFlag{format: choices[0], choices: choices}
+	cmd.Flags().VarP(o, "output", "o", "output format: "+strings.Join(choices, " or "))
+	return o
+}
+
+func (o *outputFlag) String() string { return o.format }
+func (o *outputFlag) Type() string   { return "format" }
+
+func (o *outputFlag) Set(s string) error {
+	if !slices.Contains(o.choices, s) {
+		return fmt.Errorf("must be %s", strings.Join(o.choices, " or "))
+	}
+	o.format = s
+	return nil
+}
+
+// print writes v to w as indented JSON when -o json was asked for, and as
+// text writes it otherwise.
+func (o *outputFlag) print(w io.Writer, v any, text func(w io.Writer) error) error {
+	if o.format != "json" {
+		return text(w)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// writeTable writes a header and rows in aligned columns.
+func writeTable(w io.Writer, header []string, rows [][]string) error {
+	return writeAligned(w, 3, append([][]string{header}, rows...))
+}
+
+// field is one line of a resource printed as text.
+type field struct{ key, value string }
+
+// writeFields writes "key: value" lines with the values aligned. A field
+// with no key continues the one above it.
+func writeFields(w io.Writer, fields []field) error {
+	rows := make([][]string, len(fields))
+	for i, f := range fields {
+		key := f.key
+		if key != "" {
+			key += ":"
+		}
+		rows[i] = []string{key, f.value}
+	}
+	return writeAligned(w, 1, rows)
+}
+
+// writeAligned writes rows of cells in columns padding spaces apart.
+func writeAligned(w io.Writer, padding int, rows [][]string) error {
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 0, padding, ' ', 0)
+	for _, row := range rows {
+		cells := make([]string, len(row))
+		for i, c := range row {
+			cells[i] = cell(c)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// An empty last cell leaves the padding of the one before it.
+	for line := range strings.Lines(buf.String()) {
+		if _, err := io.WriteString(w, strings.TrimRight(line, " \n")+"\n"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cell keeps a value from breaking the lines and columns it is printed in.
+func cell(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\n' || r == '\r' {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// fullSHA is a code hash as people read it: sha256:<hex>.
+func fullSHA(s string) string {
+	if s == "" || strings.HasPrefix(s, "sha256:") {
+		return s
+	}
+	return "sha256:" + s
+}
+
+// shortSHA is the first 12 hex digits of a code hash, for tables.
+func shortSHA(s string) string {
+	s = strings.TrimPrefix(s, "sha256:")
+	if len(s) > 12 {
+		s = s[:12]
+	}
+	return s
+}
+
+// age is how long before now t was, roughly: "40s ago", "5m ago", "3h ago",
+// "12d ago"; a date past a year.
+func age(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < time.Second:
+		return "just now"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d/time.Hour))
+	case d < 365*24*time.Hour:
+		return fmt.Sprintf("%dd ago", int(d/(24*time.Hour)))
+	}
+	return t.Format(time.DateOnly)
+}
+
+// timestamp is t in full with its age: "2026-11-23T16:00:00Z (5m ago)".
+func timestamp(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Format(time.RFC3339) + " (" + age(now, t) + ")"
+}
+
+// humanBytes is n in B, KB or MB (powers of 1024).
+func humanBytes(n int64) string {
+	switch {
+	case n < 1<<10:
+		return fmt.Sprintf("%d B", n)
+	case n < 1<<20:
+		return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+}

@@ -1,0 +1,95 @@
+package cli
+
+import (
+	"bytes"
+	"testing"
+	"time"
+)
+
+func TestAge(t *testing.T) {
+	tests := []struct {
+		name string
+		t    time.Time
+		want string
+	}{
+		{"never", time.Time{}, "-"},
+		{"now", testNow, "just now"},
+		{"in the future", testNow.Add(time.Minute), "just now"},
+		{"seconds", testNow.Add(-42 * time.Second), "42s ago"},
+		{"minutes", testNow.Add(-5*time.Minute - 59*time.Second), "5m ago"},
+		{"hours", testNow.Add(-47 * time.Hour), "47h ago"},
+		{"days", testNow.Add(-72 * time.Hour), "3d ago"},
+		{"long ago", time.Date(2024, 2, 29, 12, 0, 0, 0, time.UTC), "2024-02-29"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := age(testNow, tt.t); got != tt.want {
+				t.Errorf("age = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSHA(t *testing.T) {
+	const hex = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+	for _, in := range []string{hex, "sha256:" + hex} {
+		if got, want := fullSHA(in), "sha256:"+hex; got != want {
+			t.Errorf("fullSHA(%q) = %q, want %q", in, got, want)
+		}
+		if got, want := shortSHA(in), "9f86d081884c"; got != want {
+			t.Errorf("shortSHA(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestProgressBar(t *testing.T) {
+	now := testNow
+	var out bytes.Buffer
+	bar := newProgressBar(&out, 4<<20, func() time.Time { return now })
+
+	bar.update(1<<20, 4<<20)
+	if out.Len() != 0 {
+		t.Fatalf("drawn before %v: %q", progressDelay, out.String())
+	}
+	now = now.Add(progressDelay)
+	bar.update(1<<20, 4<<20)
+	want := "\ruploading [#######                       ] 1.0 MB / 4.0 MB   25%"
+	if out.String() != want {
+		t.Fatalf("after %v: %q, want %q", progressDelay, out.String(), want)
+	}
+	now = now.Add(progressRedraw / 2)
+	bar.update(2<<20, 4<<20)
+	if out.String() != want {
+		t.Fatalf("redrawn within %v: %q", progressRedraw, out.String())
+	}
+	now = now.Add(progressRedraw)
+	bar.update(4<<20, 4<<20)
+	want += "\ruploading [##############################] 4.0 MB / 4.0 MB  100%"
+	if out.String() != want {
+		t.Fatalf("at the end: %q, want %q", out.String(), want)
+	}
+	bar.finish()
+	bar.finish()
+	want += "\r\x1b[K"
+	if out.String() != want {
+		t.Fatalf("finished: %q, want %q", out.String(), want)
+	}
+	now = now.Add(time.Second)
+	bar.update(4<<20, 4<<20)
+	if out.String() != want {
+		t.Errorf("drawn after finish: %q", out.String())
+	}
+}
+
+func TestQuickUploadDrawsNothing(t *testing.T) {
+	var out bytes.Buffer
+	bar := newProgressBar(&out, 100, func() time.Time { return testNow })
+	bar.update(100, 100)
+	bar.finish()
+	if out.Len() != 0 {
+		t.Errorf("output = %q, want nothing", out.String())
+	}
+	var nobar *progressBar // stderr is not a terminal
+	nobar.update(1, 2)
+	nobar.finish()
+}

@@ -1,0 +1,73 @@
+// Package registry owns functions, their versions and aliases, and the code
+// artifacts they point at. It validates every change and keeps the state in
+// JetStream (a KV bucket for records, an Object Store for code), so every node
+// sharing the NATS sees the same registry and can watch it change.
+package registry
+
+import "time"
+
+// Latest is the qualifier of a function's mutable head.
+const Latest = "$LATEST"
+
+// Function is a function's $LATEST: its config and the code it runs.
+// It is also the JSON the control API speaks.
+type Function struct {
+	Name     string            `json:"name"`
+	Runtime  string            `json:"runtime"`
+	Handler  string            `json:"handler,omitempty"`
+	MemoryMB int               `json:"memory_mb"`
+	Timeout  int               `json:"timeout"` // seconds
+	Env      map[string]string `json:"env,omitempty"`
+	// Concurrency is the reserved concurrency: nil means unreserved (the
+	// node's limits apply), 0 means throttled.
+	Concurrency  *int   `json:"concurrency,omitempty"`
+	MinInstances int    `json:"min_instances"`
+	Description  string `json:"description,omitempty"`
+	// URLAuth is "token" (default) or "none" (the function URL is public).
+	URLAuth    string    `json:"url_auth"`
+	CodeSHA256 string    `json:"code_sha256"`
+	CodeSize   int64     `json:"code_size"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	// Revision changes on every write; updates may name it (If-Match) to
+	// refuse a stale write.
+	Revision uint64 `json:"revision"`
+}
+
+// Config is the part of a function a caller sets. Nil fields are left as
+// they are on update and take their defaults on create.
+type Config struct {
+	Name         string            `json:"name,omitempty"`
+	Runtime      *string           `json:"runtime,omitempty"`
+	Handler      *string           `json:"handler,omitempty"`
+	MemoryMB     *int              `json:"memory_mb,omitempty"`
+	Timeout      *int              `json:"timeout,omitempty"`
+	Env          map[string]string `json:"env,omitempty"`
+	Concurrency  *int              `json:"concurrency,omitempty"`
+	MinInstances *int              `json:"min_instances,omitempty"`
+	Description  *string           `json:"description,omitempty"`
+	URLAuth      *string           `json:"url_auth,omitempty"`
+	// ClearConcurrency sets Concurrency back to unreserved.
+	ClearConcurrency bool `json:"clear_concurrency,omitempty"`
+}
+
+// Version is an immutable snapshot of a function, numbered 1, 2, … .
+type Version struct {
+	Version     int       `json:"version"`
+	Function    Function  `json:"function"` // the config and code at publish time
+	CreatedAt   time.Time `json:"created_at"`
+	Description string    `json:"description,omitempty"`
+}
+
+// Alias names a version of a function, optionally with a second version that
+// takes AdditionalWeight (0 to 1) of the calls.
+type Alias struct {
+	Name              string    `json:"name"`
+	Function          string    `json:"function"`
+	Version           int       `json:"version"`
+	AdditionalVersion int       `json:"additional_version,omitempty"`
+	AdditionalWeight  float64   `json:"additional_weight,omitempty"`
+	Description       string    `json:"description,omitempty"`
+	UpdatedAt         time.Time `json:"updated_at"`
+	Revision          uint64    `json:"revision"`
+}

@@ -1,0 +1,200 @@
+// Package server assembles a Wisp node from its parts and owns their start
+// and stop order. A node is a value: a test can start several in one process.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/wisp-dev/wisp/internal/api"
+	"github.com/wisp-dev/wisp/internal/registry"
+	"github.com/wisp-dev/wisp/internal/store"
+)
+
+// Config is a node's configuration. Only DataDir is required; every other
+// zero value means the documented default.
+type Config struct {
+	// DataDir holds the node's state: JetStream data, the admin token file,
+	// staged uploads.
+	DataDir string
+	// Listen is the HTTP address; default 127.0.0.1:8080. Port 0 picks one.
+	Listen string
+	// NATSURL uses an existing NATS server instead of the embedded one.
+	NATSURL string
+	// NATSListen lets other nodes connect to the embedded NATS; default off.
+	NATSListen string
+	// AdminToken is the control API's bearer token; default: read from (or,
+	// on first start, created in) DataDir/admin.token.
+	AdminToken string
+	// ShutdownTimeout bounds how long in-flight requests may finish; default 10s.
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// TokenFile is the admin token file's name in the data dir.
+const TokenFile = "admin.token"
+
+// Node is one running wisp server.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	store *store.Store
+	reg   *registry.Registry
+	srv   *http.Server
+	ln    net.Listener
+	token string
+	done  chan error // the HTTP server's end
+}
+
+// Start starts a node and returns once it serves.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: a data dir is required")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8080"
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, done: make(chan error, 1)}
+	stageDir := filepath.Join(cfg.DataDir, "tmp")
+	if err := os.MkdirAll(stageDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: data dir: %w", err)
+	}
+	if err := clearDir(stageDir); err != nil {
+		return nil, err
+	}
+	tok, err := n.adminToken()
+	if err != nil {
+		return nil, err
+	}
+	n.token = tok
+
+	n.store, err = store.Open(ctx, store.Config{
+		URL: cfg.NATSURL, Dir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NATSListen, Logger: n.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.NATSURL == "" && cfg.NATSListen != "" {
+		n.log.Info("embedded nats accepts other nodes", "url", n.store.ClientURL())
+	} else if cfg.NATSURL != "" {
+		n.log.Info("using external nats", "url", n.store.ClientURL())
+	}
+	n.reg, err = registry.Open(ctx, n.store.JS, cfg.Now, n.log)
+	if err != nil {
+		n.store.Close()
+		return nil, err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", api.New(api.Config{Registry: n.reg, AdminToken: n.token, StageDir: stageDir, Logger: n.log}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "ok\n") //nolint:errcheck // nothing to do if the prober left
+	})
+
+	n.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		n.store.Close()
+		return nil, fmt.Errorf("server: listen on %s: %w", cfg.Listen, err)
+	}
+	n.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
+	go func() { n.done <- n.srv.Serve(n.ln) }()
+	n.log.Info("wisp node listening", "url", n.URL(), "data_dir", cfg.DataDir)
+	return n, nil
+}
+
+// adminToken returns the configured token, or the one in the data dir,
+// making it on first start.
+func (n *Node) adminToken() (string, error) {
+	if n.cfg.AdminToken != "" {
+		return n.cfg.AdminToken, nil
+	}
+	path := filepath.Join(n.cfg.DataDir, TokenFile)
+	b, err := os.ReadFile(path)
+	if err == nil && strings.TrimSpace(string(b)) != "" {
+		n.log.Info("admin token", "file", path)
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("server: read admin token: %w", err)
+	}
+	buf := make([]byte, 32)
+	rand.Read(buf) //nolint:errcheck // crypto/rand.Read never fails (Go 1.24+)
+	tok := hex.EncodeToString(buf)
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("server: write admin token: %w", err)
+	}
+	n.log.Info("admin token created", "file", path)
+	return tok, nil
+}
+
+// clearDir empties a scratch dir left by an earlier run.
+func clearDir(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+	}
+	return nil
+}
+
+// URL is the node's HTTP base URL, with the port it really listens on.
+func (n *Node) URL() string { return "http://" + n.ln.Addr().String() }
+
+// NATSURL is where other nodes reach this node's NATS: the embedded server's
+// listener (empty unless NATSListen is set) or the external server.
+func (n *Node) NATSURL() string { return n.store.ClientURL() }
+
+// AdminToken is the control API's bearer token.
+func (n *Node) AdminToken() string { return n.token }
+
+// Registry is the node's view of the function registry.
+func (n *Node) Registry() *registry.Registry { return n.reg }
+
+// Shutdown stops taking requests, lets in-flight ones finish (within
+// ShutdownTimeout and ctx), and closes the state store, flushing it.
+func (n *Node) Shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
+	defer cancel()
+	err := n.srv.Shutdown(ctx)
+	if err != nil {
+		n.log.Warn("in-flight requests cut off at shutdown", "err", err)
+		n.srv.Close()
+	}
+	if serr := <-n.done; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	if cerr := n.store.Close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	n.log.Info("wisp node stopped")
+	return err
+}

@@ -185,6 +185,10 @@ func decodeError(resp *http.Response) *Error {
 	if err == nil && json.Unmarshal(b, &body) == nil {
 		e.Type, e.Message = body.Type, body.Message
 	}
+	// The Lambda API names the type in a header, as AWS does.
+	if t := resp.Header.Get("X-Amzn-ErrorType"); t != "" {
+		e.Type = t
+	}
 	if e.Message == "" {
 		e.Message = http.StatusText(resp.StatusCode)
 	}

@@ -15,7 +15,9 @@ import (
 	"strings"
 
 	"github.com/wisp-dev/wisp/internal/archive"
+	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/registry"
+	"github.com/wisp-dev/wisp/internal/telemetry"
 )
 
 // Limits on request bodies.
@@ -35,6 +37,10 @@ type Config struct {
 	StageDir string
 	// Limits on code archives; zero means archive's defaults.
 	Limits archive.Limits
+	// Keys serves /v1/keys; nil answers those calls 501.
+	Keys *auth.Keys
+	// Logs serves GET /v1/functions/{name}/logs; nil answers it 501.
+	Logs   *telemetry.Logs
 	Logger *slog.Logger
 }
 
@@ -43,13 +49,15 @@ type api struct {
 	token  []byte
 	stage  string
 	limits archive.Limits
+	keys   *auth.Keys
+	logs   *telemetry.Logs
 	log    *slog.Logger
 }
 
 // New returns the handler of /v1/….
 func New(cfg Config) http.Handler {
 	a := &api{reg: cfg.Registry, token: []byte(cfg.AdminToken), stage: cfg.StageDir,
-		limits: cfg.Limits.WithDefaults(), log: cfg.Logger}
+		limits: cfg.Limits.WithDefaults(), keys: cfg.Keys, logs: cfg.Logs, log: cfg.Logger}
 	mux := http.NewServeMux()
 	routes := []struct {
 		pattern string
@@ -69,6 +77,10 @@ func New(cfg Config) http.Handler {
 		{"GET /v1/functions/{name}/aliases/{alias}", a.getAlias},
 		{"GET /v1/functions/{name}/aliases", a.listAliases},
 		{"DELETE /v1/functions/{name}/aliases/{alias}", a.deleteAlias},
+		{"GET /v1/functions/{name}/logs", a.functionLogs},
+		{"POST /v1/keys", a.createKey},
+		{"GET /v1/keys", a.listKeys},
+		{"DELETE /v1/keys/{id}", a.deleteKey},
 	}
 	for _, rt := range routes {
 		mux.Handle(rt.pattern, a.handle(rt.h))

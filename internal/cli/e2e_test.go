@@ -3,9 +3,13 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wisp-dev/wisp/internal/server"
 )
@@ -36,7 +40,7 @@ func TestQuickstart(t *testing.T) {
 	}
 
 	dir := filepath.Join("..", "..", "examples", "hello-node")
-	out := run("deploy", dir, "--name", "hello", "--runtime", "nodejs", "--handler", "index.handler", "--env", "GREETING=hi")
+	out := run("deploy", dir, "--name", "hello", "--runtime", "nodejs", "--handler", "index.handler", "--env", "GREETING=hi", "--url-auth", "none")
 	if !strings.Contains(out, "created hello") {
 		t.Errorf("deploy said %q", out)
 	}
@@ -52,6 +56,31 @@ func TestQuickstart(t *testing.T) {
 		t.Errorf("publish: %q", out)
 	}
 	run("alias", "set", "hello", "live", "1")
+	if _, err := exec.LookPath("node"); err == nil {
+		if out := run("invoke", "hello", "--data", `{"name":"quickstart"}`, "--qualifier", "live"); !strings.Contains(out, "hello, quickstart") {
+			t.Errorf("invoke: %q", out)
+		}
+		// The README's curl of the function URL.
+		res, err := http.Get(n.URL() + "/fn/hello?name=curl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil || res.StatusCode != 200 || string(body) != "hello, curl\n" {
+			t.Errorf("function URL: %d %q %v", res.StatusCode, body, err)
+		}
+		// wisp logs shows the output with its request id and REPORT line.
+		deadline := time.Now().Add(5 * time.Second)
+		for out := ""; !strings.Contains(out, "REPORT RequestId: ") || !strings.Contains(out, "Billed Duration"); out = run("logs", "hello") {
+			if time.Now().After(deadline) {
+				t.Fatalf("wisp logs: %q", out)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	} else {
+		t.Logf("node is not on PATH: the invoke steps of the quickstart are not tested here")
+	}
 
 	if err := n.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)

@@ -97,6 +97,9 @@ token the local node wrote to ` + filepath.Join(dataDirFrom((&globals{env: env})
 		newPublishCmd(g),
 		newVersionsCmd(g),
 		newAliasCmd(g),
+		newLogsCmd(g),
+		newKeysCmd(g),
+		newInvokeCmd(g),
 	)
 	return root
 }

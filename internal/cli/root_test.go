@@ -64,7 +64,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad number", []string{"deploy", "--memory", "lots"}, `wisp: invalid argument "lots" for "--memory" flag: strconv.ParseInt: parsing "lots": invalid syntax (see 'wisp deploy --help')`},
 		{"bad env", []string{"deploy", "--env", "FOO"}, `wisp: --env "FOO" is not K=V (see 'wisp deploy --help')`},
 		{"unknown command", []string{"frobnicate"}, `wisp: unknown command "frobnicate" for "wisp" (see 'wisp --help')`},
-		{"unknown command with a suggestion", []string{"lss"}, `wisp: unknown command "lss" for "wisp" Did you mean this? ls (see 'wisp --help')`},
+		{"unknown command with a suggestion", []string{"lss"}, `wisp: unknown command "lss" for "wisp" Did you mean this? ls logs (see 'wisp --help')`},
 		{"unknown alias command", []string{"alias", "sett"}, `wisp: unknown command "sett" for "wisp alias" (see 'wisp alias --help')`},
 		{"alias version not a number", []string{"alias", "set", "hello", "live", "two"}, `wisp: VERSION must be a version number, not "two" (see 'wisp alias set --help')`},
 	}

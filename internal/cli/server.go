@@ -56,6 +56,9 @@ SIGTERM: in-flight requests finish and the state is flushed to disk.`,
 	f.StringVar(&cfg.NATSListen, "nats-listen", "", "let other nodes connect to the embedded NATS at this address (off by default)")
 	f.StringVar(&cfg.AdminToken, "admin-token", "", "control API token (env WISP_ADMIN_TOKEN; default: made on first start in <data-dir>/admin.token)")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take to finish at shutdown")
+	f.StringVar(&cfg.NodePath, "node", "node", "the Node.js interpreter of the nodejs runtime")
+	f.StringVar(&cfg.PythonPath, "python", "python3", "the Python interpreter of the python runtime")
+	f.StringVar(&cfg.Region, "region", "us-east-1", "the AWS region functions are told they run in")
 	f.BoolVar(&logJSON, "log-json", false, "log as JSON lines")
 	return cmd
 }

@@ -37,10 +37,13 @@ func aliasKey(name, alias string) string { return "alias." + name + "." + alias 
 
 // Registry is the function registry of every node sharing one JetStream.
 type Registry struct {
-	kv   jetstream.KeyValue
-	code jetstream.ObjectStore
-	now  func() time.Time
-	log  *slog.Logger
+	kv        jetstream.KeyValue
+	code      jetstream.ObjectStore
+	now       func() time.Time
+	log       *slog.Logger
+	cache     *cache
+	stopWatch context.CancelFunc
+	watchDone chan struct{} // closed when the cache's watch has ended
 }
 
 // Open opens the registry's buckets, creating them on first use.
@@ -62,7 +65,21 @@ func Open(ctx context.Context, js jetstream.JetStream, now func() time.Time, log
 	if now == nil {
 		now = time.Now
 	}
-	return &Registry{kv: kv, code: code, now: now, log: log}, nil
+	r := &Registry{kv: kv, code: code, now: now, log: log, cache: newCache(), watchDone: make(chan struct{})}
+	// The watch outlives Open's ctx: it ends with Close.
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.stopWatch = cancel
+	if err := r.watch(wctx); err != nil {
+		cancel()
+		return nil, err
+	}
+	return r, nil
+}
+
+// Close stops keeping the cache current.
+func (r *Registry) Close() {
+	r.stopWatch()
+	<-r.watchDone
 }
 
 func notFound(kind, name string) error {
@@ -173,6 +190,7 @@ func (r *Registry) Create(ctx context.Context, cfg Config, code *Staged) (Functi
 		}
 		return Function{}, fmt.Errorf("registry: create %s: %w", f.Name, err)
 	}
+	r.cache.apply(fnKey(f.Name), rev, false, data, r.log)
 	f.Revision = rev
 	return f, nil
 }
@@ -235,6 +253,7 @@ func (r *Registry) update(ctx context.Context, name string, ifRevision uint64, c
 		if err != nil {
 			return Function{}, fmt.Errorf("registry: update %s: %w", name, err)
 		}
+		r.cache.apply(fnKey(name), newRev, false, data, r.log)
 		f.Revision = newRev
 		return f, nil
 	}
@@ -258,6 +277,7 @@ func (r *Registry) Delete(ctx context.Context, name string, ifRevision uint64) e
 		}
 		return fmt.Errorf("registry: delete %s: %w", name, err)
 	}
+	r.cache.forget(fnKey(name))
 	return r.purgeChildren(ctx, name, f.CodeSHA256)
 }
 
@@ -282,6 +302,7 @@ func (r *Registry) purgeChildren(ctx context.Context, name, latestSHA string) er
 		if err := r.kv.Delete(ctx, k); err != nil && !isMissing(err) {
 			return fmt.Errorf("registry: delete %s: %w", k, err)
 		}
+		r.cache.forget(k)
 	}
 	for sha := range shas {
 		r.dropCodeIfUnused(ctx, sha)
@@ -320,13 +341,14 @@ func (r *Registry) Publish(ctx context.Context, name, description string, ifRevi
 		if err != nil {
 			return Version{}, false, err
 		}
-		_, err = r.kv.Create(ctx, verKey(name, n), data)
+		rev, err := r.kv.Create(ctx, verKey(name, n), data)
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			continue // another publish took n
 		}
 		if err != nil {
 			return Version{}, false, fmt.Errorf("registry: publish %s: %w", name, err)
 		}
+		r.cache.apply(verKey(name, n), rev, false, data, r.log)
 		// A delete that raced this publish would leave an orphan version.
 		if _, err := r.Get(ctx, name); errors.Is(err, ErrNotFound) {
 			if derr := r.kv.Delete(ctx, verKey(name, n)); derr != nil {
@@ -429,6 +451,7 @@ func (r *Registry) PutAlias(ctx context.Context, fn string, a Alias, ifRevision 
 		if err != nil {
 			return Alias{}, false, fmt.Errorf("registry: put alias %s: %w", key, err)
 		}
+		r.cache.apply(key, a.Revision, false, data, r.log)
 		return a, true, nil
 	case err != nil:
 		return Alias{}, false, err
@@ -443,6 +466,7 @@ func (r *Registry) PutAlias(ctx context.Context, fn string, a Alias, ifRevision 
 	if err != nil {
 		return Alias{}, false, fmt.Errorf("registry: put alias %s: %w", key, err)
 	}
+	r.cache.apply(key, a.Revision, false, data, r.log)
 	return a, false, nil
 }
 
@@ -500,7 +524,11 @@ func (r *Registry) DeleteAlias(ctx context.Context, fn, name string, ifRevision 
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
 		return fmt.Errorf("alias %q changed meanwhile: %w", name, ErrStale)
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("registry: delete alias %s: %w", name, err)
+	}
+	r.cache.forget(aliasKey(fn, name))
+	return nil
 }
 
 // Code opens the code artifact with the given sha256.

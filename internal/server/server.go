@@ -19,8 +19,14 @@ import (
 	"time"
 
 	"github.com/wisp-dev/wisp/internal/api"
+	"github.com/wisp-dev/wisp/internal/auth"
+	"github.com/wisp-dev/wisp/internal/gateway"
+	"github.com/wisp-dev/wisp/internal/invoke"
 	"github.com/wisp-dev/wisp/internal/registry"
+	"github.com/wisp-dev/wisp/internal/runtime"
+	"github.com/wisp-dev/wisp/internal/runtime/process"
 	"github.com/wisp-dev/wisp/internal/store"
+	"github.com/wisp-dev/wisp/internal/telemetry"
 )
 
 // Config is a node's configuration. Only DataDir is required; every other
@@ -40,7 +46,12 @@ type Config struct {
 	AdminToken string
 	// ShutdownTimeout bounds how long in-flight requests may finish; default 10s.
 	ShutdownTimeout time.Duration
-	Logger          *slog.Logger
+	// NodePath and PythonPath are the interpreters of the nodejs and python
+	// runtimes; default "node" and "python3" from PATH.
+	NodePath, PythonPath string
+	// Region is the AWS region functions are told they run in; default us-east-1.
+	Region string
+	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -54,6 +65,9 @@ type Node struct {
 	log   *slog.Logger
 	store *store.Store
 	reg   *registry.Registry
+	logs  *telemetry.Logs
+	keys  *auth.Keys
+	inv   *invoke.Invoker
 	srv   *http.Server
 	ln    net.Listener
 	token string
@@ -102,14 +116,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	} else if cfg.NATSURL != "" {
 		n.log.Info("using external nats", "url", n.store.ClientURL())
 	}
-	n.reg, err = registry.Open(ctx, n.store.JS, cfg.Now, n.log)
-	if err != nil {
-		n.store.Close()
+	if err := n.openParts(ctx); err != nil {
+		n.closeParts(ctx)
 		return nil, err
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", api.New(api.Config{Registry: n.reg, AdminToken: n.token, StageDir: stageDir, Logger: n.log}))
+	mux.Handle("/v1/", api.New(api.Config{Registry: n.reg, Logs: n.logs, Keys: n.keys,
+		AdminToken: n.token, StageDir: stageDir, Logger: n.log}))
+	gw := gateway.New(gateway.Config{Invoker: n.inv, AdminToken: n.token, Keys: n.keys, Logger: n.log, Now: cfg.Now})
+	mux.Handle("/2015-03-31/", gw)
+	mux.Handle("/fn/", gw)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "ok\n") //nolint:errcheck // nothing to do if the prober left
@@ -117,14 +134,60 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 	n.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		n.store.Close()
+		n.closeParts(ctx)
 		return nil, fmt.Errorf("server: listen on %s: %w", cfg.Listen, err)
 	}
 	n.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
+	// Followed log streams never end by themselves; shutdown ends them.
+	n.srv.RegisterOnShutdown(n.logs.StopFollowing)
 	go func() { n.done <- n.srv.Serve(n.ln) }()
 	n.log.Info("wisp node listening", "url", n.URL(), "data_dir", cfg.DataDir)
 	return n, nil
+}
+
+// openParts opens what the node is made of, in order; closeParts closes
+// whatever of it was opened, in reverse.
+func (n *Node) openParts(ctx context.Context) error {
+	var err error
+	cfg := n.cfg
+	if n.reg, err = registry.Open(ctx, n.store.JS, cfg.Now, n.log); err != nil {
+		return err
+	}
+	if n.logs, err = telemetry.OpenLogs(ctx, n.store.JS, telemetry.LogsConfig{Logger: n.log, Now: cfg.Now}); err != nil {
+		return err
+	}
+	if n.keys, err = auth.OpenKeys(ctx, n.store.JS, auth.KeysConfig{
+		KeyFile: filepath.Join(cfg.DataDir, "keys.key"), Logger: n.log, Now: cfg.Now}); err != nil {
+		return err
+	}
+	driver, err := process.New(process.Config{BootstrapDir: filepath.Join(cfg.DataDir, "runtime"),
+		NodePath: cfg.NodePath, PythonPath: cfg.PythonPath, Region: cfg.Region, Logger: n.log})
+	if err != nil {
+		return err
+	}
+	code := runtime.NewCodeCache(filepath.Join(cfg.DataDir, "code"), n.reg.Code)
+	n.inv = invoke.New(invoke.Config{Registry: n.reg, Driver: driver, Code: code, Logs: n.logs,
+		Logger: n.log, Region: cfg.Region, Now: cfg.Now})
+	return nil
+}
+
+func (n *Node) closeParts(ctx context.Context) error {
+	var errs []error
+	if n.inv != nil {
+		errs = append(errs, n.inv.Close(ctx))
+	}
+	if n.keys != nil {
+		errs = append(errs, n.keys.Close())
+	}
+	if n.logs != nil {
+		errs = append(errs, n.logs.Close(ctx))
+	}
+	if n.reg != nil {
+		n.reg.Close()
+	}
+	errs = append(errs, n.store.Close())
+	return errors.Join(errs...)
 }
 
 // adminToken returns the configured token, or the one in the data dir,
@@ -192,7 +255,11 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	if serr := <-n.done; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
 	}
-	if cerr := n.store.Close(); cerr != nil {
+	// The parts get their own bound: a shutdown that ran out of time for
+	// requests must still stop every instance and flush the logs.
+	pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer pcancel()
+	if cerr := n.closeParts(pctx); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
 	n.log.Info("wisp node stopped")

@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wisp-dev/wisp/client"
+)
+
+func newInvokeCmd(g *globals) *cobra.Command {
+	var (
+		data, file, qualifier string
+		showLog               bool
+	)
+	cmd := &cobra.Command{
+		Use:   "invoke NAME",
+		Short: "Invoke a function and print its answer",
+		Long: `Invoke a function synchronously and print its answer. The event is --data
+(JSON), or the contents of --file ("-" reads standard input), or null.
+A function error prints the error document and exits non-zero.`,
+		Args: wantArgs(1, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if data != "" && file != "" {
+				return &usageError{errors.New("give --data or --file, not both")}
+			}
+			payload := []byte(data)
+			var err error
+			switch file {
+			case "":
+			case "-":
+				if payload, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 6<<20+1)); err != nil {
+					return fmt.Errorf("reading standard input: %w", err)
+				}
+			default:
+				if payload, err = os.ReadFile(file); err != nil {
+					return err
+				}
+			}
+			if len(bytes.TrimSpace(payload)) > 0 && !json.Valid(payload) {
+				return &usageError{errors.New("the event is not valid JSON")}
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.Invoke(cmd.Context(), args[0], payload, client.InvokeOptions{Qualifier: qualifier, Tail: showLog})
+			if err != nil {
+				return err
+			}
+			if showLog {
+				cmd.ErrOrStderr().Write(res.LogTail) //nolint:errcheck // best effort, like any terminal output
+			}
+			out := cmd.OutOrStdout()
+			if _, err := out.Write(res.Payload); err != nil {
+				return err
+			}
+			if len(res.Payload) > 0 && res.Payload[len(res.Payload)-1] != '\n' {
+				fmt.Fprintln(out) //nolint:errcheck // as above
+			}
+			if res.FunctionError != "" {
+				var doc struct {
+					Type string `json:"errorType"`
+				}
+				json.Unmarshal(res.Payload, &doc) //nolint:errcheck // an error document without a type still fails below
+				return fmt.Errorf("function error (%s) %s, version %s, request %s", res.FunctionError, doc.Type, res.ExecutedVersion, res.RequestID)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&data, "data", "d", "", "the event, as JSON")
+	f.StringVarP(&file, "file", "f", "", `read the event from this file ("-" for standard input)`)
+	f.StringVarP(&qualifier, "qualifier", "q", "", "a version number or alias (default $LATEST)")
+	f.BoolVar(&showLog, "log", false, "print the last 4 KB of the invocation's log on stderr")
+	return cmd
+}

@@ -1,0 +1,281 @@
+package gateway
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/wisp-dev/wisp/internal/auth"
+	"github.com/wisp-dev/wisp/internal/invoke"
+	"github.com/wisp-dev/wisp/internal/registry"
+	"github.com/wisp-dev/wisp/internal/runtime"
+)
+
+// Invoker runs invocations.
+type Invoker interface {
+	Invoke(ctx context.Context, req invoke.Request) (*invoke.Response, error)
+	Resolve(name, qualifier string) (registry.Target, error)
+}
+
+// Secrets finds the secret of an access key, for SigV4.
+type Secrets interface {
+	Secret(ctx context.Context, accessKeyID string) (string, error)
+}
+
+// Config is what the gateway needs.
+type Config struct {
+	Invoker    Invoker
+	AdminToken string
+	Keys       Secrets // nil: SigV4 is refused
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+type gateway struct {
+	cfg Config
+}
+
+// New returns the handler of the Lambda Invoke API
+// (/2015-03-31/functions/…) and of function URLs (/fn/…).
+func New(cfg Config) http.Handler {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	g := &gateway{cfg: cfg}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /2015-03-31/functions/{name}/invocations", g.invokeAPI)
+	mux.HandleFunc("/fn/", g.functionURL)
+	return mux
+}
+
+// lambdaError is an error of the Lambda API, rendered as the AWS SDKs read
+// it: the type in X-Amzn-ErrorType and in the body.
+type lambdaError struct {
+	status int
+	typ    string
+	msg    string
+}
+
+func (e *lambdaError) Error() string { return e.typ + ": " + e.msg }
+
+func writeLambdaError(w http.ResponseWriter, e *lambdaError) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Amzn-ErrorType", e.typ)
+	w.WriteHeader(e.status)
+	json.NewEncoder(w).Encode(map[string]string{"__type": e.typ, "message": e.msg}) //nolint:errcheck // the status is sent
+}
+
+// lambdaErrorFor maps what the invoker said to Lambda's error.
+func lambdaErrorFor(err error) *lambdaError {
+	var le *lambdaError
+	switch {
+	case errors.As(err, &le):
+		return le
+	case errors.Is(err, registry.ErrNotFound):
+		return &lambdaError{http.StatusNotFound, "ResourceNotFoundException", strings.TrimSuffix(err.Error(), ": "+registry.ErrNotFound.Error())}
+	case errors.Is(err, invoke.ErrInvalidContent):
+		return &lambdaError{http.StatusBadRequest, "InvalidRequestContentException", "Could not parse request body into json"}
+	case errors.Is(err, invoke.ErrTooLarge):
+		return &lambdaError{http.StatusRequestEntityTooLarge, "RequestTooLargeException", "Request must be smaller than 6291456 bytes for the InvokeFunction operation"}
+	}
+	return &lambdaError{http.StatusInternalServerError, "ServiceException", err.Error()}
+}
+
+// readBody reads at most the sync payload limit, and one byte more to
+// tell an oversize body.
+func readBody(r *http.Request) ([]byte, error) {
+	if r.ContentLength > runtime.MaxRequestBytes {
+		return nil, invoke.ErrTooLarge
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, runtime.MaxRequestBytes+1))
+	if err != nil {
+		return nil, &lambdaError{http.StatusBadRequest, "InvalidRequestContentException", "reading the body: " + err.Error()}
+	}
+	if len(b) > runtime.MaxRequestBytes {
+		return nil, invoke.ErrTooLarge
+	}
+	return b, nil
+}
+
+// authorize accepts the admin bearer token or a SigV4 signature by a
+// Wisp access key.
+func (g *gateway) authorize(r *http.Request, body []byte) *lambdaError {
+	h := r.Header.Get("Authorization")
+	if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
+		if g.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(g.cfg.AdminToken)) == 1 {
+			return nil
+		}
+		return &lambdaError{http.StatusUnauthorized, "UnauthorizedException", "wrong bearer token"}
+	}
+	if g.cfg.Keys == nil {
+		return &lambdaError{http.StatusForbidden, "MissingAuthenticationTokenException", "a bearer token is required"}
+	}
+	_, err := auth.VerifySigV4(r, body, g.cfg.Now(), func(id string) (string, error) {
+		return g.cfg.Keys.Secret(r.Context(), id)
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, auth.ErrNoSignature):
+		return &lambdaError{http.StatusForbidden, "MissingAuthenticationTokenException", "Missing Authentication Token: send a bearer token or sign the request (SigV4)"}
+	case errors.Is(err, auth.ErrUnknownKey):
+		return &lambdaError{http.StatusForbidden, "UnrecognizedClientException", "The security token included in the request is invalid."}
+	case errors.Is(err, auth.ErrExpired):
+		return &lambdaError{http.StatusForbidden, "InvalidSignatureException", "Signature expired: the request time is too far from the server's"}
+	default:
+		return &lambdaError{http.StatusForbidden, "InvalidSignatureException", "The request signature we calculated does not match the signature you provided."}
+	}
+}
+
+// splitName reads a FunctionName as Lambda takes it: a name, name:qualifier,
+// or an ARN with or without a qualifier.
+func splitName(s string) (name, qualifier string) {
+	if rest, ok := strings.CutPrefix(s, "arn:"); ok {
+		parts := strings.Split(rest, ":")
+		// aws:lambda:region:account:function:name[:qualifier]
+		if len(parts) >= 6 && parts[4] == "function" {
+			name = parts[5]
+			if len(parts) > 6 {
+				qualifier = parts[6]
+			}
+			return name, qualifier
+		}
+	}
+	name, qualifier, _ = strings.Cut(s, ":")
+	return name, qualifier
+}
+
+func (g *gateway) invokeAPI(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		writeLambdaError(w, lambdaErrorFor(err))
+		return
+	}
+	if le := g.authorize(r, body); le != nil {
+		writeLambdaError(w, le)
+		return
+	}
+	name, qualifier := splitName(r.PathValue("name"))
+	if q := r.URL.Query().Get("Qualifier"); q != "" {
+		if qualifier != "" && qualifier != q {
+			writeLambdaError(w, &lambdaError{http.StatusBadRequest, "InvalidParameterValueException",
+				fmt.Sprintf("the qualifier in the function name (%s) and the Qualifier parameter (%s) differ", qualifier, q)})
+			return
+		}
+		qualifier = q
+	}
+	req := invoke.Request{Function: name, Qualifier: qualifier, Payload: body,
+		Tail: r.Header.Get("X-Amz-Log-Type") == "Tail"}
+	if cc := r.Header.Get("X-Amz-Client-Context"); cc != "" {
+		b, err := base64.StdEncoding.DecodeString(cc)
+		if err != nil || !json.Valid(b) {
+			writeLambdaError(w, &lambdaError{http.StatusBadRequest, "InvalidParameterValueException", "X-Amz-Client-Context must be base64 of a JSON object"})
+			return
+		}
+		req.ClientContext = string(b)
+	}
+	switch typ := r.Header.Get("X-Amz-Invocation-Type"); typ {
+	case "", "RequestResponse":
+	case "DryRun":
+		if _, err := g.cfg.Invoker.Resolve(name, qualifier); err != nil {
+			writeLambdaError(w, lambdaErrorFor(err))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
+	case "Event":
+		writeLambdaError(w, &lambdaError{http.StatusBadRequest, "InvalidParameterValueException",
+			"asynchronous invocation (X-Amz-Invocation-Type: Event) is not supported yet; use RequestResponse"})
+		return
+	default:
+		writeLambdaError(w, &lambdaError{http.StatusBadRequest, "InvalidParameterValueException",
+			fmt.Sprintf("X-Amz-Invocation-Type %q must be RequestResponse, Event or DryRun", typ)})
+		return
+	}
+	res, err := g.cfg.Invoker.Invoke(r.Context(), req)
+	if err != nil {
+		writeLambdaError(w, lambdaErrorFor(err))
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Amzn-RequestId", res.RequestID)
+	h.Set("X-Amz-Executed-Version", res.Version)
+	if res.FunctionError != "" {
+		h.Set("X-Amz-Function-Error", res.FunctionError)
+	}
+	if req.Tail {
+		h.Set("X-Amz-Log-Result", base64.StdEncoding.EncodeToString(res.LogTail))
+	}
+	w.WriteHeader(http.StatusOK)
+	w.Write(res.Payload) //nolint:errcheck // the status is sent; the caller may have left
+}
+
+// urlError answers a function URL request as Lambda's URLs do: a status and
+// {"Message": …}.
+func urlError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"Message": msg}) //nolint:errcheck // the status is sent
+}
+
+// functionURL serves /fn/{name}[:{qualifier}][/{path…}].
+func (g *gateway) functionURL(w http.ResponseWriter, r *http.Request) {
+	rest := strings.TrimPrefix(r.URL.EscapedPath(), "/fn/")
+	target, rawPath, _ := strings.Cut(rest, "/")
+	rawPath = "/" + rawPath
+	name, qualifier, _ := strings.Cut(target, ":")
+	t, err := g.cfg.Invoker.Resolve(name, qualifier)
+	if err != nil {
+		if errors.Is(err, registry.ErrNotFound) {
+			urlError(w, http.StatusNotFound, "Not Found")
+			return
+		}
+		urlError(w, http.StatusInternalServerError, "Internal Server Error")
+		return
+	}
+	body, err := readBody(r)
+	if err != nil {
+		urlError(w, http.StatusRequestEntityTooLarge, "Request Entity Too Large")
+		return
+	}
+	if t.URLAuth != registry.URLAuthNone {
+		if le := g.authorize(r, body); le != nil {
+			urlError(w, http.StatusForbidden, "Forbidden")
+			return
+		}
+	}
+	id := invoke.NewRequestID()
+	event, err := URLEvent(r, rawPath, body, id, g.cfg.Now())
+	if err != nil {
+		urlError(w, http.StatusBadRequest, "Bad Request")
+		return
+	}
+	if len(event) > runtime.MaxRequestBytes {
+		urlError(w, http.StatusRequestEntityTooLarge, "Request Entity Too Large")
+		return
+	}
+	res, err := g.cfg.Invoker.Invoke(r.Context(), invoke.Request{Function: name, Qualifier: qualifier, Payload: event, RequestID: id})
+	w.Header().Set("X-Amzn-RequestId", id)
+	if err != nil {
+		le := lambdaErrorFor(err)
+		urlError(w, le.status, http.StatusText(le.status))
+		return
+	}
+	if res.FunctionError != "" {
+		urlError(w, http.StatusBadGateway, "Internal Server Error")
+		return
+	}
+	if err := WriteURLResponse(w, res.Payload); errors.Is(err, ErrBadURLResponse) {
+		g.cfg.Logger.Warn("function URL: bad response from function", "function", name, "request_id", id, "err", err)
+		urlError(w, http.StatusBadGateway, "Internal Server Error")
+	}
+}

@@ -1,0 +1,306 @@
+// Package process owns the process runtime driver: an instance is a
+// program speaking the AWS Lambda Runtime API (the function's own
+// executable bootstrap, or the embedded Node or Python bootstrap), run in a
+// process group of its own with a clean environment, and served by a
+// Runtime API server of its own on a loopback port.
+//
+// This driver does not sandbox: the sandbox (namespaces, cgroups) wraps it.
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wisp-dev/wisp/internal/runtime"
+	"github.com/wisp-dev/wisp/internal/runtime/bootstraps"
+)
+
+// Config configures a Driver. Only BootstrapDir is required.
+type Config struct {
+	BootstrapDir string        // where the Node/Python bootstraps are written (bootstraps.Command); required
+	NodePath     string        // default "node", looked up in the node's PATH
+	PythonPath   string        // default "python3", looked up in the node's PATH
+	Region       string        // AWS_REGION/AWS_DEFAULT_REGION given to functions; default "us-east-1"
+	InitTimeout  time.Duration // default 10s, as Lambda's init phase
+	Logger       *slog.Logger  // default: discard
+}
+
+// basePath is the PATH of every instance, before the directories of the
+// configured interpreters.
+const basePath = "/usr/local/bin:/usr/bin:/bin"
+
+// Driver starts process instances. It is safe for concurrent use.
+type Driver struct {
+	cfg    Config
+	node   string // absolute path of node, or "" if not found
+	python string // absolute path of python, or "" if not found
+	path   string // the PATH instances get
+	log    *slog.Logger
+}
+
+// New returns a driver. It looks the interpreters up now, so instances
+// find them by absolute path whatever their own PATH; a missing one fails
+// only the instances that need it.
+func New(cfg Config) (*Driver, error) {
+	if cfg.BootstrapDir == "" {
+		return nil, errors.New("process: Config.BootstrapDir is required")
+	}
+	dir, err := filepath.Abs(cfg.BootstrapDir)
+	if err != nil {
+		return nil, fmt.Errorf("process: bootstrap dir: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("process: bootstrap dir: %w", err)
+	}
+	cfg.BootstrapDir = dir
+	if cfg.NodePath == "" {
+		cfg.NodePath = "node"
+	}
+	if cfg.PythonPath == "" {
+		cfg.PythonPath = "python3"
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	if cfg.InitTimeout <= 0 {
+		cfg.InitTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	d := &Driver{cfg: cfg, log: cfg.Logger, path: basePath}
+	d.node = d.lookPath(cfg.NodePath)
+	d.python = d.lookPath(cfg.PythonPath)
+	// The interpreters' own directories, so what they run (npm's
+	// binaries, a pyenv shim's target) is found too.
+	for _, p := range []string{d.node, d.python} {
+		if p == "" {
+			continue
+		}
+		if dir := filepath.Dir(p); !slices.Contains(filepath.SplitList(d.path), dir) {
+			d.path += string(filepath.ListSeparator) + dir
+		}
+	}
+	return d, nil
+}
+
+// lookPath returns the absolute path of an interpreter, or "" if it is not
+// there.
+func (d *Driver) lookPath(name string) string {
+	p, err := exec.LookPath(name)
+	if err == nil {
+		p, err = filepath.Abs(p)
+	}
+	if err != nil {
+		d.log.Debug("process: interpreter not found", "name", name, "err", err)
+		return ""
+	}
+	return p
+}
+
+// Start starts an instance and returns once its runtime has asked for its
+// first invocation. ctx bounds the init only.
+func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (runtime.Instance, error) {
+	if spec.CodeDir == "" {
+		return nil, errors.New("process: Spec.CodeDir is required")
+	}
+	codeDir, err := filepath.Abs(spec.CodeDir)
+	if err != nil {
+		return nil, fmt.Errorf("process: code dir: %w", err)
+	}
+	argv, err := d.command(spec.Runtime, codeDir)
+	if err != nil {
+		return nil, err
+	}
+	i, err := d.start(spec, codeDir, argv)
+	if err != nil {
+		return nil, err
+	}
+	if err := i.waitReady(ctx, d.cfg.InitTimeout); err != nil {
+		return nil, err
+	}
+	d.log.Debug("process: instance ready", "function", spec.Function, "version", spec.Version,
+		"instance", spec.InstanceID, "pid", i.pid, "init", i.initDur)
+	return i, nil
+}
+
+// command returns the argv that runs the runtime.
+func (d *Driver) command(rt, codeDir string) ([]string, error) {
+	var interp string
+	switch rt {
+	case "provided", "go":
+		path := filepath.Join(codeDir, "bootstrap")
+		fi, err := os.Stat(path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, initError(runtime.ErrTypeInvalidEntrypoint, "Couldn't find valid bootstrap(s): the code has no bootstrap file")
+		case err != nil:
+			return nil, initError(runtime.ErrTypeInvalidEntrypoint, "bootstrap: "+unwrapPath(err).Error())
+		case !fi.Mode().IsRegular():
+			return nil, initError(runtime.ErrTypeInvalidEntrypoint, "bootstrap is not a regular file")
+		case fi.Mode().Perm()&0o111 == 0:
+			return nil, initError(runtime.ErrTypeInvalidEntrypoint, "bootstrap is not executable (permission denied)")
+		}
+		return []string{path}, nil
+	case "nodejs":
+		interp = d.node
+	case "python":
+		interp = d.python
+	default:
+		return nil, fmt.Errorf("process: unknown runtime %q", rt)
+	}
+	if interp == "" {
+		name := d.cfg.NodePath
+		if rt == "python" {
+			name = d.cfg.PythonPath
+		}
+		// Not the function's fault, but its init cannot succeed.
+		return nil, initError(runtime.ErrTypeInit, fmt.Sprintf("the %s runtime is not available on this node: %s not found", rt, name))
+	}
+	argv, err := bootstraps.Command(rt, interp, d.cfg.BootstrapDir)
+	if err != nil {
+		return nil, fmt.Errorf("process: %w", err)
+	}
+	return argv, nil
+}
+
+// start starts the process and the instance's goroutines.
+func (d *Driver) start(spec runtime.Spec, codeDir string, argv []string) (*instance, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("process: runtime API listener: %w", err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("process: %w", err), ln.Close())
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("process: %w", err), ln.Close(), outR.Close(), outW.Close())
+	}
+	i := newInstance(spec, d.log)
+	i.streams[0], err = newStream("stdout", outR, i)
+	if err == nil {
+		i.streams[1], err = newStream("stderr", errR, i)
+	}
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("process: %w", err), ln.Close(), outR.Close(), outW.Close(), errR.Close(), errW.Close())
+	}
+	i.cmd = &exec.Cmd{
+		Path:        argv[0],
+		Args:        argv,
+		Env:         d.env(spec, codeDir, ln.Addr().String(), time.Now()),
+		Dir:         codeDir,
+		Stdout:      outW,
+		Stderr:      errW,
+		SysProcAttr: sysProcAttr(),
+	}
+	i.start = time.Now()
+	err = i.cmd.Start()
+	// The child has its copies; ours would keep the pipes from ending.
+	closeErr := errors.Join(outW.Close(), errW.Close())
+	if err != nil {
+		cleanup := errors.Join(ln.Close(), outR.Close(), errR.Close(), closeErr)
+		if cleanup != nil {
+			d.log.Warn("process: cleaning up a failed start", "err", cleanup)
+		}
+		typ := runtime.ErrTypeInit
+		if spec.Runtime == "provided" || spec.Runtime == "go" {
+			typ = runtime.ErrTypeInvalidEntrypoint
+		}
+		return nil, initError(typ, "cannot run "+filepath.Base(argv[0])+": "+unwrapPath(err).Error())
+	}
+	i.pid = i.cmd.Process.Pid
+	i.mem = openMem(i.pid)
+	if closeErr != nil {
+		d.log.Warn("process: closing pipe ends", "err", closeErr)
+	}
+
+	i.srv = &http.Server{Handler: i, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
+	go func() {
+		defer close(i.served)
+		if err := i.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Warn("process: runtime API server", "instance", spec.InstanceID, "err", err)
+		}
+	}()
+	go i.streams[0].run()
+	go i.streams[1].run()
+	go i.wait()
+	return i, nil
+}
+
+// env returns the instance's environment: nothing of the node's own, the
+// Lambda variables, and the function's, which cannot override the AWS_ and
+// LAMBDA_ ones.
+func (d *Driver) env(spec runtime.Spec, codeDir, api string, now time.Time) []string {
+	version := spec.Version
+	if version == "" {
+		version = "$LATEST"
+	}
+	mem := spec.MemoryMB
+	if mem <= 0 {
+		mem = 128
+	}
+	env := []string{
+		"PATH=" + d.path,
+		"LANG=C.UTF-8",
+		"HOME=/tmp",
+		"TZ=:UTC",
+	}
+	// The function may change the four above, as on Lambda; where a name
+	// comes twice, exec keeps the last.
+	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
+		v := spec.Env[k]
+		if reservedEnv(k) || k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
+			d.log.Debug("process: function variable ignored", "function", spec.Function, "name", k)
+			continue
+		}
+		env = append(env, k+"="+v)
+	}
+	return append(env,
+		"LAMBDA_TASK_ROOT="+codeDir,
+		"LAMBDA_RUNTIME_DIR="+d.cfg.BootstrapDir,
+		"_HANDLER="+spec.Handler,
+		"AWS_LAMBDA_RUNTIME_API="+api,
+		"AWS_LAMBDA_FUNCTION_NAME="+spec.Function,
+		"AWS_LAMBDA_FUNCTION_VERSION="+version,
+		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE="+strconv.Itoa(mem),
+		"AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/"+spec.Function,
+		"AWS_LAMBDA_LOG_STREAM_NAME="+now.UTC().Format("2006/01/02")+"/["+version+"]"+spec.InstanceID,
+		"AWS_LAMBDA_INITIALIZATION_TYPE=on-demand",
+		"AWS_REGION="+d.cfg.Region,
+		"AWS_DEFAULT_REGION="+d.cfg.Region,
+		"AWS_EXECUTION_ENV=AWS_Lambda_"+spec.Runtime,
+	)
+}
+
+// reservedEnv reports whether the platform owns the variable name.
+func reservedEnv(k string) bool {
+	return strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "LAMBDA_") || k == "_HANDLER" || k == "_X_AMZN_TRACE_ID"
+}
+
+func initError(typ, msg string) *runtime.InitError {
+	return &runtime.InitError{Type: typ, Message: msg, Payload: runtime.ErrorPayload(typ, msg)}
+}
+
+// unwrapPath drops the path from a *fs.PathError: the caller of a function
+// has no business with the node's directories.
+func unwrapPath(err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return pe.Err
+	}
+	return err
+}

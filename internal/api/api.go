@@ -46,7 +46,6 @@ type Config struct {
 
 type api struct {
 	reg    *registry.Registry
-	token  []byte
 	stage  string
 	limits archive.Limits
 	keys   *auth.Keys
@@ -56,7 +55,7 @@ type api struct {
 
 // New returns the handler of /v1/….
 func New(cfg Config) http.Handler {
-	a := &api{reg: cfg.Registry, token: []byte(cfg.AdminToken), stage: cfg.StageDir,
+	a := &api{reg: cfg.Registry, stage: cfg.StageDir,
 		limits: cfg.Limits.WithDefaults(), keys: cfg.Keys, logs: cfg.Logs, log: cfg.Logger}
 	mux := http.NewServeMux()
 	routes := []struct {
@@ -88,7 +87,7 @@ func New(cfg Config) http.Handler {
 	mux.Handle("/v1/", a.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return &Error{http.StatusNotFound, "ResourceNotFoundException", "no API route " + r.Method + " " + r.URL.Path}
 	}))
-	return a.auth(mux)
+	return AdminOnly(cfg.AdminToken, cfg.Logger, mux)
 }
 
 // handle adapts a handler that returns an error.
@@ -100,13 +99,15 @@ func (a *api) handle(h func(http.ResponseWriter, *http.Request) error) http.Hand
 	})
 }
 
-// auth lets through only requests that carry the admin bearer token.
-func (a *api) auth(next http.Handler) http.Handler {
+// AdminOnly lets through only requests that carry the admin bearer token.
+// The control API and the node's other admin endpoints (/metrics) use it.
+func AdminOnly(token string, log *slog.Logger, next http.Handler) http.Handler {
+	want := []byte(token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || len(a.token) == 0 || subtle.ConstantTimeCompare([]byte(tok), a.token) != 1 {
+		if !ok || len(want) == 0 || subtle.ConstantTimeCompare([]byte(tok), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="wisp"`)
-			writeError(w, a.log, r, &Error{http.StatusUnauthorized, "UnauthorizedException", "missing or wrong bearer token"})
+			writeError(w, log, r, &Error{http.StatusUnauthorized, "UnauthorizedException", "missing or wrong bearer token"})
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -32,6 +33,7 @@ type deployFlags struct {
 	urlAuth      string
 	concurrency  int
 	minInstances int
+	keepWarm     time.Duration
 }
 
 func newDeployCmd(g *globals) *cobra.Command {
@@ -70,6 +72,7 @@ resulting bootstrap is uploaded.`,
 	fl.StringVar(&f.urlAuth, "url-auth", "", "who may call the function URL: token or none (default token)")
 	fl.IntVar(&f.concurrency, "concurrency", 0, "reserved concurrency; 0 throttles every call, -1 un-reserves (default unreserved)")
 	fl.IntVar(&f.minInstances, "min-instances", 0, "instances kept warm (default 0)")
+	fl.DurationVar(&f.keepWarm, "keep-warm", 0, "how long an idle instance is kept before it stops, e.g. 30s or 1h (default: the node's, 10m)")
 	return cmd
 }
 
@@ -120,6 +123,13 @@ func configFromFlags(flags *pflag.FlagSet, f *deployFlags) (cfg client.Config, c
 	}
 	if set("min-instances") {
 		cfg.MinInstances = &f.minInstances
+	}
+	if set("keep-warm") {
+		if f.keepWarm < time.Second && f.keepWarm != 0 {
+			return client.Config{}, false, usageErrorf("--keep-warm %s is under a second", f.keepWarm)
+		}
+		s := int(f.keepWarm / time.Second)
+		cfg.KeepWarm = &s
 	}
 	return cfg, changed, nil
 }

@@ -116,3 +116,56 @@ func TestQuickstart(t *testing.T) {
 		t.Errorf("get after rm: err %v, stderr %q", err, errOut)
 	}
 }
+
+// TestInvokeEveryRuntime deploys each example with wisp deploy (the Go one
+// from source, built by the CLI) and calls it with wisp invoke.
+func TestInvokeEveryRuntime(t *testing.T) {
+	n, err := server.Start(context.Background(), server.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := n.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
+	env := []string{"WISP_URL=" + n.URL(), "WISP_TOKEN=" + n.AdminToken()}
+	// The Go build uses the machine's module and build caches, not the
+	// empty ones of the test's own HOME.
+	for _, v := range []string{"GOPATH", "GOMODCACHE", "GOCACHE"} {
+		out, err := exec.Command("go", "env", v).Output()
+		if err == nil {
+			env = append(env, v+"="+strings.TrimSpace(string(out)))
+		}
+	}
+	for _, tc := range []struct {
+		name, tool string
+		args       []string
+	}{
+		{"hello-go", "go", []string{"--runtime", "go"}},
+		{"hello-node", "node", []string{"--runtime", "nodejs", "--handler", "index.handler"}},
+		{"hello-python", "python3", []string{"--runtime", "python", "--handler", "app.handler"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := exec.LookPath(tc.tool); err != nil {
+				t.Skipf("%s is not on PATH: this runtime cannot be tested here", tc.tool)
+			}
+			args := append([]string{"deploy", filepath.Join("..", "..", "examples", tc.name)}, tc.args...)
+			if _, errOut, err := runCLI(t, env, args...); err != nil {
+				t.Fatalf("deploy: %v\n%s", err, errOut)
+			}
+			out, errOut, err := runCLI(t, env, "invoke", tc.name, "--data", `{"name":"cli"}`, "--log")
+			if err != nil {
+				t.Fatalf("invoke: %v\n%s", err, errOut)
+			}
+			if !strings.Contains(out, "hello, cli") || !strings.Contains(errOut, "REPORT RequestId:") {
+				t.Errorf("invoke printed %q, log %q", out, errOut)
+			}
+		})
+	}
+	// A function error is one line on stderr and a non-zero exit.
+	_, errOut, err := runCLI(t, env, "invoke", "nope")
+	if err == nil || !strings.Contains(errOut, "ResourceNotFoundException") {
+		t.Errorf("invoke of a missing function: %v %q", err, errOut)
+	}
+}

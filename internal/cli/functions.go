@@ -81,6 +81,7 @@ func functionFields(f client.Function, now time.Time) []field {
 		{"timeout", fmt.Sprintf("%ds", f.Timeout)},
 		{"concurrency", concurrency},
 		{"min_instances", strconv.Itoa(f.MinInstances)},
+		{"keep_warm", keepWarmText(f.KeepWarm)},
 		{"url_auth", f.URLAuth},
 		{"description", f.Description},
 	}
@@ -120,4 +121,11 @@ func newRmCmd(g *globals) *cobra.Command {
 			return err
 		},
 	}
+}
+
+func keepWarmText(seconds int) string {
+	if seconds == 0 {
+		return "node default"
+	}
+	return (time.Duration(seconds) * time.Second).String()
 }

@@ -108,6 +108,7 @@ func TestGet(t *testing.T) {
 		"timeout:       10s\n" +
 		"concurrency:   5\n" +
 		"min_instances: 1\n" +
+		"keep_warm:     node default\n" +
 		"url_auth:      none\n" +
 		"description:   says hi\n" +
 		"env:           A=1\n" +

@@ -100,6 +100,7 @@ token the local node wrote to ` + filepath.Join(dataDirFrom((&globals{env: env})
 		newLogsCmd(g),
 		newKeysCmd(g),
 		newInvokeCmd(g),
+		newStatsCmd(g),
 	)
 	return root
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/invoke"
+	"github.com/wisp-dev/wisp/internal/pool"
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/runtime"
 )
@@ -62,31 +63,46 @@ type lambdaError struct {
 	status int
 	typ    string
 	msg    string
+	reason string // a throttle's, as Lambda gives it
 }
 
 func (e *lambdaError) Error() string { return e.typ + ": " + e.msg }
+
+func lerr(status int, typ, msg string) *lambdaError {
+	return &lambdaError{status: status, typ: typ, msg: msg}
+}
 
 func writeLambdaError(w http.ResponseWriter, e *lambdaError) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Amzn-ErrorType", e.typ)
 	w.WriteHeader(e.status)
-	json.NewEncoder(w).Encode(map[string]string{"__type": e.typ, "message": e.msg}) //nolint:errcheck // the status is sent
+	body := map[string]string{"__type": e.typ, "message": e.msg}
+	if e.reason != "" {
+		body["Reason"] = e.reason
+		w.Header().Set("Retry-After", "1")
+	}
+	json.NewEncoder(w).Encode(body) //nolint:errcheck // the status is sent
 }
 
 // lambdaErrorFor maps what the invoker said to Lambda's error.
 func lambdaErrorFor(err error) *lambdaError {
-	var le *lambdaError
+	var (
+		le *lambdaError
+		te *pool.ThrottleError
+	)
 	switch {
 	case errors.As(err, &le):
 		return le
+	case errors.As(err, &te):
+		return &lambdaError{http.StatusTooManyRequests, "TooManyRequestsException", "Rate Exceeded: " + te.Msg, te.Reason}
 	case errors.Is(err, registry.ErrNotFound):
-		return &lambdaError{http.StatusNotFound, "ResourceNotFoundException", strings.TrimSuffix(err.Error(), ": "+registry.ErrNotFound.Error())}
+		return lerr(http.StatusNotFound, "ResourceNotFoundException", strings.TrimSuffix(err.Error(), ": "+registry.ErrNotFound.Error()))
 	case errors.Is(err, invoke.ErrInvalidContent):
-		return &lambdaError{http.StatusBadRequest, "InvalidRequestContentException", "Could not parse request body into json"}
+		return lerr(http.StatusBadRequest, "InvalidRequestContentException", "Could not parse request body into json")
 	case errors.Is(err, invoke.ErrTooLarge):
-		return &lambdaError{http.StatusRequestEntityTooLarge, "RequestTooLargeException", "Request must be smaller than 6291456 bytes for the InvokeFunction operation"}
+		return lerr(http.StatusRequestEntityTooLarge, "RequestTooLargeException", "Request must be smaller than 6291456 bytes for the InvokeFunction operation")
 	}
-	return &lambdaError{http.StatusInternalServerError, "ServiceException", err.Error()}
+	return lerr(http.StatusInternalServerError, "ServiceException", err.Error())
 }
 
 // readBody reads at most the sync payload limit, and one byte more to
@@ -97,7 +113,7 @@ func readBody(r *http.Request) ([]byte, error) {
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, runtime.MaxRequestBytes+1))
 	if err != nil {
-		return nil, &lambdaError{http.StatusBadRequest, "InvalidRequestContentException", "reading the body: " + err.Error()}
+		return nil, lerr(http.StatusBadRequest, "InvalidRequestContentException", "reading the body: "+err.Error())
 	}
 	if len(b) > runtime.MaxRequestBytes {
 		return nil, invoke.ErrTooLarge
@@ -113,10 +129,10 @@ func (g *gateway) authorize(r *http.Request, body []byte) *lambdaError {
 		if g.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(g.cfg.AdminToken)) == 1 {
 			return nil
 		}
-		return &lambdaError{http.StatusUnauthorized, "UnauthorizedException", "wrong bearer token"}
+		return lerr(http.StatusUnauthorized, "UnauthorizedException", "wrong bearer token")
 	}
 	if g.cfg.Keys == nil {
-		return &lambdaError{http.StatusForbidden, "MissingAuthenticationTokenException", "a bearer token is required"}
+		return lerr(http.StatusForbidden, "MissingAuthenticationTokenException", "a bearer token is required")
 	}
 	_, err := auth.VerifySigV4(r, body, g.cfg.Now(), func(id string) (string, error) {
 		return g.cfg.Keys.Secret(r.Context(), id)
@@ -125,14 +141,38 @@ func (g *gateway) authorize(r *http.Request, body []byte) *lambdaError {
 	case err == nil:
 		return nil
 	case errors.Is(err, auth.ErrNoSignature):
-		return &lambdaError{http.StatusForbidden, "MissingAuthenticationTokenException", "Missing Authentication Token: send a bearer token or sign the request (SigV4)"}
+		return lerr(http.StatusForbidden, "MissingAuthenticationTokenException", "Missing Authentication Token: send a bearer token or sign the request (SigV4)")
 	case errors.Is(err, auth.ErrUnknownKey):
-		return &lambdaError{http.StatusForbidden, "UnrecognizedClientException", "The security token included in the request is invalid."}
+		return lerr(http.StatusForbidden, "UnrecognizedClientException", "The security token included in the request is invalid.")
 	case errors.Is(err, auth.ErrExpired):
-		return &lambdaError{http.StatusForbidden, "InvalidSignatureException", "Signature expired: the request time is too far from the server's"}
-	default:
-		return &lambdaError{http.StatusForbidden, "InvalidSignatureException", "The request signature we calculated does not match the signature you provided."}
+		return lerr(http.StatusForbidden, "InvalidSignatureException", "Signature expired: the request time is too far from the server's")
+	case errors.Is(err, auth.ErrBadSignature):
+		return lerr(http.StatusForbidden, "InvalidSignatureException", "The request signature we calculated does not match the signature you provided.")
+	default: // the key could not be looked up
+		g.cfg.Logger.Error("gateway: checking a signature", "err", err)
+		return lerr(http.StatusInternalServerError, "ServiceException", "the request's signature could not be checked")
 	}
+}
+
+// authorizedBody reads the body of an authorized request. A bearer token
+// is checked before the body is read, so an unauthenticated caller cannot
+// make the node read 6 MB; a signature covers the body, so it is checked
+// after.
+func (g *gateway) authorizedBody(r *http.Request) ([]byte, error) {
+	if strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+		if le := g.authorize(r, nil); le != nil {
+			return nil, le
+		}
+		return readBody(r)
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	if le := g.authorize(r, body); le != nil {
+		return nil, le
+	}
+	return body, nil
 }
 
 // splitName reads a FunctionName as Lambda takes it: a name, name:qualifier,
@@ -154,20 +194,16 @@ func splitName(s string) (name, qualifier string) {
 }
 
 func (g *gateway) invokeAPI(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r)
+	body, err := g.authorizedBody(r)
 	if err != nil {
 		writeLambdaError(w, lambdaErrorFor(err))
-		return
-	}
-	if le := g.authorize(r, body); le != nil {
-		writeLambdaError(w, le)
 		return
 	}
 	name, qualifier := splitName(r.PathValue("name"))
 	if q := r.URL.Query().Get("Qualifier"); q != "" {
 		if qualifier != "" && qualifier != q {
-			writeLambdaError(w, &lambdaError{http.StatusBadRequest, "InvalidParameterValueException",
-				fmt.Sprintf("the qualifier in the function name (%s) and the Qualifier parameter (%s) differ", qualifier, q)})
+			writeLambdaError(w, lerr(http.StatusBadRequest, "InvalidParameterValueException",
+				fmt.Sprintf("the qualifier in the function name (%s) and the Qualifier parameter (%s) differ", qualifier, q)))
 			return
 		}
 		qualifier = q
@@ -177,7 +213,7 @@ func (g *gateway) invokeAPI(w http.ResponseWriter, r *http.Request) {
 	if cc := r.Header.Get("X-Amz-Client-Context"); cc != "" {
 		b, err := base64.StdEncoding.DecodeString(cc)
 		if err != nil || !json.Valid(b) {
-			writeLambdaError(w, &lambdaError{http.StatusBadRequest, "InvalidParameterValueException", "X-Amz-Client-Context must be base64 of a JSON object"})
+			writeLambdaError(w, lerr(http.StatusBadRequest, "InvalidParameterValueException", "X-Amz-Client-Context must be base64 of a JSON object"))
 			return
 		}
 		req.ClientContext = string(b)
@@ -192,12 +228,12 @@ func (g *gateway) invokeAPI(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	case "Event":
-		writeLambdaError(w, &lambdaError{http.StatusBadRequest, "InvalidParameterValueException",
-			"asynchronous invocation (X-Amz-Invocation-Type: Event) is not supported yet; use RequestResponse"})
+		writeLambdaError(w, lerr(http.StatusBadRequest, "InvalidParameterValueException",
+			"asynchronous invocation (X-Amz-Invocation-Type: Event) is not supported yet; use RequestResponse"))
 		return
 	default:
-		writeLambdaError(w, &lambdaError{http.StatusBadRequest, "InvalidParameterValueException",
-			fmt.Sprintf("X-Amz-Invocation-Type %q must be RequestResponse, Event or DryRun", typ)})
+		writeLambdaError(w, lerr(http.StatusBadRequest, "InvalidParameterValueException",
+			fmt.Sprintf("X-Amz-Invocation-Type %q must be RequestResponse, Event or DryRun", typ)))
 		return
 	}
 	res, err := g.cfg.Invoker.Invoke(r.Context(), req)
@@ -233,7 +269,12 @@ func (g *gateway) functionURL(w http.ResponseWriter, r *http.Request) {
 	target, rawPath, _ := strings.Cut(rest, "/")
 	rawPath = "/" + rawPath
 	name, qualifier, _ := strings.Cut(target, ":")
-	t, err := g.cfg.Invoker.Resolve(name, qualifier)
+	// Who may call the URL is the function's setting now, not the one a
+	// version was published with.
+	latest, err := g.cfg.Invoker.Resolve(name, "")
+	if err == nil && qualifier != "" {
+		_, err = g.cfg.Invoker.Resolve(name, qualifier)
+	}
 	if err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
 			urlError(w, http.StatusNotFound, "Not Found")
@@ -242,16 +283,22 @@ func (g *gateway) functionURL(w http.ResponseWriter, r *http.Request) {
 		urlError(w, http.StatusInternalServerError, "Internal Server Error")
 		return
 	}
-	body, err := readBody(r)
-	if err != nil {
-		urlError(w, http.StatusRequestEntityTooLarge, "Request Entity Too Large")
-		return
+	var body []byte
+	if latest.URLAuth == registry.URLAuthNone {
+		body, err = readBody(r)
+	} else {
+		body, err = g.authorizedBody(r)
+		// The function must not see the caller's credentials.
+		r.Header.Del("Authorization")
 	}
-	if t.URLAuth != registry.URLAuthNone {
-		if le := g.authorize(r, body); le != nil {
+	if err != nil {
+		le := lambdaErrorFor(err)
+		if le.status == http.StatusUnauthorized || le.status == http.StatusForbidden {
 			urlError(w, http.StatusForbidden, "Forbidden")
 			return
 		}
+		urlError(w, le.status, http.StatusText(le.status))
+		return
 	}
 	id := invoke.NewRequestID()
 	event, err := URLEvent(r, rawPath, body, id, g.cfg.Now())
@@ -267,6 +314,9 @@ func (g *gateway) functionURL(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Amzn-RequestId", id)
 	if err != nil {
 		le := lambdaErrorFor(err)
+		if le.status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "1")
+		}
 		urlError(w, le.status, http.StatusText(le.status))
 		return
 	}

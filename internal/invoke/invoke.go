@@ -31,9 +31,18 @@ var (
 // tail gets, as Lambda's X-Amz-Log-Result.
 const TailBytes = 4096
 
-// Registry resolves what an invocation runs.
+// Registry resolves what an invocation runs and says when that changes.
 type Registry interface {
 	Resolve(name, qualifier string, pick func() float64) (registry.Target, error)
+	Provisioned(name string) []registry.Target
+	Watch(ctx context.Context) (<-chan registry.Change, error)
+}
+
+// Metrics hears of every invocation.
+type Metrics interface {
+	Invoked(function, version, outcome string, d time.Duration)
+	ColdStart(function, version string, init time.Duration)
+	Throttled(function, reason string)
 }
 
 // CodeDirs hands out the unpacked code of a sha256.
@@ -58,29 +67,64 @@ type Config struct {
 	Now             func() time.Time
 	// Pick draws a number in [0, 1) for alias weights; default math/rand.
 	Pick func() float64
+	// Budget is the node's instance memory; default: no limit.
+	Budget *pool.Budget
+	// KeepWarm is how long an idle instance stays, unless its function
+	// says otherwise; default 10 minutes.
+	KeepWarm time.Duration
+	// MaxLifetime recycles instances this old; default 2 hours.
+	MaxLifetime time.Duration
+	// TickEvery is how often pools scale down and keep their minimum;
+	// default 1s.
+	TickEvery time.Duration
+	Metrics   Metrics // nil: none
 }
 
 // Invoker runs invocations.
 type Invoker struct {
 	cfg Config
 
-	mu     sync.Mutex
-	pools  map[string]*versionPool // guarded by mu; by function@version
-	closed bool                    // guarded by mu
-	seq    uint64                  // guarded by mu; instance ids
+	mu    sync.Mutex
+	pools map[string]*versionPool // guarded by mu; by function@version
+	// draining are pools replaced or deleted, until their last instance
+	// is gone. Guarded by mu.
+	draining map[*pool.Pool]struct{}
+	closed   bool   // guarded by mu
+	seq      uint64 // guarded by mu; instance ids
 
 	tails sync.Map // request id → *tailBuffer, for callers that asked for the log tail
+
+	stop context.CancelFunc // ends the scaler
+	done chan struct{}      // closed when the scaler has ended
 }
 
 type versionPool struct {
-	key  string // registry.Target.Key it was made for
-	pool *pool.Pool
+	function, version string
+	key               string // registry.Target.Key it was made for
+	rev               uint64 // and its Revision
+	pool              *pool.Pool
 }
 
-// New returns an Invoker.
-func New(cfg Config) *Invoker {
+// New returns an Invoker and starts its scaler, which keeps pools in step
+// with the registry and scales them on a tick; Close ends it.
+func New(cfg Config) (*Invoker, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Budget == nil {
+		cfg.Budget = pool.NewBudget(1 << 30)
+	}
+	if cfg.KeepWarm == 0 {
+		cfg.KeepWarm = 10 * time.Minute
+	}
+	if cfg.MaxLifetime == 0 {
+		cfg.MaxLifetime = 2 * time.Hour
+	}
+	if cfg.TickEvery == 0 {
+		cfg.TickEvery = time.Second
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
 	}
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
@@ -88,7 +132,98 @@ func New(cfg Config) *Invoker {
 	if cfg.Account == "" {
 		cfg.Account = "000000000000"
 	}
-	return &Invoker{cfg: cfg, pools: map[string]*versionPool{}}
+	iv := &Invoker{cfg: cfg, pools: map[string]*versionPool{}, draining: map[*pool.Pool]struct{}{}, done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	changes, err := cfg.Registry.Watch(ctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	iv.stop = cancel
+	go iv.scale(ctx, changes)
+	return iv, nil
+}
+
+type noMetrics struct{}
+
+func (noMetrics) Invoked(string, string, string, time.Duration) {}
+func (noMetrics) ColdStart(string, string, time.Duration)       {}
+func (noMetrics) Throttled(string, string)                      {}
+
+// scale keeps pools in step with the registry (a changed or deleted
+// function drains its old instances; min_instances start on deploy and
+// publish) and ticks every pool, until ctx ends.
+func (iv *Invoker) scale(ctx context.Context, changes <-chan registry.Change) {
+	defer close(iv.done)
+	tick := time.NewTicker(iv.cfg.TickEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case c, ok := <-changes:
+			if !ok {
+				return
+			}
+			iv.reconcile(c.Function)
+		case <-tick.C:
+			iv.Tick(iv.cfg.Now())
+		}
+	}
+}
+
+// reconcile drains the pools of a function that no longer run what the
+// registry says, and makes the pools that must keep instances warm.
+func (iv *Invoker) reconcile(name string) {
+	iv.mu.Lock()
+	defer iv.mu.Unlock()
+	if iv.closed {
+		return
+	}
+	for slot, vp := range iv.pools {
+		if vp.function != name {
+			continue
+		}
+		t, err := iv.cfg.Registry.Resolve(name, vp.version, nil)
+		if err != nil || t.Key != vp.key {
+			delete(iv.pools, slot)
+			iv.drainLater(vp.pool)
+		}
+	}
+	for _, t := range iv.cfg.Registry.Provisioned(name) {
+		p := iv.poolForLocked(t)
+		p.Tick(iv.cfg.Now())
+	}
+}
+
+// Tick scales every pool at now.
+func (iv *Invoker) Tick(now time.Time) {
+	iv.mu.Lock()
+	pools := make([]*pool.Pool, 0, len(iv.pools))
+	for _, vp := range iv.pools {
+		pools = append(pools, vp.pool)
+	}
+	iv.mu.Unlock()
+	for _, p := range pools {
+		p.Tick(now)
+	}
+}
+
+// PoolStat is one version's instances.
+type PoolStat struct {
+	Function, Version string
+	pool.Stats
+}
+
+// PoolStats returns the instances of every version this node runs.
+func (iv *Invoker) PoolStats() []PoolStat {
+	iv.mu.Lock()
+	defer iv.mu.Unlock()
+	out := make([]PoolStat, 0, len(iv.pools))
+	for _, vp := range iv.pools {
+		out = append(out, PoolStat{Function: vp.function, Version: vp.version, Stats: vp.pool.Stats()})
+	}
+	return out
 }
 
 // Request is one synchronous invocation.
@@ -157,33 +292,28 @@ func (iv *Invoker) Invoke(ctx context.Context, req Request) (*Response, error) {
 	if len(bytes.TrimSpace(req.Payload)) == 0 {
 		req.Payload = []byte("null")
 	}
-	t, err := iv.Resolve(req.Function, req.Qualifier)
-	if err != nil {
-		return nil, err
-	}
-	p, err := iv.poolFor(t)
-	if err != nil {
-		return nil, err
-	}
 	id := req.RequestID
 	if id == "" {
 		id = NewRequestID()
 	}
-	timeout := time.Duration(t.Timeout) * time.Second
-	res := &Response{RequestID: id, Version: t.Version, MemoryMB: t.MemoryMB}
 	var tail *tailBuffer
 	if req.Tail {
 		tail = iv.watchTail(id)
 		defer iv.unwatchTail(id)
 	}
-
 	start := iv.cfg.Now()
-	lease, err := p.Acquire(ctx)
-	if err != nil {
-		var ie *runtime.InitError
-		if !errors.As(err, &ie) {
-			return nil, err
+	t, lease, err := iv.acquire(ctx, req)
+	var ie *runtime.InitError
+	if err != nil && !errors.As(err, &ie) {
+		var te *pool.ThrottleError
+		if errors.As(err, &te) {
+			iv.cfg.Metrics.Throttled(req.Function, te.Reason)
 		}
+		return nil, err
+	}
+	timeout := time.Duration(t.Timeout) * time.Second
+	res := &Response{RequestID: id, Version: t.Version, MemoryMB: t.MemoryMB}
+	if ie != nil {
 		// Lambda answers a failed init as the function's error.
 		res.Duration = iv.cfg.Now().Sub(start)
 		res.Payload, res.FunctionError, res.ErrorType = ie.Payload, "Unhandled", ie.Type
@@ -191,22 +321,45 @@ func (iv *Invoker) Invoke(ctx context.Context, req Request) (*Response, error) {
 		iv.platformLog(t, "", id, fmt.Sprintf("INIT_REPORT Init Duration: %.2f ms\tPhase: init\tStatus: error\tError Type: %s",
 			float64(res.Duration.Microseconds())/1000, ie.Type))
 		iv.finish(t, "", res, tail)
+		iv.cfg.Metrics.Invoked(t.Name, t.Version, "error", res.Duration)
 		return res, nil
 	}
-	inst := lease.Instance
-	if lease.Cold {
-		res.Cold, res.InitDuration = true, inst.InitDuration()
+	var (
+		r      runtime.Result
+		instID string
+	)
+	for tries := 1; ; tries++ {
+		inst := lease.Instance
+		if lease.Cold {
+			res.Cold, res.InitDuration = true, inst.InitDuration()
+			iv.cfg.Metrics.ColdStart(t.Name, t.Version, res.InitDuration)
+		}
+		instID = instanceID(inst)
+		if tries == 1 {
+			iv.platformLog(t, instID, id, telemetry.StartLine(id, t.Version))
+		}
+		invStart := iv.cfg.Now()
+		// The invocation runs to its end or deadline even if the caller
+		// leaves, as on Lambda: a function cut off halfway could leave
+		// work half done.
+		r = inst.Invoke(context.WithoutCancel(ctx), runtime.Invocation{
+			RequestID: id, Payload: req.Payload, Deadline: invStart.Add(timeout),
+			FunctionARN: iv.arn(req.Function, req.Qualifier), TraceID: req.TraceID,
+			ClientContext: req.ClientContext, CognitoIdentity: req.CognitoIdentity,
+		})
+		res.Duration = iv.cfg.Now().Sub(invStart)
+		lease.Release(r.Reusable)
+		// An idle instance can die just before it is handed a call; the
+		// call never reached it, so it goes to another instance.
+		if !r.Undelivered || tries == 3 {
+			break
+		}
+		next, nextLease, err := iv.acquire(ctx, req)
+		if err != nil {
+			break // the caller hears of the dead instance
+		}
+		t, lease = next, nextLease
 	}
-	instID := instanceID(inst)
-	iv.platformLog(t, instID, id, telemetry.StartLine(id, t.Version))
-	invStart := iv.cfg.Now()
-	r := inst.Invoke(ctx, runtime.Invocation{
-		RequestID: id, Payload: req.Payload, Deadline: invStart.Add(timeout),
-		FunctionARN: iv.arn(req.Function, req.Qualifier), TraceID: req.TraceID,
-		ClientContext: req.ClientContext, CognitoIdentity: req.CognitoIdentity,
-	})
-	res.Duration = iv.cfg.Now().Sub(invStart)
-	lease.Release(r.Reusable)
 	res.Payload, res.MaxMemoryMB = r.Payload, r.MaxMemoryMB
 	if r.Failed() {
 		res.FunctionError, res.ErrorType = "Unhandled", r.ErrorType
@@ -216,7 +369,49 @@ func (iv *Invoker) Invoke(ctx context.Context, req Request) (*Response, error) {
 		}
 	}
 	iv.finish(t, instID, res, tail)
+	iv.cfg.Metrics.Invoked(t.Name, t.Version, outcome(r), res.Duration)
 	return res, nil
+}
+
+func outcome(r runtime.Result) string {
+	switch r.ErrorType {
+	case "":
+		return "success"
+	case runtime.ErrTypeTimeout:
+		return "timeout"
+	}
+	return "error"
+}
+
+// InitTimeout is how long an instance may take to start, as Lambda's init
+// phase; a caller waits in the queue at most that plus the function's
+// timeout, which covers a cold start made for it.
+const InitTimeout = 10 * time.Second
+
+// acquire resolves the request and borrows an instance of what it runs,
+// waiting in the queue at most the function's timeout plus InitTimeout. A pool drained
+// meanwhile (the function changed) sends the caller to its successor.
+func (iv *Invoker) acquire(ctx context.Context, req Request) (registry.Target, *pool.Lease, error) {
+	for {
+		t, err := iv.Resolve(req.Function, req.Qualifier)
+		if err != nil {
+			return t, nil, err
+		}
+		p, err := iv.poolFor(t)
+		if err != nil {
+			return t, nil, err
+		}
+		qctx, cancel := context.WithTimeout(ctx, time.Duration(t.Timeout)*time.Second+InitTimeout)
+		lease, err := p.Acquire(qctx)
+		cancel()
+		if errors.Is(err, pool.ErrClosed) {
+			if ctx.Err() != nil {
+				return t, nil, ctx.Err()
+			}
+			continue
+		}
+		return t, lease, err
+	}
 }
 
 // finish writes the END and REPORT lines and collects the tail.
@@ -239,31 +434,57 @@ func (iv *Invoker) arn(name, qualifier string) string {
 // poolFor returns the pool of a target, replacing (and draining) a pool
 // made for what the same version ran before an update.
 func (iv *Invoker) poolFor(t registry.Target) (*pool.Pool, error) {
-	slot := t.Name + "@" + t.Version
 	iv.mu.Lock()
 	defer iv.mu.Unlock()
 	if iv.closed {
-		return nil, pool.ErrClosed
+		return nil, errClosed
 	}
+	return iv.poolForLocked(t), nil
+}
+
+var errClosed = errors.New("invoke: the node is shutting down")
+
+func (iv *Invoker) poolForLocked(t registry.Target) *pool.Pool {
+	slot := t.Name + "@" + t.Version
 	vp := iv.pools[slot]
-	if vp != nil && vp.key == t.Key {
-		return vp.pool, nil
+	// A caller that resolved just before an update is served by the new
+	// pool: only a newer target replaces a pool.
+	if vp != nil && (vp.key == t.Key || vp.rev > t.Revision) {
+		return vp.pool
 	}
 	if vp != nil {
 		iv.drainLater(vp.pool)
 	}
-	vp = &versionPool{key: t.Key, pool: pool.New(pool.Config{Now: iv.cfg.Now, Start: func(ctx context.Context) (runtime.Instance, error) {
-		return iv.start(ctx, t)
-	}})}
+	keepWarm := iv.cfg.KeepWarm
+	if t.KeepWarm > 0 {
+		keepWarm = time.Duration(t.KeepWarm) * time.Second
+	}
+	max := -1
+	if t.Concurrency != nil {
+		max = *t.Concurrency
+	}
+	vp = &versionPool{function: t.Name, version: t.Version, key: t.Key, rev: t.Revision, pool: pool.New(pool.Config{
+		Start:    func(ctx context.Context) (runtime.Instance, error) { return iv.start(ctx, t) },
+		MemoryMB: t.MemoryMB, Budget: iv.cfg.Budget, Now: iv.cfg.Now,
+		Limits: pool.Limits{Max: max, Min: t.MinInstances, KeepWarm: keepWarm, MaxLifetime: iv.cfg.MaxLifetime},
+	})}
 	iv.pools[slot] = vp
-	return vp.pool, nil
+	return vp.pool
 }
 
 // drainLater drains a replaced pool: its idle instances stop now, its busy
-// ones when their invocations end.
+// ones when their invocations end. iv.mu is held.
 func (iv *Invoker) drainLater(p *pool.Pool) {
+	iv.draining[p] = struct{}{}
 	go func() {
-		if err := p.Close(context.Background()); err != nil {
+		defer func() {
+			iv.mu.Lock()
+			delete(iv.draining, p)
+			iv.mu.Unlock()
+		}()
+		// Busy instances finish their invocations, which are bounded by
+		// the function's timeout.
+		if err := p.Drain(context.Background()); err != nil {
 			iv.cfg.Logger.Warn("invoke: draining an old pool", "err", err)
 		}
 	}()
@@ -312,20 +533,34 @@ func (iv *Invoker) log(t registry.Target, instID string, l runtime.Line) {
 	}
 }
 
-// Close stops every instance of every pool.
+// Close stops the scaler and every instance of every pool: busy ones get
+// until ctx ends to finish, then they are killed too.
 func (iv *Invoker) Close(ctx context.Context) error {
+	iv.stop()
+	<-iv.done
 	iv.mu.Lock()
 	iv.closed = true
-	pools := iv.pools
+	pools := make([]*pool.Pool, 0, len(iv.pools)+len(iv.draining))
+	for _, vp := range iv.pools {
+		pools = append(pools, vp.pool)
+	}
+	for p := range iv.draining {
+		pools = append(pools, p)
+	}
 	iv.pools = map[string]*versionPool{}
 	iv.mu.Unlock()
-	var errs []error
-	for _, vp := range pools {
-		if err := vp.pool.Close(ctx); err != nil {
-			errs = append(errs, err)
-		}
+	var wg sync.WaitGroup
+	for _, p := range pools {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.Drain(ctx); err != nil {
+				p.Kill()
+			}
+		}()
 	}
-	return errors.Join(errs...)
+	wg.Wait()
+	return nil
 }
 
 func (iv *Invoker) watchTail(id string) *tailBuffer {

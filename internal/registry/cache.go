@@ -31,8 +31,9 @@ func newCache() *cache {
 		aliases: map[string]map[string]Alias{}, revs: map[string]uint64{}}
 }
 
-// watch fills the cache and keeps it current until ctx ends. It returns
-// once the cache holds everything the bucket held when it was called.
+// watch fills the cache and keeps it current until ctx ends, starting the
+// watch again if NATS ends it. It returns once the cache holds everything
+// the bucket held when it was called.
 func (r *Registry) watch(ctx context.Context) error {
 	w, err := r.kv.WatchAll(ctx)
 	if err != nil {
@@ -41,29 +42,24 @@ func (r *Registry) watch(ctx context.Context) error {
 	ready := make(chan struct{})
 	go func() {
 		defer close(r.watchDone)
-		caughtUp := false
+		var once sync.Once
+		markReady := func() { once.Do(func() { close(ready) }) }
+		defer markReady()
 		for {
-			select {
-			case <-ctx.Done():
-				if !caughtUp {
-					close(ready)
-				}
+			r.follow(ctx, w, markReady)
+			if ctx.Err() != nil {
 				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					if !caughtUp {
-						close(ready)
-					}
+			}
+			r.log.Warn("registry: the watch on the registry ended; starting it again")
+			for w = nil; w == nil; {
+				select {
+				case <-ctx.Done():
 					return
+				case <-time.After(time.Second):
 				}
-				if e == nil {
-					if !caughtUp {
-						caughtUp = true
-						close(ready)
-					}
-					continue
+				if w, err = r.kv.WatchAll(ctx); err != nil {
+					r.log.Warn("registry: watch", "err", err)
 				}
-				r.cache.apply(e.Key(), e.Revision(), e.Operation() != jetstream.KeyValuePut, e.Value(), r.log)
 			}
 		}
 	}()
@@ -75,44 +71,73 @@ func (r *Registry) watch(ctx context.Context) error {
 	}
 }
 
-// apply records one write, unless a newer one for the key was seen.
-func (c *cache) apply(key string, rev uint64, deleted bool, value []byte, log *slog.Logger) {
+// follow applies one watch's entries until it ends, telling subscribers of
+// each change; a replay after a restart tells them of what changed meanwhile.
+func (r *Registry) follow(ctx context.Context, w jetstream.KeyWatcher, caughtUp func()) {
+	defer w.Stop() //nolint:errcheck // stopping an ended watch fails harmlessly
+	live := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				live = true
+				caughtUp()
+				continue
+			}
+			deleted := e.Operation() != jetstream.KeyValuePut
+			changed := r.cache.apply(e.Key(), e.Revision(), deleted, e.Value(), r.log)
+			if c, ok := parseKey(e.Key()); ok && (live || changed) {
+				c.Deleted, c.Revision = deleted, e.Revision()
+				r.notify(c)
+			}
+		}
+	}
+}
+
+// apply records one write, unless a newer one for the key was seen; it
+// reports whether it did.
+func (c *cache) apply(key string, rev uint64, deleted bool, value []byte, log *slog.Logger) bool {
 	ch, ok := parseKey(key)
 	if !ok {
-		return
+		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if rev <= c.revs[key] {
-		return
+		return false
 	}
 	c.revs[key] = rev
 	switch ch.Kind {
 	case KindFunction:
 		if deleted {
 			delete(c.fns, ch.Function)
-			return
+			return true
 		}
 		var f Function
 		if err := json.Unmarshal(value, &f); err != nil {
 			log.Warn("registry: bad record in cache", "key", key, "err", err)
-			return
+			return true
 		}
 		f.Revision = rev
 		c.fns[ch.Function] = f
 	case KindVersion:
 		n, err := strconv.Atoi(ch.Name)
 		if err != nil {
-			return
+			return false
 		}
 		if deleted {
 			delete(c.vers[ch.Function], n)
-			return
+			return true
 		}
 		var v Version
 		if err := json.Unmarshal(value, &v); err != nil {
 			log.Warn("registry: bad record in cache", "key", key, "err", err)
-			return
+			return true
 		}
 		if c.vers[ch.Function] == nil {
 			c.vers[ch.Function] = map[int]Version{}
@@ -121,12 +146,12 @@ func (c *cache) apply(key string, rev uint64, deleted bool, value []byte, log *s
 	case KindAlias:
 		if deleted {
 			delete(c.aliases[ch.Function], ch.Name)
-			return
+			return true
 		}
 		var a Alias
 		if err := json.Unmarshal(value, &a); err != nil {
 			log.Warn("registry: bad record in cache", "key", key, "err", err)
-			return
+			return true
 		}
 		a.Revision = rev
 		if c.aliases[ch.Function] == nil {
@@ -134,6 +159,7 @@ func (c *cache) apply(key string, rev uint64, deleted bool, value []byte, log *s
 		}
 		c.aliases[ch.Function][ch.Name] = a
 	}
+	return true
 }
 
 // forget drops a key this node deleted; the watch brings the delete's
@@ -166,6 +192,8 @@ type Target struct {
 	// Key changes whenever what runs changes: instances started for one
 	// key must not serve another.
 	Key string
+	// Revision orders targets of one version: the newer has the higher.
+	Revision uint64
 }
 
 // Resolve finds what name and qualifier (empty, "$LATEST", a version
@@ -180,8 +208,7 @@ func (r *Registry) Resolve(name, qualifier string, pick func() float64) (Target,
 		return Target{}, notFound("function", name)
 	}
 	if qualifier == "" || qualifier == Latest {
-		return Target{Function: f, Version: Latest,
-			Key: name + "@" + Latest + "#" + strconv.FormatUint(f.Revision, 10)}, nil
+		return latestTarget(f), nil
 	}
 	n, err := strconv.Atoi(qualifier)
 	if err != nil {
@@ -203,5 +230,37 @@ func (r *Registry) Resolve(name, qualifier string, pick func() float64) (Target,
 	if !ok {
 		return Target{}, notFound("version", name+":"+qualifier)
 	}
-	return Target{Function: v.Function, Version: strconv.Itoa(n), Key: name + "@" + strconv.Itoa(n)}, nil
+	return versionTarget(name, n, v, c.revs[verKey(name, n)]), nil
+}
+
+// Provisioned returns what of a function must keep instances warm: its
+// $LATEST and its newest version, where their config asks for
+// min_instances.
+func (r *Registry) Provisioned(name string) []Target {
+	r.cache.mu.RLock()
+	defer r.cache.mu.RUnlock()
+	var out []Target
+	if f, ok := r.cache.fns[name]; ok && f.MinInstances > 0 {
+		out = append(out, latestTarget(f))
+	}
+	newest := 0
+	for n := range r.cache.vers[name] {
+		newest = max(newest, n)
+	}
+	if v, ok := r.cache.vers[name][newest]; ok && v.Function.MinInstances > 0 {
+		out = append(out, versionTarget(name, newest, v, r.cache.revs[verKey(name, newest)]))
+	}
+	return out
+}
+
+func latestTarget(f Function) Target {
+	return Target{Function: f, Version: Latest, Revision: f.Revision,
+		Key: f.Name + "@" + Latest + "#" + strconv.FormatUint(f.Revision, 10)}
+}
+
+// versionTarget is version n; its key has the record's revision, so a
+// function deleted and made again does not run the old one's version n.
+func versionTarget(name string, n int, v Version, rev uint64) Target {
+	return Target{Function: v.Function, Version: strconv.Itoa(n), Revision: rev,
+		Key: name + "@" + strconv.Itoa(n) + "#" + strconv.FormatUint(rev, 10)}
 }

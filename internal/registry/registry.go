@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -44,6 +45,9 @@ type Registry struct {
 	cache     *cache
 	stopWatch context.CancelFunc
 	watchDone chan struct{} // closed when the cache's watch has ended
+
+	subMu sync.Mutex
+	subs  map[*subscriber]struct{} // guarded by subMu
 }
 
 // Open opens the registry's buckets, creating them on first use.
@@ -65,7 +69,8 @@ func Open(ctx context.Context, js jetstream.JetStream, now func() time.Time, log
 	if now == nil {
 		now = time.Now
 	}
-	r := &Registry{kv: kv, code: code, now: now, log: log, cache: newCache(), watchDone: make(chan struct{})}
+	r := &Registry{kv: kv, code: code, now: now, log: log, cache: newCache(), watchDone: make(chan struct{}),
+		subs: map[*subscriber]struct{}{}}
 	// The watch outlives Open's ctx: it ends with Close.
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.stopWatch = cancel
@@ -175,6 +180,13 @@ func (r *Registry) Create(ctx context.Context, cfg Config, code *Staged) (Functi
 	if err := r.putCode(ctx, code); err != nil {
 		return Function{}, err
 	}
+	// Versions and aliases a failed delete left behind must not be
+	// adopted by a new function of the same name.
+	if _, err := r.Get(ctx, f.Name); errors.Is(err, ErrNotFound) {
+		if err := r.purgeChildren(ctx, f.Name, ""); err != nil {
+			return Function{}, err
+		}
+	}
 	f.CodeSHA256, f.CodeSize = code.SHA256, code.Size
 	f.CreatedAt = r.now().UTC()
 	f.UpdatedAt = f.CreatedAt
@@ -271,6 +283,9 @@ func (r *Registry) Delete(ctx context.Context, name string, ifRevision uint64) e
 	}
 	// The function's own record goes first, conditionally, so a concurrent
 	// update either lands before (and is deleted) or fails as stale.
+	// Once the record is gone the rest must go too, even if the caller
+	// leaves.
+	ctx = context.WithoutCancel(ctx)
 	if err := r.kv.Delete(ctx, fnKey(name), jetstream.LastRevision(f.Revision)); err != nil {
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
 			return fmt.Errorf("function %q changed meanwhile: %w", name, ErrStale)

@@ -20,9 +20,12 @@ type Function struct {
 	Env      map[string]string `json:"env,omitempty"`
 	// Concurrency is the reserved concurrency: nil means unreserved (the
 	// node's limits apply), 0 means throttled.
-	Concurrency  *int   `json:"concurrency,omitempty"`
-	MinInstances int    `json:"min_instances"`
-	Description  string `json:"description,omitempty"`
+	Concurrency  *int `json:"concurrency,omitempty"`
+	MinInstances int  `json:"min_instances"`
+	// KeepWarm is how many seconds an idle instance is kept before it
+	// stops; 0 means the node's default.
+	KeepWarm    int    `json:"keep_warm,omitempty"`
+	Description string `json:"description,omitempty"`
 	// URLAuth is "token" (default) or "none" (the function URL is public).
 	URLAuth    string    `json:"url_auth"`
 	CodeSHA256 string    `json:"code_sha256"`
@@ -45,6 +48,7 @@ type Config struct {
 	Env          map[string]string `json:"env,omitempty"`
 	Concurrency  *int              `json:"concurrency,omitempty"`
 	MinInstances *int              `json:"min_instances,omitempty"`
+	KeepWarm     *int              `json:"keep_warm,omitempty"`
 	Description  *string           `json:"description,omitempty"`
 	URLAuth      *string           `json:"url_auth,omitempty"`
 	// ClearConcurrency sets Concurrency back to unreserved.

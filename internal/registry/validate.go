@@ -15,6 +15,9 @@ const (
 	MaxTimeout        = 900 // seconds
 	MaxEnvBytes       = 4096
 	MaxDescription    = 256
+	MaxKeepWarm       = 7 * 24 * 3600 // seconds
+	MaxConcurrency    = 10000
+	MaxMinInstances   = 100
 	URLAuthToken      = "token"
 	URLAuthNone       = "none"
 	defaultBinHandler = "bootstrap"
@@ -86,6 +89,9 @@ func apply(f *Function, cfg Config, create bool) error {
 	if cfg.MinInstances != nil {
 		f.MinInstances = *cfg.MinInstances
 	}
+	if cfg.KeepWarm != nil {
+		f.KeepWarm = *cfg.KeepWarm
+	}
 	if cfg.Description != nil {
 		f.Description = *cfg.Description
 	}
@@ -114,11 +120,14 @@ func check(f *Function) error {
 	if err := checkEnv(f.Env); err != nil {
 		return err
 	}
-	if f.Concurrency != nil && *f.Concurrency < 0 {
-		return invalid("concurrency %d is negative", *f.Concurrency)
+	if f.Concurrency != nil && (*f.Concurrency < 0 || *f.Concurrency > MaxConcurrency) {
+		return invalid("concurrency %d is out of range (0 to %d)", *f.Concurrency, MaxConcurrency)
 	}
-	if f.MinInstances < 0 {
-		return invalid("min_instances %d is negative", f.MinInstances)
+	if f.KeepWarm < 0 || f.KeepWarm > MaxKeepWarm {
+		return invalid("keep_warm %d is out of range (0 for the node's default, up to %d seconds)", f.KeepWarm, MaxKeepWarm)
+	}
+	if f.MinInstances < 0 || f.MinInstances > MaxMinInstances {
+		return invalid("min_instances %d is out of range (0 to %d)", f.MinInstances, MaxMinInstances)
 	}
 	if f.Concurrency != nil && f.MinInstances > *f.Concurrency {
 		return invalid("min_instances %d is over the reserved concurrency %d", f.MinInstances, *f.Concurrency)
@@ -153,8 +162,12 @@ func checkEnv(env map[string]string) error {
 		if !envKeyRE.MatchString(k) {
 			return invalid("env key %q must match [A-Za-z_][A-Za-z0-9_]*", k)
 		}
-		if u := strings.ToUpper(k); strings.HasPrefix(u, "AWS_") || strings.HasPrefix(u, "WISP_") {
-			return invalid("env key %q is reserved (AWS_ and WISP_ names belong to the platform)", k)
+		if u := strings.ToUpper(k); strings.HasPrefix(u, "AWS_") || strings.HasPrefix(u, "WISP_") ||
+			strings.HasPrefix(u, "LAMBDA_") || u == "_HANDLER" || u == "_X_AMZN_TRACE_ID" {
+			return invalid("env key %q is reserved (AWS_, LAMBDA_, WISP_, _HANDLER and _X_AMZN_TRACE_ID belong to the platform)", k)
+		}
+		if strings.ContainsRune(v, 0) {
+			return invalid("env value of %q holds a NUL byte", k)
 		}
 		size += len(k) + len(v)
 	}

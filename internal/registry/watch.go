@@ -2,10 +2,7 @@ package registry
 
 import (
 	"context"
-	"fmt"
 	"strings"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Kind is what a change is about.
@@ -29,41 +26,40 @@ type Change struct {
 }
 
 // Watch sends every change made after it is called, on any node, until ctx
-// ends; then the channel closes.
+// ends; then the channel closes. A change is sent after this node's cache
+// holds it, so Resolve already answers with it. A subscriber must keep
+// reading: the cache waits for it.
 func (r *Registry) Watch(ctx context.Context) (<-chan Change, error) {
-	w, err := r.kv.WatchAll(ctx, jetstream.UpdatesOnly())
-	if err != nil {
-		return nil, fmt.Errorf("registry: watch: %w", err)
-	}
-	out := make(chan Change, 64)
+	s := &subscriber{ch: make(chan Change, 256), ctx: ctx}
+	r.subMu.Lock()
+	r.subs[s] = struct{}{}
+	r.subMu.Unlock()
 	go func() {
-		defer close(out)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					continue
-				}
-				c, ok := parseKey(e.Key())
-				if !ok {
-					continue
-				}
-				c.Deleted = e.Operation() != jetstream.KeyValuePut
-				c.Revision = e.Revision()
-				select {
-				case out <- c:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
+		<-ctx.Done()
+		r.subMu.Lock()
+		delete(r.subs, s)
+		r.subMu.Unlock()
+		// The cache's watch sends only under subMu, so nothing sends now.
+		close(s.ch)
 	}()
-	return out, nil
+	return s.ch, nil
+}
+
+type subscriber struct {
+	ch  chan Change
+	ctx context.Context // the subscriber's own, from its Watch call
+}
+
+// notify sends c to every subscriber.
+func (r *Registry) notify(c Change) {
+	r.subMu.Lock()
+	defer r.subMu.Unlock()
+	for s := range r.subs {
+		select {
+		case s.ch <- c:
+		case <-s.ctx.Done():
+		}
+	}
 }
 
 func parseKey(key string) (Change, bool) {

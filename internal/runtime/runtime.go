@@ -101,6 +101,9 @@ type Result struct {
 	Reusable bool
 	// MaxMemoryMB is the instance's peak memory so far, for the REPORT line.
 	MaxMemoryMB int
+	// Undelivered says the function never received the invocation (its
+	// instance had died): it is safe to run it on another instance.
+	Undelivered bool
 }
 
 // Failed reports whether the invocation ended in an error.

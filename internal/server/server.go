@@ -22,6 +22,7 @@ import (
 	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/gateway"
 	"github.com/wisp-dev/wisp/internal/invoke"
+	"github.com/wisp-dev/wisp/internal/pool"
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/runtime"
 	"github.com/wisp-dev/wisp/internal/runtime/process"
@@ -51,7 +52,15 @@ type Config struct {
 	NodePath, PythonPath string
 	// Region is the AWS region functions are told they run in; default us-east-1.
 	Region string
-	Logger *slog.Logger
+	// MemoryMB is the memory all instances together may take; default
+	// half of the machine's.
+	MemoryMB int
+	// KeepWarm is how long an idle instance stays before it stops, unless
+	// its function says otherwise; default 10 minutes.
+	KeepWarm time.Duration
+	// MaxLifetime recycles instances this old; default 2 hours.
+	MaxLifetime time.Duration
+	Logger      *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -68,10 +77,12 @@ type Node struct {
 	logs  *telemetry.Logs
 	keys  *auth.Keys
 	inv   *invoke.Invoker
-	srv   *http.Server
-	ln    net.Listener
-	token string
-	done  chan error // the HTTP server's end
+	// metrics reads the invoker's pools at scrape time.
+	metrics *telemetry.Metrics
+	srv     *http.Server
+	ln      net.Listener
+	token   string
+	done    chan error // the HTTP server's end
 }
 
 // Start starts a node and returns once it serves.
@@ -127,6 +138,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	gw := gateway.New(gateway.Config{Invoker: n.inv, AdminToken: n.token, Keys: n.keys, Logger: n.log, Now: cfg.Now})
 	mux.Handle("/2015-03-31/", gw)
 	mux.Handle("/fn/", gw)
+	mux.Handle("GET /metrics", api.AdminOnly(n.token, n.log, n.metrics.Handler()))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "ok\n") //nolint:errcheck // nothing to do if the prober left
@@ -167,9 +179,16 @@ func (n *Node) openParts(ctx context.Context) error {
 		return err
 	}
 	code := runtime.NewCodeCache(filepath.Join(cfg.DataDir, "code"), n.reg.Code)
-	n.inv = invoke.New(invoke.Config{Registry: n.reg, Driver: driver, Code: code, Logs: n.logs,
-		Logger: n.log, Region: cfg.Region, Now: cfg.Now})
-	return nil
+	memMB := cfg.MemoryMB
+	if memMB == 0 {
+		memMB = defaultMemoryMB()
+	}
+	n.log.Info("instance memory budget", "mb", memMB)
+	n.metrics = telemetry.NewMetrics(n.poolStats)
+	n.inv, err = invoke.New(invoke.Config{Registry: n.reg, Driver: driver, Code: code, Logs: n.logs,
+		Logger: n.log, Region: cfg.Region, Now: cfg.Now, Budget: pool.NewBudget(memMB),
+		KeepWarm: cfg.KeepWarm, MaxLifetime: cfg.MaxLifetime, Metrics: n.metrics})
+	return err
 }
 
 func (n *Node) closeParts(ctx context.Context) error {
@@ -188,6 +207,35 @@ func (n *Node) closeParts(ctx context.Context) error {
 	}
 	errs = append(errs, n.store.Close())
 	return errors.Join(errs...)
+}
+
+// poolStats is the invoker's pools as the metrics report them.
+func (n *Node) poolStats() []telemetry.PoolStat {
+	ps := n.inv.PoolStats()
+	out := make([]telemetry.PoolStat, len(ps))
+	for i, p := range ps {
+		out[i] = telemetry.PoolStat{Function: p.Function, Version: p.Version,
+			Idle: p.Idle, Busy: p.Busy, Starting: p.Starting, Queued: p.Queued}
+	}
+	return out
+}
+
+// defaultMemoryMB is half the machine's memory, or 4 GiB where the
+// machine does not say.
+func defaultMemoryMB() int {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 4096
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			var kb int
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err == nil && kb > 0 {
+				return kb / 1024 / 2
+			}
+		}
+	}
+	return 4096
 }
 
 // adminToken returns the configured token, or the one in the data dir,
@@ -238,6 +286,9 @@ func (n *Node) NATSURL() string { return n.store.ClientURL() }
 
 // AdminToken is the control API's bearer token.
 func (n *Node) AdminToken() string { return n.token }
+
+// Instances returns the instances this node runs, by function version.
+func (n *Node) Instances() []invoke.PoolStat { return n.inv.PoolStats() }
 
 // Registry is the node's view of the function registry.
 func (n *Node) Registry() *registry.Registry { return n.reg }

@@ -183,11 +183,11 @@ func (i *instance) Invoke(ctx context.Context, inv runtime.Invocation) runtime.R
 	if i.broken.Load() {
 		// Killed already: it is only a matter of the exit being seen.
 		<-i.exited
-		return i.exitResult(inv.RequestID)
+		return undelivered(i.exitResult(inv.RequestID))
 	}
 	select {
 	case <-i.exited:
-		return i.exitResult(inv.RequestID)
+		return undelivered(i.exitResult(inv.RequestID))
 	default:
 	}
 	if inv.Deadline.IsZero() {
@@ -211,7 +211,7 @@ func (i *instance) Invoke(ctx context.Context, inv runtime.Invocation) runtime.R
 	case i.invokes <- inv:
 	case <-i.exited:
 		i.timer.Stop()
-		return i.endExited(inv.RequestID)
+		return undelivered(i.endExited(inv.RequestID))
 	case <-i.timer.C:
 		// The runtime did not come back for an invocation in all that
 		// time: it is stuck.
@@ -250,6 +250,12 @@ func (i *instance) Invoke(ctx context.Context, inv runtime.Invocation) runtime.R
 	}
 	i.endInvocation()
 	return res
+}
+
+// undelivered marks a result of an invocation the runtime never received.
+func undelivered(r runtime.Result) runtime.Result {
+	r.Undelivered = true
+	return r
 }
 
 // endInvocation waits for the output of the invocation in progress, then

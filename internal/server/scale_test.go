@@ -97,6 +97,30 @@ func TestBurstWithinConcurrency(t *testing.T) {
 		t.Errorf("the burst took %s, past the callers' 10 s deadline", d)
 	}
 	t.Logf("200 calls on %d instances in %s", len(pids), time.Since(start))
+
+	// /metrics, parsed with the Prometheus text parser, tells the same.
+	mfs, err := n.c.Metrics(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *client.FunctionStats
+	for _, s := range client.StatsFromMetrics(mfs) {
+		if s.Function == "burst" {
+			got = &s
+		}
+	}
+	if got == nil || got.Invocations != 200 || got.Errors != 0 || got.ColdStarts != int64(len(pids)) ||
+		got.Idle != len(pids) || got.Busy != 0 || got.P50 == nil {
+		t.Errorf("metrics: %+v, want 200 invocations, no errors, %d cold starts and idle instances", got, len(pids))
+	}
+	for _, name := range []string{"wisp_invocation_duration_seconds", "wisp_init_duration_seconds", "wisp_queue_depth", "wisp_concurrent_executions"} {
+		if mfs[name] == nil {
+			t.Errorf("/metrics has no %s", name)
+		}
+	}
+	if _, err := client.New(n.URL(), "wrong").Metrics(context.Background()); err == nil {
+		t.Error("/metrics answered a wrong token")
+	}
 }
 
 func TestThrottledFunction(t *testing.T) {

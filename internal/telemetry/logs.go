@@ -4,6 +4,7 @@
 package telemetry
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -92,6 +93,9 @@ type Logs struct {
 	stream jetstream.Stream
 	log    *slog.Logger
 	now    func() time.Time
+	// batchBytes bounds a message of records: maxBatchBytes, or less for
+	// a small stream, so a batch never outgrows it.
+	batchBytes int
 
 	mu     sync.RWMutex // guards closed; Append holds it while it sends on queue
 	closed bool
@@ -152,6 +156,7 @@ func OpenLogs(ctx context.Context, js jetstream.JetStream, cfg LogsConfig) (*Log
 	}
 	l := &Logs{
 		js: js, stream: stream, log: cfg.Logger, now: cfg.Now,
+		batchBytes: int(min(maxBatchBytes, cfg.MaxBytes/16)),
 		queue:      make(chan item, cfg.MaxPending),
 		stop:       make(chan struct{}),
 		abort:      make(chan struct{}),
@@ -328,7 +333,7 @@ func (l *Logs) send() {
 	for {
 		select {
 		case it := <-l.queue:
-			l.handle(it)
+			l.handleBatch(l.gather(it))
 		case <-l.stop:
 			for {
 				select {
@@ -344,6 +349,60 @@ func (l *Logs) send() {
 }
 
 func (l *Logs) lost() int64 { return l.dropped.Load() + l.failed.Load() }
+
+// Batches: records queued together are stored as one message per function
+// (NDJSON), which costs the stream far less than a message per line.
+const (
+	maxBatchRecords = 256
+	maxBatchBytes   = 512 << 10
+)
+
+// gather returns it and the records queued behind it, up to a flush.
+func (l *Logs) gather(it item) []item {
+	items := []item{it}
+	for it.flushed == nil && len(items) < maxBatchRecords {
+		select {
+		case it = <-l.queue:
+			items = append(items, it)
+		default:
+			return items
+		}
+	}
+	return items
+}
+
+// handleBatch publishes a batch's records, one message per run of records
+// of one function, in order, and then answers a flush at its end.
+func (l *Logs) handleBatch(items []item) {
+	var (
+		fn   string
+		data []byte
+	)
+	publish := func() {
+		if len(data) > 0 {
+			l.publish(fn, data)
+		}
+		data = data[:0]
+	}
+	for _, it := range items {
+		if it.flushed != nil {
+			publish()
+			l.handle(it)
+			continue
+		}
+		line, err := json.Marshal(it.rec)
+		if err != nil {
+			l.lose(&l.failed, "not encodable", err)
+			continue
+		}
+		if it.rec.Function != fn || len(data)+len(line) > l.batchBytes {
+			publish()
+			fn = it.rec.Function
+		}
+		data = append(append(data, line...), '\n')
+	}
+	publish()
+}
 
 func (l *Logs) handle(it item) {
 	if it.flushed != nil {
@@ -364,7 +423,21 @@ func (l *Logs) handle(it item) {
 		l.lose(&l.failed, "not encodable", err)
 		return
 	}
-	subject := logSubjectPrefix + it.rec.Function
+	l.publish(it.rec.Function, data)
+}
+
+// publish sends one message of records of a function.
+func (l *Logs) publish(function string, data []byte) {
+	select {
+	case <-l.abort:
+		l.failed.Add(1)
+		return
+	default:
+	}
+	// The publisher keeps data until the server answers.
+	data = bytes.Clone(data)
+	subject := logSubjectPrefix + function
+	var err error
 	for {
 		_, err = l.pub.PublishAsync(subject, data)
 		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
@@ -484,10 +557,15 @@ func (l *Logs) Read(ctx context.Context, function string, since time.Time, reque
 			return fmt.Errorf("telemetry: reading the logs of %s: %w", function, err)
 		}
 		delivered = meta.Sequence.Stream
-		var rec Record
-		if err := json.Unmarshal(msg.Data(), &rec); err != nil {
-			l.log.Warn("telemetry: skipping a log record that is not JSON", "function", function, "seq", delivered, "err", err)
-		} else if requestID == "" || rec.RequestID == requestID {
+		for line := range bytes.SplitSeq(bytes.TrimRight(msg.Data(), "\n"), []byte("\n")) {
+			var rec Record
+			if err := json.Unmarshal(line, &rec); err != nil {
+				l.log.Warn("telemetry: skipping a log record that is not JSON", "function", function, "seq", delivered, "err", err)
+				continue
+			}
+			if requestID != "" && rec.RequestID != requestID || rec.Time.Before(since) {
+				continue
+			}
 			if err := fn(rec); err != nil {
 				return err
 			}

@@ -33,6 +33,8 @@ type Config struct {
 	Registry *registry.Registry
 	// AdminToken is the bearer token every /v1 call must carry.
 	AdminToken string
+	// FunctionTokens are refused with 403 rather than 401.
+	FunctionTokens FunctionTokens
 	// StageDir holds uploads while they are checked.
 	StageDir string
 	// Limits on code archives; zero means archive's defaults.
@@ -87,7 +89,7 @@ func New(cfg Config) http.Handler {
 	mux.Handle("/v1/", a.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return &Error{http.StatusNotFound, "ResourceNotFoundException", "no API route " + r.Method + " " + r.URL.Path}
 	}))
-	return AdminOnly(cfg.AdminToken, cfg.Logger, mux)
+	return AdminOnly(cfg.AdminToken, cfg.FunctionTokens, cfg.Logger, mux)
 }
 
 // handle adapts a handler that returns an error.
@@ -99,12 +101,25 @@ func (a *api) handle(h func(http.ResponseWriter, *http.Request) error) http.Hand
 	})
 }
 
+// FunctionTokens tells the tokens of function instances.
+type FunctionTokens interface {
+	Function(token string) (string, bool)
+}
+
 // AdminOnly lets through only requests that carry the admin bearer token.
 // The control API and the node's other admin endpoints (/metrics) use it.
-func AdminOnly(token string, log *slog.Logger, next http.Handler) http.Handler {
+// A function's own token is known and refused (403).
+func AdminOnly(token string, fnTokens FunctionTokens, log *slog.Logger, next http.Handler) http.Handler {
 	want := []byte(token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if fnTokens != nil {
+			if fn, isFn := fnTokens.Function(tok); isFn {
+				writeError(w, log, r, &Error{http.StatusForbidden, "AccessDeniedException",
+					"the token of function " + strconv.Quote(fn) + " cannot use the admin API"})
+				return
+			}
+		}
 		if !ok || len(want) == 0 || subtle.ConstantTimeCompare([]byte(tok), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="wisp"`)
 			writeError(w, log, r, &Error{http.StatusUnauthorized, "UnauthorizedException", "missing or wrong bearer token"})

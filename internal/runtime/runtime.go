@@ -26,6 +26,7 @@ const (
 	// executable, or not a program.
 	ErrTypeInvalidEntrypoint = "Runtime.InvalidEntrypoint"
 	ErrTypeResponseTooLarge  = "Function.ResponseSizeTooLarge"
+	ErrTypeOutOfMemory       = "Runtime.OutOfMemory"
 	ErrTypeUnknown           = "Unhandled" // a function error whose runtime named no type
 )
 

@@ -77,6 +77,8 @@ type Node struct {
 	logs  *telemetry.Logs
 	keys  *auth.Keys
 	inv   *invoke.Invoker
+	// fnTokens are the function instances' own API tokens.
+	fnTokens *auth.FunctionTokens
 	// metrics reads the invoker's pools at scrape time.
 	metrics *telemetry.Metrics
 	srv     *http.Server
@@ -102,7 +104,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, done: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: cfg.Logger, done: make(chan error, 1), fnTokens: auth.NewFunctionTokens()}
 	stageDir := filepath.Join(cfg.DataDir, "tmp")
 	if err := os.MkdirAll(stageDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
@@ -133,12 +135,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", api.New(api.Config{Registry: n.reg, Logs: n.logs, Keys: n.keys,
+	mux.Handle("/v1/", api.New(api.Config{Registry: n.reg, Logs: n.logs, Keys: n.keys, FunctionTokens: n.fnTokens,
 		AdminToken: n.token, StageDir: stageDir, Logger: n.log}))
 	gw := gateway.New(gateway.Config{Invoker: n.inv, AdminToken: n.token, Keys: n.keys, Logger: n.log, Now: cfg.Now})
 	mux.Handle("/2015-03-31/", gw)
 	mux.Handle("/fn/", gw)
-	mux.Handle("GET /metrics", api.AdminOnly(n.token, n.log, n.metrics.Handler()))
+	mux.Handle("GET /metrics", api.AdminOnly(n.token, n.fnTokens, n.log, n.metrics.Handler()))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "ok\n") //nolint:errcheck // nothing to do if the prober left

@@ -563,7 +563,7 @@ func (l *Logs) Read(ctx context.Context, function string, since time.Time, reque
 				l.log.Warn("telemetry: skipping a log record that is not JSON", "function", function, "seq", delivered, "err", err)
 				continue
 			}
-			if requestID != "" && rec.RequestID != requestID || rec.Time.Before(since) {
+			if requestID != "" && rec.RequestID != requestID {
 				continue
 			}
 			if err := fn(rec); err != nil {

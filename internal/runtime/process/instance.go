@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os/exec"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,14 +32,12 @@ const (
 type instance struct {
 	spec  runtime.Spec
 	log   *slog.Logger
-	cmd   *exec.Cmd
-	pid   int
+	proc  proc
 	start time.Time
 	srv   *http.Server
 	// served is closed when srv.Serve has returned.
 	served  chan struct{}
 	streams [2]*stream // stdout, stderr
-	mem     *memReader // used by Invoke only
 
 	invokes  chan runtime.Invocation // unbuffered: Invoke to a waiting /next
 	results  chan runtime.Result     // buffered 1: the runtime's answer to Invoke
@@ -62,16 +59,13 @@ type instance struct {
 	broken atomic.Bool
 
 	// invokeMu makes Invoke calls one at a time, as the Instance contract
-	// asks of callers anyway; it guards timer and mem.
+	// asks of callers anyway; it guards timer and proc's memory reads.
 	invokeMu sync.Mutex
 	timer    *time.Timer // the deadline of the invocation in progress
 
 	mu      sync.Mutex
 	running string // guarded by mu: the request id handed to the runtime and not yet answered
 	tagID   string // guarded by mu: the request id output is tagged with
-
-	procMu sync.Mutex
-	reaped bool // guarded by procMu: the process has been reaped, so its pid may be reused
 
 	// hmu and hclosed let Stop wait for every Runtime API handler.
 	hmu      sync.RWMutex
@@ -241,7 +235,7 @@ func (i *instance) Invoke(ctx context.Context, inv runtime.Invocation) runtime.R
 		i.timer.Stop()
 		return i.abandon(inv.RequestID, runtime.ErrTypeExit, i.abandonMessage(ctx, inv.RequestID))
 	}
-	res.MaxMemoryMB = i.mem.peakMB()
+	res.MaxMemoryMB = i.proc.peakMB()
 	if !res.Reusable {
 		// Go's runtime client exits after a refused response: do not
 		// hand the instance out again to find that out.
@@ -295,7 +289,7 @@ func (i *instance) flushOutput() {
 // caller went away, by killing the process group.
 func (i *instance) abandon(id, errType, msg string) runtime.Result {
 	i.broken.Store(true)
-	mem := i.mem.peakMB()
+	mem := i.proc.peakMB()
 	i.log.Debug("process: killing an instance with an invocation in progress", "instance", i.spec.InstanceID,
 		"request_id", id, "error_type", errType)
 	i.kill()
@@ -324,10 +318,14 @@ func (i *instance) endExited(id string) runtime.Result {
 // exitResult is the result of an invocation on an exited process.
 func (i *instance) exitResult(id string) runtime.Result {
 	msg := fmt.Sprintf("RequestId: %s Error: %s", id, i.exitReason())
+	typ := runtime.ErrTypeExit
+	if i.proc.oomKilled() {
+		typ = runtime.ErrTypeOutOfMemory
+	}
 	return runtime.Result{
-		ErrorType:   runtime.ErrTypeExit,
-		Payload:     runtime.ErrorPayload(runtime.ErrTypeExit, msg),
-		MaxMemoryMB: i.mem.peakMB(),
+		ErrorType:   typ,
+		Payload:     runtime.ErrorPayload(typ, msg),
+		MaxMemoryMB: i.proc.peakMB(),
 	}
 }
 
@@ -375,33 +373,14 @@ func (i *instance) finish(id string, res runtime.Result) bool {
 	return true
 }
 
-// kill kills the process group, unless the process has been reaped.
-func (i *instance) kill() {
-	i.procMu.Lock()
-	defer i.procMu.Unlock()
-	i.killLocked()
-}
+// kill kills the process and all it started.
+func (i *instance) kill() { i.proc.kill() }
 
-func (i *instance) killLocked() {
-	if i.reaped {
-		return
-	}
-	if err := killGroup(i.pid); err != nil && !errors.Is(err, syscall.ESRCH) {
-		i.log.Warn("process: kill", "instance", i.spec.InstanceID, "pid", i.pid, "err", err)
-	}
-}
-
-// wait waits for the process to exit, kills whatever it left in its group,
-// and reaps it.
+// wait waits for the process to exit, kills whatever it left, and reaps it.
 func (i *instance) wait() {
-	err := reap(i.cmd, func() {
-		i.procMu.Lock()
-		i.killLocked()
-		i.reaped = true
-		i.procMu.Unlock()
-	})
+	err := i.proc.wait()
 	i.exitErr = err
-	i.log.Debug("process: instance exited", "instance", i.spec.InstanceID, "pid", i.pid, "err", err)
+	i.log.Debug("process: instance exited", "instance", i.spec.InstanceID, "pid", i.proc.pid(), "err", err)
 	close(i.exited)
 }
 
@@ -442,5 +421,5 @@ func (i *instance) stop() {
 		}
 		<-s.finished
 	}
-	i.mem.close()
+	i.proc.close()
 }

@@ -133,7 +133,7 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (runtime.Instance
 		return nil, err
 	}
 	d.log.Debug("process: instance ready", "function", spec.Function, "version", spec.Version,
-		"instance", spec.InstanceID, "pid", i.pid, "init", i.initDur)
+		"instance", spec.InstanceID, "pid", i.proc.pid(), "init", i.initDur)
 	return i, nil
 }
 
@@ -199,7 +199,7 @@ func (d *Driver) start(spec runtime.Spec, codeDir string, argv []string) (*insta
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("process: %w", err), ln.Close(), outR.Close(), outW.Close(), errR.Close(), errW.Close())
 	}
-	i.cmd = &exec.Cmd{
+	cmd := &exec.Cmd{
 		Path:        argv[0],
 		Args:        argv,
 		Env:         d.env(spec, codeDir, ln.Addr().String(), time.Now()),
@@ -209,7 +209,7 @@ func (d *Driver) start(spec runtime.Spec, codeDir string, argv []string) (*insta
 		SysProcAttr: sysProcAttr(),
 	}
 	i.start = time.Now()
-	err = i.cmd.Start()
+	err = cmd.Start()
 	// The child has its copies; ours would keep the pipes from ending.
 	closeErr := errors.Join(outW.Close(), errW.Close())
 	if err != nil {
@@ -223,8 +223,7 @@ func (d *Driver) start(spec runtime.Spec, codeDir string, argv []string) (*insta
 		}
 		return nil, initError(typ, "cannot run "+filepath.Base(argv[0])+": "+unwrapPath(err).Error())
 	}
-	i.pid = i.cmd.Process.Pid
-	i.mem = openMem(i.pid)
+	i.proc = newPlainProc(cmd, d.log)
 	if closeErr != nil {
 		d.log.Warn("process: closing pipe ends", "err", closeErr)
 	}

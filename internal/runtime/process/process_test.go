@@ -73,7 +73,7 @@ func start(t testing.TB, d *Driver, spec runtime.Spec) *instance {
 		if err := i.Stop(); err != nil {
 			t.Errorf("Stop: %v", err)
 		}
-		checkGone(t, i.pid)
+		checkGone(t, i.proc.pid())
 	})
 	return i
 }
@@ -316,7 +316,7 @@ func TestTimeout(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("Done not closed after a timeout")
 	}
-	checkGone(t, i.pid)
+	checkGone(t, i.proc.pid())
 
 	// The instance is done with; a new one works.
 	j := start(t, d, goSpec())
@@ -339,7 +339,7 @@ func TestCallerGone(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("Done not closed after the caller went")
 	}
-	checkGone(t, i.pid)
+	checkGone(t, i.proc.pid())
 }
 
 func TestNotStarted(t *testing.T) {
@@ -365,8 +365,8 @@ func TestNotStarted(t *testing.T) {
 			if !got.Reusable {
 				t.Errorf("Reusable = false for an invocation that never started")
 			}
-			if res := invoke(t, i, "req-after", `{"op":"pid"}`, 5*time.Second); res.Failed() || string(res.Payload) != strconv.Itoa(i.pid) {
-				t.Errorf("next Invoke = %s %s, want pid %d", res.ErrorType, res.Payload, i.pid)
+			if res := invoke(t, i, "req-after", `{"op":"pid"}`, 5*time.Second); res.Failed() || string(res.Payload) != strconv.Itoa(i.proc.pid()) {
+				t.Errorf("next Invoke = %s %s, want pid %d", res.ErrorType, res.Payload, i.proc.pid())
 			}
 		})
 	}
@@ -753,8 +753,8 @@ func TestWarmReuse(t *testing.T) {
 		if got.Failed() || !got.Reusable {
 			t.Fatalf("%s: %+v", id, got)
 		}
-		if pid, err := strconv.Atoi(string(got.Payload)); err != nil || pid != i.pid {
-			t.Errorf("%s: ran in process %s, want %d", id, got.Payload, i.pid)
+		if pid, err := strconv.Atoi(string(got.Payload)); err != nil || pid != i.proc.pid() {
+			t.Errorf("%s: ran in process %s, want %d", id, got.Payload, i.proc.pid())
 		}
 		if goruntime.GOOS == "linux" && got.MaxMemoryMB <= 0 {
 			t.Errorf("%s: MaxMemoryMB = %d, want > 0", id, got.MaxMemoryMB)
@@ -845,7 +845,7 @@ func TestStop(t *testing.T) {
 	default:
 		t.Error("Done not closed after Stop")
 	}
-	checkGone(t, i.pid)
+	checkGone(t, i.proc.pid())
 	checkGone(t, child)
 	if got := invoke(t, i, "req-after", `{"op":"echo"}`, time.Second); got.ErrorType != runtime.ErrTypeExit {
 		t.Errorf("Invoke after Stop: ErrorType = %q, want %q", got.ErrorType, runtime.ErrTypeExit)

@@ -34,6 +34,7 @@ type deployFlags struct {
 	concurrency  int
 	minInstances int
 	keepWarm     time.Duration
+	network      string
 }
 
 func newDeployCmd(g *globals) *cobra.Command {
@@ -70,6 +71,7 @@ resulting bootstrap is uploaded.`,
 	fl.StringArrayVar(&f.env, "env", nil, "an environment variable K=V; repeatable; replaces all of them on update")
 	fl.StringVar(&f.description, "description", "", "the function's description")
 	fl.StringVar(&f.urlAuth, "url-auth", "", "who may call the function URL: token or none (default token)")
+	fl.StringVar(&f.network, "network", "", "the instances' network: none (only the Runtime API and Wisp's API) or host (default none)")
 	fl.IntVar(&f.concurrency, "concurrency", 0, "reserved concurrency; 0 throttles every call, -1 un-reserves (default unreserved)")
 	fl.IntVar(&f.minInstances, "min-instances", 0, "instances kept warm (default 0)")
 	fl.DurationVar(&f.keepWarm, "keep-warm", 0, "how long an idle instance is kept before it stops, e.g. 30s or 1h (default: the node's, 10m)")
@@ -113,6 +115,9 @@ func configFromFlags(flags *pflag.FlagSet, f *deployFlags) (cfg client.Config, c
 	}
 	if set("url-auth") {
 		cfg.URLAuth = &f.urlAuth
+	}
+	if set("network") {
+		cfg.Network = &f.network
 	}
 	if set("concurrency") {
 		if f.concurrency < 0 {

@@ -83,6 +83,7 @@ func functionFields(f client.Function, now time.Time) []field {
 		{"min_instances", strconv.Itoa(f.MinInstances)},
 		{"keep_warm", keepWarmText(f.KeepWarm)},
 		{"url_auth", f.URLAuth},
+		{"network", f.Network},
 		{"description", f.Description},
 	}
 	if len(f.Env) == 0 {

@@ -92,7 +92,7 @@ func TestGet(t *testing.T) {
 			t.Errorf("request %s %s, want GET /v1/functions/hello", r.Method, r.URL.Path)
 		}
 		answer(w, 200, `{"name":"hello","runtime":"nodejs","handler":"index.handler","memory_mb":256,"timeout":10,
-			"env":{"B":"2","A":"1"},"concurrency":5,"min_instances":1,"description":"says hi","url_auth":"none",
+			"env":{"B":"2","A":"1"},"concurrency":5,"min_instances":1,"description":"says hi","url_auth":"none","network":"none",
 			"code_sha256":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","code_size":2048,
 			"created_at":"2026-11-23T14:00:00Z","updated_at":"2026-11-23T15:59:30Z","revision":7}`)
 	})
@@ -110,6 +110,7 @@ func TestGet(t *testing.T) {
 		"min_instances: 1\n" +
 		"keep_warm:     node default\n" +
 		"url_auth:      none\n" +
+		"network:       none\n" +
 		"description:   says hi\n" +
 		"env:           A=1\n" +
 		"               B=2\n" +

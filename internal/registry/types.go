@@ -27,7 +27,10 @@ type Function struct {
 	KeepWarm    int    `json:"keep_warm,omitempty"`
 	Description string `json:"description,omitempty"`
 	// URLAuth is "token" (default) or "none" (the function URL is public).
-	URLAuth    string    `json:"url_auth"`
+	URLAuth string `json:"url_auth"`
+	// Network is "none" (default: the instance has no network but its
+	// Runtime API and Wisp's API) or "host" (the host's network).
+	Network    string    `json:"network"`
 	CodeSHA256 string    `json:"code_sha256"`
 	CodeSize   int64     `json:"code_size"`
 	CreatedAt  time.Time `json:"created_at"`
@@ -51,6 +54,7 @@ type Config struct {
 	KeepWarm     *int              `json:"keep_warm,omitempty"`
 	Description  *string           `json:"description,omitempty"`
 	URLAuth      *string           `json:"url_auth,omitempty"`
+	Network      *string           `json:"network,omitempty"`
 	// ClearConcurrency sets Concurrency back to unreserved.
 	ClearConcurrency bool `json:"clear_concurrency,omitempty"`
 }

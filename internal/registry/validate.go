@@ -20,6 +20,8 @@ const (
 	MaxMinInstances   = 100
 	URLAuthToken      = "token"
 	URLAuthNone       = "none"
+	NetworkNone       = "none"
+	NetworkHost       = "host"
 	defaultBinHandler = "bootstrap"
 )
 
@@ -57,7 +59,7 @@ func apply(f *Function, cfg Config, create bool) error {
 			return err
 		}
 		f.Name = cfg.Name
-		f.MemoryMB, f.Timeout, f.URLAuth = DefaultMemoryMB, DefaultTimeout, URLAuthToken
+		f.MemoryMB, f.Timeout, f.URLAuth, f.Network = DefaultMemoryMB, DefaultTimeout, URLAuthToken, NetworkNone
 		if cfg.Runtime == nil {
 			return invalid("runtime is required (one of provided, go, nodejs, python)")
 		}
@@ -98,6 +100,9 @@ func apply(f *Function, cfg Config, create bool) error {
 	if cfg.URLAuth != nil {
 		f.URLAuth = *cfg.URLAuth
 	}
+	if cfg.Network != nil {
+		f.Network = *cfg.Network
+	}
 	if f.Handler == "" && (f.Runtime == "provided" || f.Runtime == "go") {
 		f.Handler = defaultBinHandler
 	}
@@ -134,6 +139,12 @@ func check(f *Function) error {
 	}
 	if len(f.Description) > MaxDescription {
 		return invalid("description is longer than %d characters", MaxDescription)
+	}
+	if f.Network == "" {
+		f.Network = NetworkNone // records made before the field
+	}
+	if f.Network != NetworkNone && f.Network != NetworkHost {
+		return invalid("network %q must be %q or %q", f.Network, NetworkNone, NetworkHost)
 	}
 	if f.URLAuth != URLAuthToken && f.URLAuth != URLAuthNone {
 		return invalid("url_auth %q must be %q or %q", f.URLAuth, URLAuthToken, URLAuthNone)

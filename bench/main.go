@@ -35,6 +35,7 @@ import (
 
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/archive"
+	"github.com/wisp-dev/wisp/internal/sandbox"
 	"github.com/wisp-dev/wisp/internal/server"
 )
 
@@ -51,6 +52,10 @@ type options struct {
 }
 
 func main() {
+	// The node in this process re-executes it as its sandboxes' init.
+	if len(os.Args) > 1 && os.Args[1] == sandbox.InitArg {
+		os.Exit(sandbox.RunInit())
+	}
 	var o options
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "measured time of each load run")
 	flag.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "unrecorded warm-up before each load run")

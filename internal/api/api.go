@@ -35,6 +35,9 @@ type Config struct {
 	AdminToken string
 	// FunctionTokens are refused with 403 rather than 401.
 	FunctionTokens FunctionTokens
+	// InsecureNoSandbox marks every function in answers: this node runs
+	// them unsandboxed.
+	InsecureNoSandbox bool
 	// StageDir holds uploads while they are checked.
 	StageDir string
 	// Limits on code archives; zero means archive's defaults.
@@ -53,11 +56,13 @@ type api struct {
 	keys   *auth.Keys
 	logs   *telemetry.Logs
 	log    *slog.Logger
+	// insecure marks every function answered: it runs unsandboxed.
+	insecure bool
 }
 
 // New returns the handler of /v1/….
 func New(cfg Config) http.Handler {
-	a := &api{reg: cfg.Registry, stage: cfg.StageDir,
+	a := &api{reg: cfg.Registry, stage: cfg.StageDir, insecure: cfg.InsecureNoSandbox,
 		limits: cfg.Limits.WithDefaults(), keys: cfg.Keys, logs: cfg.Logs, log: cfg.Logger}
 	mux := http.NewServeMux()
 	routes := []struct {
@@ -162,7 +167,8 @@ func decodeJSON(r io.Reader, v any, empty bool) error {
 	return nil
 }
 
-func sendFunction(w http.ResponseWriter, status int, f registry.Function) error {
+func (a *api) sendFunction(w http.ResponseWriter, status int, f registry.Function) error {
+	f.InsecureNoSandbox = a.insecure
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(f.Revision, 10)))
 	writeJSON(w, status, f)
 	return nil
@@ -180,6 +186,9 @@ func (a *api) listFunctions(w http.ResponseWriter, r *http.Request) error {
 	fns, next, err := a.reg.List(r.Context(), limit, r.URL.Query().Get("marker"))
 	if err != nil {
 		return err
+	}
+	for i := range fns {
+		fns[i].InsecureNoSandbox = a.insecure
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Functions  []registry.Function `json:"functions"`
@@ -237,7 +246,7 @@ func (a *api) createFunction(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.log.Info("function created", "function", f.Name, "sha256", f.CodeSHA256, "revision", f.Revision)
-	return sendFunction(w, http.StatusCreated, f)
+	return a.sendFunction(w, http.StatusCreated, f)
 }
 
 // badRequestOrTooLarge passes on errors that already say what they are
@@ -260,7 +269,7 @@ func (a *api) getFunction(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return sendFunction(w, http.StatusOK, f)
+	return a.sendFunction(w, http.StatusOK, f)
 }
 
 func (a *api) updateConfig(w http.ResponseWriter, r *http.Request) error {
@@ -277,7 +286,7 @@ func (a *api) updateConfig(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.log.Info("function config updated", "function", f.Name, "revision", f.Revision)
-	return sendFunction(w, http.StatusOK, f)
+	return a.sendFunction(w, http.StatusOK, f)
 }
 
 func (a *api) updateCode(w http.ResponseWriter, r *http.Request) error {
@@ -303,7 +312,7 @@ func (a *api) updateCode(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.log.Info("function code updated", "function", f.Name, "sha256", f.CodeSHA256, "revision", f.Revision)
-	return sendFunction(w, http.StatusOK, f)
+	return a.sendFunction(w, http.StatusOK, f)
 }
 
 func (a *api) getCode(w http.ResponseWriter, r *http.Request) error {

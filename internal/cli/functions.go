@@ -32,11 +32,19 @@ func newLsCmd(g *globals) *cobra.Command {
 		return out.print(cmd.OutOrStdout(), fns, func(w io.Writer) error {
 			now := g.now()
 			rows := make([][]string, 0, len(fns))
+			insecure := false
 			for _, f := range fns {
+				name := f.Name
+				if f.InsecureNoSandbox {
+					name, insecure = name+" (UNSANDBOXED)", true
+				}
 				rows = append(rows, []string{
-					f.Name, f.Runtime, fmt.Sprintf("%d MB", f.MemoryMB), fmt.Sprintf("%ds", f.Timeout),
+					name, f.Runtime, fmt.Sprintf("%d MB", f.MemoryMB), fmt.Sprintf("%ds", f.Timeout),
 					shortSHA(f.CodeSHA256), age(now, f.UpdatedAt),
 				})
+			}
+			if insecure {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning: this node runs functions without a sandbox (--insecure-no-sandbox)") //nolint:errcheck // a terminal
 			}
 			return writeTable(w, []string{"NAME", "RUNTIME", "MEMORY", "TIMEOUT", "CODE", "UPDATED"}, rows)
 		})
@@ -84,6 +92,7 @@ func functionFields(f client.Function, now time.Time) []field {
 		{"keep_warm", keepWarmText(f.KeepWarm)},
 		{"url_auth", f.URLAuth},
 		{"network", f.Network},
+		{"sandbox", sandboxText(f.InsecureNoSandbox)},
 		{"description", f.Description},
 	}
 	if len(f.Env) == 0 {
@@ -129,4 +138,11 @@ func keepWarmText(seconds int) string {
 		return "node default"
 	}
 	return (time.Duration(seconds) * time.Second).String()
+}
+
+func sandboxText(insecure bool) string {
+	if insecure {
+		return "NONE: the node runs with --insecure-no-sandbox"
+	}
+	return "yes"
 }

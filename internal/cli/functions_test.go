@@ -111,6 +111,7 @@ func TestGet(t *testing.T) {
 		"keep_warm:     node default\n" +
 		"url_auth:      none\n" +
 		"network:       none\n" +
+		"sandbox:       yes\n" +
 		"description:   says hi\n" +
 		"env:           A=1\n" +
 		"               B=2\n" +

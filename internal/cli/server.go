@@ -62,6 +62,7 @@ SIGTERM: in-flight requests finish and the state is flushed to disk.`,
 	f.IntVar(&cfg.MemoryMB, "memory", 0, "MB of memory all function instances together may take (default half the machine's)")
 	f.DurationVar(&cfg.KeepWarm, "keep-warm", 10*time.Minute, "how long an idle instance is kept before it stops (functions may set their own)")
 	f.DurationVar(&cfg.MaxLifetime, "max-lifetime", 2*time.Hour, "instances this old are replaced at their next idle moment")
+	f.BoolVar(&cfg.InsecureNoSandbox, "insecure-no-sandbox", false, "run function instances WITHOUT a sandbox, as the node's user (only where namespaces and cgroups cannot be had)")
 	f.BoolVar(&logJSON, "log-json", false, "log as JSON lines")
 	return cmd
 }

@@ -38,6 +38,9 @@ type Function struct {
 	// Revision changes on every write; updates may name it (If-Match) to
 	// refuse a stale write.
 	Revision uint64 `json:"revision"`
+	// InsecureNoSandbox is not stored: the API sets it on every function
+	// of a node that runs them without a sandbox, so nobody misses it.
+	InsecureNoSandbox bool `json:"insecure_no_sandbox,omitempty"`
 }
 
 // Config is the part of a function a caller sets. Nil fields are left as

@@ -22,6 +22,7 @@ import (
 
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/archive"
+	"github.com/wisp-dev/wisp/internal/sandbox"
 	"github.com/wisp-dev/wisp/internal/server"
 )
 
@@ -109,6 +110,10 @@ func helloGo(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
+	// Nodes in this test binary re-execute it as their sandboxes' init.
+	if len(os.Args) > 1 && os.Args[1] == sandbox.InitArg {
+		os.Exit(sandbox.RunInit())
+	}
 	code := m.Run()
 	if goBinDir != "" {
 		os.RemoveAll(goBinDir)

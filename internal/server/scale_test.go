@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,15 +16,17 @@ import (
 	"github.com/wisp-dev/wisp/internal/server"
 )
 
-// pidHandler answers with its process id, so a test can count instances.
+// pidHandler answers with its instance's log stream name, which names the
+// instance, so a test can count instances and find their processes.
 const pidHandler = `exports.handler = async (e) => {
   if (e && e.sleep) await new Promise(r => setTimeout(r, e.sleep));
-  return {pid: process.pid, v: process.env.V || ""};
+  if (e && e.die) setTimeout(() => process.exit(3), 20);
+  return {id: process.env.AWS_LAMBDA_LOG_STREAM_NAME, v: process.env.V || ""};
 };`
 
 type pidAnswer struct {
-	PID int    `json:"pid"`
-	V   string `json:"v"`
+	ID string `json:"id"`
+	V  string `json:"v"`
 }
 
 func (n funcNode) instances(name string) (idle, busy int) {
@@ -58,7 +60,7 @@ func TestBurstWithinConcurrency(t *testing.T) {
 		Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Concurrency: ptr2(20), Timeout: ptr2(10)})
 	var (
 		mu   sync.Mutex
-		pids = map[int]bool{}
+		pids = map[string]bool{}
 		wg   sync.WaitGroup
 		errs = make(chan error, 200)
 	)
@@ -81,7 +83,7 @@ func TestBurstWithinConcurrency(t *testing.T) {
 				return
 			}
 			mu.Lock()
-			pids[a.PID] = true
+			pids[a.ID] = true
 			mu.Unlock()
 		}()
 	}
@@ -161,19 +163,19 @@ func TestScaleToZero(t *testing.T) {
 	n := startFuncNode(t)
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": pidHandler}), client.Config{Name: "nap",
 		Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), KeepWarm: ptr2(1)})
-	first := invokePID(t, n, "nap")
+	first := invokeID(t, n, "nap")
 	if idle, _ := n.instances("nap"); idle != 1 {
 		t.Fatalf("%d idle after a call, want 1", idle)
 	}
 	waitUntil(t, 5*time.Second, "scale to zero", func() bool { idle, busy := n.instances("nap"); return idle+busy == 0 })
-	waitUntil(t, 2*time.Second, "the idle instance's process gone", func() bool { return !alive(first.PID) })
-	second := invokePID(t, n, "nap")
-	if second.PID == first.PID {
+	waitUntil(t, 2*time.Second, "the idle instance's process gone", func() bool { return !alive(first.ID) })
+	second := invokeID(t, n, "nap")
+	if second.ID == first.ID {
 		t.Error("the call after scaling to zero was not a cold start")
 	}
 }
 
-func invokePID(t *testing.T, n funcNode, name string) pidAnswer {
+func invokeID(t *testing.T, n funcNode, name string) pidAnswer {
 	t.Helper()
 	res, err := n.c.Invoke(context.Background(), name, nil, client.InvokeOptions{})
 	if err != nil || res.FunctionError != "" {
@@ -186,7 +188,25 @@ func invokePID(t *testing.T, n funcNode, name string) pidAnswer {
 	return a
 }
 
-func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+// alive says whether a process of the instance with this log stream name
+// runs on the machine, sandboxed or not: its environment names it.
+func alive(stream string) bool {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return false
+	}
+	needle := []byte("AWS_LAMBDA_LOG_STREAM_NAME=" + stream + "\x00")
+	for _, e := range ents {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err == nil && bytes.Contains(env, needle) {
+			return true
+		}
+	}
+	return false
+}
 
 // min_instances start on deploy, before any call, and are replaced when
 // they die.
@@ -196,18 +216,23 @@ func TestMinInstances(t *testing.T) {
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": pidHandler}), client.Config{Name: "warm",
 		Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), MinInstances: ptr2(2)})
 	waitUntil(t, 5*time.Second, "two warm instances", func() bool { idle, _ := n.instances("warm"); return idle == 2 })
-	a := invokePID(t, n, "warm")
-	// Kill it: the pool notices and starts another to keep two.
-	if err := syscall.Kill(a.PID, syscall.SIGKILL); err != nil {
+	// One dies after answering: the pool notices and starts another to
+	// keep two.
+	res, err := n.c.Invoke(context.Background(), "warm", []byte(`{"die":true}`), client.InvokeOptions{})
+	if err != nil || res.FunctionError != "" {
+		t.Fatalf("invoke: %v %s", err, res.Payload)
+	}
+	var a pidAnswer
+	if err := json.Unmarshal(res.Payload, &a); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 2*time.Second, "the killed instance gone", func() bool { return !alive(a.PID) })
+	waitUntil(t, 2*time.Second, "the dead instance gone", func() bool { return !alive(a.ID) })
 	time.Sleep(1200 * time.Millisecond) // a scaler tick
 	waitUntil(t, 5*time.Second, "two warm instances again", func() bool {
 		idle, busy := n.instances("warm")
 		return idle == 2 && busy == 0
 	})
-	if b := invokePID(t, n, "warm"); b.PID == a.PID {
+	if b := invokeID(t, n, "warm"); b.ID == a.ID {
 		t.Error("the dead instance was handed a call")
 	}
 }
@@ -220,7 +245,7 @@ func TestUpdateDrains(t *testing.T) {
 	ctx := context.Background()
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": pidHandler}), client.Config{Name: "up",
 		Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Env: map[string]string{"V": "old"}})
-	old := invokePID(t, n, "up")
+	old := invokeID(t, n, "up")
 	inflight := make(chan pidAnswer)
 	go func() {
 		res, err := n.c.Invoke(ctx, "up", []byte(`{"sleep":500}`), client.InvokeOptions{})
@@ -237,20 +262,20 @@ func TestUpdateDrains(t *testing.T) {
 	if _, err := n.c.UpdateConfig(ctx, "up", client.Config{Env: map[string]string{"V": "new"}}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if a := invokePID(t, n, "up"); a.V != "new" {
+	if a := invokeID(t, n, "up"); a.V != "new" {
 		t.Errorf("a call after the update ran %q", a.V)
 	}
-	if a := <-inflight; a.V != "old" || a.PID != old.PID {
+	if a := <-inflight; a.V != "old" || a.ID != old.ID {
 		t.Errorf("the call in flight got %+v, want the old instance's answer", a)
 	}
-	waitUntil(t, 5*time.Second, "the old instance stopped", func() bool { return !alive(old.PID) })
+	waitUntil(t, 5*time.Second, "the old instance stopped", func() bool { return !alive(old.ID) })
 
 	// Deleting the function drains it too.
-	newPID := invokePID(t, n, "up").PID
+	newID := invokeID(t, n, "up").ID
 	if err := n.c.DeleteFunction(ctx, "up", 0); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 5*time.Second, "instances of a deleted function stopped", func() bool { return !alive(newPID) })
+	waitUntil(t, 5*time.Second, "instances of a deleted function stopped", func() bool { return !alive(newID) })
 }
 
 // A node's shutdown leaves no instance behind.
@@ -266,9 +291,9 @@ func TestShutdownStopsInstances(t *testing.T) {
 		Handler: ptr2("index.handler"), MinInstances: ptr2(1)}, &buf, int64(buf.Len()), nil); err != nil {
 		t.Fatal(err)
 	}
-	a := invokePID(t, n, "bye")
+	a := invokeID(t, n, "bye")
 	stop(t, nd)
-	if alive(a.PID) {
-		t.Errorf("instance %d outlived the node", a.PID)
+	if alive(a.ID) {
+		t.Errorf("instance %s outlived the node", a.ID)
 	}
 }

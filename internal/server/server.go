@@ -26,6 +26,7 @@ import (
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/runtime"
 	"github.com/wisp-dev/wisp/internal/runtime/process"
+	"github.com/wisp-dev/wisp/internal/sandbox"
 	"github.com/wisp-dev/wisp/internal/store"
 	"github.com/wisp-dev/wisp/internal/telemetry"
 )
@@ -60,7 +61,10 @@ type Config struct {
 	KeepWarm time.Duration
 	// MaxLifetime recycles instances this old; default 2 hours.
 	MaxLifetime time.Duration
-	Logger      *slog.Logger
+	// InsecureNoSandbox runs process instances without a sandbox, as the
+	// node's user. Without it, a node that cannot sandbox refuses them.
+	InsecureNoSandbox bool
+	Logger            *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -129,14 +133,21 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	} else if cfg.NATSURL != "" {
 		n.log.Info("using external nats", "url", n.store.ClientURL())
 	}
-	if err := n.openParts(ctx); err != nil {
+	// Listen first: instances are told the node's URL.
+	n.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		n.store.Close()
+		return nil, fmt.Errorf("server: listen on %s: %w", cfg.Listen, err)
+	}
+	mux := http.NewServeMux()
+	if err := n.openParts(ctx, mux); err != nil {
 		n.closeParts(ctx)
+		n.ln.Close()
 		return nil, err
 	}
 
-	mux := http.NewServeMux()
 	mux.Handle("/v1/", api.New(api.Config{Registry: n.reg, Logs: n.logs, Keys: n.keys, FunctionTokens: n.fnTokens,
-		AdminToken: n.token, StageDir: stageDir, Logger: n.log}))
+		AdminToken: n.token, StageDir: stageDir, Logger: n.log, InsecureNoSandbox: cfg.InsecureNoSandbox}))
 	gw := gateway.New(gateway.Config{Invoker: n.inv, AdminToken: n.token, Keys: n.keys, Logger: n.log, Now: cfg.Now})
 	mux.Handle("/2015-03-31/", gw)
 	mux.Handle("/fn/", gw)
@@ -146,11 +157,6 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		io.WriteString(w, "ok\n") //nolint:errcheck // nothing to do if the prober left
 	})
 
-	n.ln, err = net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		n.closeParts(ctx)
-		return nil, fmt.Errorf("server: listen on %s: %w", cfg.Listen, err)
-	}
 	n.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
 	// Followed log streams never end by themselves; shutdown ends them.
@@ -162,7 +168,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 // openParts opens what the node is made of, in order; closeParts closes
 // whatever of it was opened, in reverse.
-func (n *Node) openParts(ctx context.Context) error {
+func (n *Node) openParts(ctx context.Context, handler http.Handler) error {
 	var err error
 	cfg := n.cfg
 	if n.reg, err = registry.Open(ctx, n.store.JS, cfg.Now, n.log); err != nil {
@@ -175,8 +181,16 @@ func (n *Node) openParts(ctx context.Context) error {
 		KeyFile: filepath.Join(cfg.DataDir, "keys.key"), Logger: n.log, Now: cfg.Now}); err != nil {
 		return err
 	}
-	driver, err := process.New(process.Config{BootstrapDir: filepath.Join(cfg.DataDir, "runtime"),
-		NodePath: cfg.NodePath, PythonPath: cfg.PythonPath, Region: cfg.Region, Logger: n.log})
+	pcfg := process.Config{BootstrapDir: filepath.Join(cfg.DataDir, "runtime"),
+		NodePath: cfg.NodePath, PythonPath: cfg.PythonPath, Region: cfg.Region, Logger: n.log,
+		API: handler, APIURL: n.URL(), Tokens: n.fnTokens}
+	if cfg.InsecureNoSandbox {
+		n.log.Warn("INSECURE: --insecure-no-sandbox: function instances run WITHOUT a sandbox, as the node's user, " +
+			"able to read the data dir (admin token included), other functions' code and the network")
+	} else {
+		pcfg.Sandbox, pcfg.Unavailable = n.openSandbox()
+	}
+	driver, err := process.New(pcfg)
 	if err != nil {
 		return err
 	}
@@ -209,6 +223,25 @@ func (n *Node) closeParts(ctx context.Context) error {
 	}
 	errs = append(errs, n.store.Close())
 	return errors.Join(errs...)
+}
+
+// openSandbox prepares the sandboxes of process instances. Where they
+// cannot be made, the node still starts but refuses process instances,
+// saying why (fail closed).
+func (n *Node) openSandbox() (*sandbox.Manager, error) {
+	self, err := os.Executable()
+	if err == nil {
+		var m *sandbox.Manager
+		m, err = sandbox.NewManager(sandbox.ManagerConfig{Self: self, SelfArgs: []string{sandbox.InitArg},
+			StateDir: filepath.Join(n.cfg.DataDir, "sandbox"), Logger: n.log})
+		if err == nil {
+			n.log.Info("function instances are sandboxed", "cgroup_version", m.CgroupVersion())
+			return m, nil
+		}
+	}
+	n.log.Error("function instances cannot be sandboxed here, so none will start; "+
+		"start the node with --insecure-no-sandbox to run them without one", "err", err)
+	return nil, err
 }
 
 // poolStats is the invoker's pools as the metrics report them.

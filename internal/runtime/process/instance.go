@@ -34,7 +34,10 @@ type instance struct {
 	log   *slog.Logger
 	proc  proc
 	start time.Time
-	srv   *http.Server
+	// cleanup runs at the end of Stop: what the instance held beside its
+	// process (its API token, its sandbox's API server).
+	cleanup []func()
+	srv     *http.Server
 	// served is closed when srv.Serve has returned.
 	served  chan struct{}
 	streams [2]*stream // stdout, stderr
@@ -422,4 +425,7 @@ func (i *instance) stop() {
 		<-s.finished
 	}
 	i.proc.close()
+	for _, f := range i.cleanup {
+		f()
+	}
 }

@@ -4,7 +4,9 @@
 // process group of its own with a clean environment, and served by a
 // Runtime API server of its own on a loopback port.
 //
-// This driver does not sandbox: the sandbox (namespaces, cgroups) wraps it.
+// With a sandbox.Manager the process runs under a sandbox init (its own
+// namespaces, root and cgroups); without one it runs as the node's user,
+// which the node allows only when told to (--insecure-no-sandbox).
 package process
 
 import (
@@ -24,8 +26,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/runtime"
 	"github.com/wisp-dev/wisp/internal/runtime/bootstraps"
+	"github.com/wisp-dev/wisp/internal/sandbox"
 )
 
 // Config configures a Driver. Only BootstrapDir is required.
@@ -36,6 +40,18 @@ type Config struct {
 	Region       string        // AWS_REGION/AWS_DEFAULT_REGION given to functions; default "us-east-1"
 	InitTimeout  time.Duration // default 10s, as Lambda's init phase
 	Logger       *slog.Logger  // default: discard
+
+	// Sandbox, when set, runs every instance in a sandbox.
+	Sandbox *sandbox.Manager
+	// API is the node's HTTP API, served to sandboxed instances without a
+	// network at WISP_API_URL; APIURL is where the others reach it.
+	API    http.Handler
+	APIURL string
+	// Tokens issues each instance's WISP_API_TOKEN; nil gives none.
+	Tokens *auth.FunctionTokens
+	// Unavailable, when set, refuses every instance with this reason: the
+	// node cannot sandbox and was not told to run without.
+	Unavailable error
 }
 
 // basePath is the PATH of every instance, before the directories of the
@@ -47,8 +63,11 @@ type Driver struct {
 	cfg    Config
 	node   string // absolute path of node, or "" if not found
 	python string // absolute path of python, or "" if not found
-	path   string // the PATH instances get
-	log    *slog.Logger
+	// readOnly are host dirs a sandbox needs beside the system's: the
+	// installs of the interpreters.
+	readOnly []string
+	path     string // the PATH instances get
+	log      *slog.Logger
 }
 
 // New returns a driver. It looks the interpreters up now, so instances
@@ -84,6 +103,9 @@ func New(cfg Config) (*Driver, error) {
 	d := &Driver{cfg: cfg, log: cfg.Logger, path: basePath}
 	d.node = d.lookPath(cfg.NodePath)
 	d.python = d.lookPath(cfg.PythonPath)
+	if cfg.Sandbox != nil {
+		d.resolveForSandbox()
+	}
 	// The interpreters' own directories, so what they run (npm's
 	// binaries, a pyenv shim's target) is found too.
 	for _, p := range []string{d.node, d.python} {
@@ -95,6 +117,50 @@ func New(cfg Config) (*Driver, error) {
 		}
 	}
 	return d, nil
+}
+
+// resolveForSandbox finds the real interpreters behind shims (a pyenv
+// shim is a shell script that needs the user's home) and the install
+// dirs a sandbox must show read-only.
+func (d *Driver) resolveForSandbox() {
+	if d.python != "" {
+		out, err := exec.Command(d.python, "-c", "import sys; print(sys.executable); print(sys.base_prefix)").Output()
+		if lines := strings.Fields(string(out)); err == nil && len(lines) == 2 {
+			d.python = lines[0]
+			d.readOnly = append(d.readOnly, lines[1])
+		} else {
+			d.log.Warn("process: cannot ask python where it lives; python functions will fail", "path", d.python, "err", err)
+			d.python = ""
+		}
+	}
+	if d.node != "" {
+		if real, err := filepath.EvalSymlinks(d.node); err == nil {
+			d.node = real
+		}
+	}
+	for _, p := range []string{d.node, d.python} {
+		if p == "" || underSystemDirs(p) {
+			continue
+		}
+		// bin/node → the install above bin.
+		d.readOnly = append(d.readOnly, filepath.Dir(filepath.Dir(p)))
+	}
+	d.path = basePath
+	for _, p := range []string{d.node, d.python} {
+		if dir := filepath.Dir(p); p != "" && !slices.Contains(filepath.SplitList(d.path), dir) {
+			d.path += string(filepath.ListSeparator) + dir
+		}
+	}
+}
+
+// underSystemDirs says whether a sandbox shows path anyway.
+func underSystemDirs(path string) bool {
+	for _, dir := range []string{"/usr/", "/bin/", "/lib/", "/lib64/", "/sbin/"} {
+		if strings.HasPrefix(path, dir) {
+			return true
+		}
+	}
+	return false
 }
 
 // lookPath returns the absolute path of an interpreter, or "" if it is not
@@ -114,6 +180,10 @@ func (d *Driver) lookPath(name string) string {
 // Start starts an instance and returns once its runtime has asked for its
 // first invocation. ctx bounds the init only.
 func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (runtime.Instance, error) {
+	if d.cfg.Unavailable != nil {
+		return nil, initError(runtime.ErrTypeInit, "this node cannot sandbox function instances ("+
+			d.cfg.Unavailable.Error()+") and was not started with --insecure-no-sandbox")
+	}
 	if spec.CodeDir == "" {
 		return nil, errors.New("process: Spec.CodeDir is required")
 	}
@@ -125,7 +195,12 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (runtime.Instance
 	if err != nil {
 		return nil, err
 	}
-	i, err := d.start(spec, codeDir, argv)
+	var i *instance
+	if d.cfg.Sandbox != nil {
+		i, err = d.startSandboxed(ctx, spec, codeDir, argv)
+	} else {
+		i, err = d.start(spec, codeDir, argv)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -199,10 +274,15 @@ func (d *Driver) start(spec runtime.Spec, codeDir string, argv []string) (*insta
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("process: %w", err), ln.Close(), outR.Close(), outW.Close(), errR.Close(), errW.Close())
 	}
+	pl := places{taskRoot: codeDir, runtimeDir: d.cfg.BootstrapDir, runtimeAPI: ln.Addr().String(), apiURL: d.cfg.APIURL}
+	if d.cfg.Tokens != nil {
+		pl.apiToken = d.cfg.Tokens.Issue(spec.Function)
+		i.cleanup = append(i.cleanup, func() { d.cfg.Tokens.Revoke(pl.apiToken) })
+	}
 	cmd := &exec.Cmd{
 		Path:        argv[0],
 		Args:        argv,
-		Env:         d.env(spec, codeDir, ln.Addr().String(), time.Now()),
+		Env:         d.env(spec, pl, time.Now()),
 		Dir:         codeDir,
 		Stdout:      outW,
 		Stderr:      errW,
@@ -217,6 +297,9 @@ func (d *Driver) start(spec runtime.Spec, codeDir string, argv []string) (*insta
 		if cleanup != nil {
 			d.log.Warn("process: cleaning up a failed start", "err", cleanup)
 		}
+		for _, f := range i.cleanup {
+			f()
+		}
 		typ := runtime.ErrTypeInit
 		if spec.Runtime == "provided" || spec.Runtime == "go" {
 			typ = runtime.ErrTypeInvalidEntrypoint
@@ -228,23 +311,129 @@ func (d *Driver) start(spec runtime.Spec, codeDir string, argv []string) (*insta
 		d.log.Warn("process: closing pipe ends", "err", closeErr)
 	}
 
+	d.run(i, ln)
+	return i, nil
+}
+
+// run starts an instance's goroutines: its Runtime API server on ln, its
+// output readers and its wait.
+func (d *Driver) run(i *instance, ln net.Listener) {
 	i.srv = &http.Server{Handler: i, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
 	go func() {
 		defer close(i.served)
 		if err := i.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.log.Warn("process: runtime API server", "instance", spec.InstanceID, "err", err)
+			d.log.Warn("process: runtime API server", "instance", i.spec.InstanceID, "err", err)
 		}
 	}()
 	go i.streams[0].run()
 	go i.streams[1].run()
 	go i.wait()
+}
+
+// startSandboxed starts the runtime under a sandbox init. Without a
+// network the init makes the Runtime API's and Wisp's API's listeners
+// inside the sandbox, at 127.0.0.1:9001 and :9002, and hands them over.
+func (d *Driver) startSandboxed(ctx context.Context, spec runtime.Spec, codeDir string, hostArgv []string) (*instance, error) {
+	argv := slices.Clone(hostArgv)
+	switch {
+	case strings.HasPrefix(argv[0], codeDir+"/"):
+		argv[0] = sandboxTaskRoot + strings.TrimPrefix(argv[0], codeDir)
+	case len(argv) > 1:
+		argv[1] = sandboxRuntimeDir + strings.TrimPrefix(argv[1], d.cfg.BootstrapDir)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("process: %w", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("process: %w", err), outR.Close(), outW.Close())
+	}
+	i := newInstance(spec, d.log)
+	i.streams[0], err = newStream("stdout", outR, i)
+	if err == nil {
+		i.streams[1], err = newStream("stderr", errR, i)
+	}
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("process: %w", err), outR.Close(), outW.Close(), errR.Close(), errW.Close())
+	}
+	network := spec.Network
+	if network == "" {
+		network = "none"
+	}
+	pl := places{taskRoot: sandboxTaskRoot, runtimeDir: sandboxRuntimeDir, apiURL: "http://127.0.0.1:9002",
+		runtimeAPI: "127.0.0.1:9001"}
+	var hostLn net.Listener
+	if network == "host" {
+		if hostLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return nil, errors.Join(fmt.Errorf("process: runtime API listener: %w", err), outR.Close(), outW.Close(), errR.Close(), errW.Close())
+		}
+		pl.runtimeAPI, pl.apiURL = hostLn.Addr().String(), d.cfg.APIURL
+	}
+	if d.cfg.Tokens != nil {
+		pl.apiToken = d.cfg.Tokens.Issue(spec.Function)
+		i.cleanup = append(i.cleanup, func() { d.cfg.Tokens.Revoke(pl.apiToken) })
+	}
+	mem := spec.MemoryMB
+	if mem <= 0 {
+		mem = 128
+	}
+	i.start = time.Now()
+	sb, err := d.cfg.Sandbox.Start(ctx, sandbox.Spec{
+		ID: spec.InstanceID, Argv: argv, Env: d.env(spec, pl, time.Now()), Dir: sandboxTaskRoot,
+		CodeDir: codeDir, RuntimeDir: d.cfg.BootstrapDir, ReadOnly: d.readOnly,
+		MemoryMB: mem, Network: network, Stdout: outW, Stderr: errW,
+	})
+	closeErr := errors.Join(outW.Close(), errW.Close())
+	if err != nil {
+		for _, f := range i.cleanup {
+			f()
+		}
+		cleanup := errors.Join(outR.Close(), errR.Close(), closeErr)
+		if hostLn != nil {
+			cleanup = errors.Join(cleanup, hostLn.Close())
+		}
+		if cleanup != nil {
+			d.log.Warn("process: cleaning up a failed sandbox start", "err", cleanup)
+		}
+		return nil, initError(runtime.ErrTypeInit, "the sandbox did not start: "+err.Error())
+	}
+	i.proc = &sandboxProc{sb: sb, log: d.log}
+	runtimeLn, apiLn := sb.Listeners()
+	if hostLn != nil {
+		runtimeLn = hostLn
+	}
+	if apiLn != nil && d.cfg.API != nil {
+		api := &http.Server{Handler: d.cfg.API, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			if err := api.Serve(apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Debug("process: wisp API server in a sandbox", "instance", spec.InstanceID, "err", err)
+			}
+		}()
+		i.cleanup = append(i.cleanup, func() {
+			if err := api.Close(); err != nil {
+				d.log.Debug("process: closing a sandbox's wisp API server", "err", err)
+			}
+			<-served
+		})
+	}
+	d.run(i, runtimeLn)
 	return i, nil
+}
+
+// places are where an instance finds its code, its runtime and the APIs.
+type places struct {
+	taskRoot, runtimeDir string
+	runtimeAPI           string // host:port
+	apiURL, apiToken     string // Wisp's API, if any
 }
 
 // env returns the instance's environment: nothing of the node's own, the
 // Lambda variables, and the function's, which cannot override the AWS_ and
 // LAMBDA_ ones.
-func (d *Driver) env(spec runtime.Spec, codeDir, api string, now time.Time) []string {
+func (d *Driver) env(spec runtime.Spec, pl places, now time.Time) []string {
 	version := spec.Version
 	if version == "" {
 		version = "$LATEST"
@@ -269,11 +458,17 @@ func (d *Driver) env(spec runtime.Spec, codeDir, api string, now time.Time) []st
 		}
 		env = append(env, k+"="+v)
 	}
+	if pl.apiURL != "" {
+		env = append(env, "WISP_API_URL="+pl.apiURL)
+	}
+	if pl.apiToken != "" {
+		env = append(env, "WISP_API_TOKEN="+pl.apiToken)
+	}
 	return append(env,
-		"LAMBDA_TASK_ROOT="+codeDir,
-		"LAMBDA_RUNTIME_DIR="+d.cfg.BootstrapDir,
+		"LAMBDA_TASK_ROOT="+pl.taskRoot,
+		"LAMBDA_RUNTIME_DIR="+pl.runtimeDir,
 		"_HANDLER="+spec.Handler,
-		"AWS_LAMBDA_RUNTIME_API="+api,
+		"AWS_LAMBDA_RUNTIME_API="+pl.runtimeAPI,
 		"AWS_LAMBDA_FUNCTION_NAME="+spec.Function,
 		"AWS_LAMBDA_FUNCTION_VERSION="+version,
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE="+strconv.Itoa(mem),

@@ -1,0 +1,763 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain makes the test binary the sandbox init when given InitArg, as
+// wisp's main does.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == InitArg {
+		os.Exit(RunInit())
+	}
+	// Under -race, an init would sleep a second at its exit.
+	if err := os.Setenv("GORACE", "atexit_sleep_ms=0"); err != nil {
+		panic(err)
+	}
+	os.Exit(m.Run())
+}
+
+// newTestManager returns a manager re-executing the test binary, or skips
+// the test where sandboxes cannot be made.
+func newTestManager(t testing.TB) *Manager {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("sandbox tests need root")
+	}
+	// Namespaces, tried without the package's code.
+	cmd := exec.Command("/bin/true")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS |
+		syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS | syscall.CLONE_NEWNET}
+	if err := cmd.Run(); err != nil {
+		t.Skipf("namespaces unavailable here: %v", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewManager(ManagerConfig{Self: self, SelfArgs: []string{InitArg}, StateDir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+var ids atomic.Int64
+
+// testSpec returns a spec running script under sh, with a code dir.
+func testSpec(t testing.TB, script string) Spec {
+	t.Helper()
+	code := t.TempDir()
+	if err := os.WriteFile(filepath.Join(code, "handler.txt"), []byte("code\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Writable by anyone on the host: only the sandbox's read-only mount
+	// stops the runtime writing.
+	if err := os.Chmod(code, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	return Spec{
+		ID:      fmt.Sprintf("test-%d-%d", os.Getpid(), ids.Add(1)),
+		Argv:    []string{"/bin/sh", "-c", script},
+		Env:     []string{"PATH=/usr/bin:/bin"},
+		CodeDir: code,
+	}
+}
+
+// running is a started sandbox and its output.
+type running struct {
+	*Sandbox
+	stdout, stderr *capture
+}
+
+// capture collects what a pipe carries until its end.
+type capture struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	done chan struct{}
+}
+
+func (c *capture) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.String()
+}
+
+// wait waits for the end of the output.
+func (c *capture) wait(t testing.TB) string {
+	t.Helper()
+	select {
+	case <-c.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("output did not end")
+	}
+	return c.String()
+}
+
+// waitFor waits until the output holds s.
+func (c *capture) waitFor(t testing.TB, s string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(c.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the output: %q", s, c.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func newCapture(t testing.TB) (*capture, *os.File) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &capture{done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		buf := make([]byte, 4096)
+		for {
+			n, err := r.Read(buf)
+			c.mu.Lock()
+			c.buf.Write(buf[:n])
+			c.mu.Unlock()
+			if err != nil {
+				r.Close()
+				return
+			}
+		}
+	}()
+	return c, w
+}
+
+// start starts spec with its output captured; the sandbox is closed when
+// the test ends.
+func start(t testing.TB, m *Manager, spec Spec) *running {
+	t.Helper()
+	out, outW := newCapture(t)
+	errc, errW := newCapture(t)
+	spec.Stdout, spec.Stderr = outW, errW
+	s, err := m.Start(context.Background(), spec)
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return &running{Sandbox: s, stdout: out, stderr: errc}
+}
+
+// run runs spec to its end.
+func run(t testing.TB, m *Manager, spec Spec) (ExitStatus, string, string) {
+	t.Helper()
+	r := start(t, m, spec)
+	st, err := r.Wait()
+	if err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	return st, r.stdout.wait(t), r.stderr.wait(t)
+}
+
+func TestIsolation(t *testing.T) {
+	m := newTestManager(t)
+	spec := testSpec(t, `
+set -- /proc/[0-9]*; echo "procs=$*"
+set -- /proc/$$/fd/*; echo "fds=$*"
+echo "id=$(id -u):$(id -g):$(id -G):$(id -un)"
+grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs)' /proc/self/status
+for p in /etc/shadow /etc/gshadow /root /home "$STATE" /sys /run /var/lib; do
+	if [ -e "$p" ]; then echo "present $p"; else echo "absent $p"; fi
+done
+echo "passwd=$(grep -c . /etc/passwd) $(grep ^wisp: /etc/passwd)"
+echo "hostname=$(cat /proc/sys/kernel/hostname)"
+echo "pwd=$(pwd)"
+echo "code=$(cat handler.txt)"
+echo "env=$(env | grep -v -e ^PWD= -e ^OLDPWD= -e ^SHLVL= -e ^_= | sort | tr '\n' ' ')"
+touch /var/task/x 2>&1; touch /usr/x 2>&1; touch /x 2>&1; touch /etc/x 2>&1; touch /dev/x 2>&1
+echo x > /dev/null && echo "devnull=ok"
+echo "urandom=$(head -c 16 /dev/urandom | wc -c)"
+head -c 3M /dev/zero > /tmp/a && echo "tmp=ok"
+dd if=/dev/zero of=/tmp/b bs=1M count=3 2>&1 | grep -o "No space left on device"
+echo "tmpmode=$(stat -c %a /tmp)"
+grep -E ' / | /tmp | /var/task ' /proc/self/mounts | sed 's/^/mount /'
+`)
+	state := m.stateDir
+	spec.Env = append(spec.Env, "STATE="+state)
+	spec.TmpMB = 4
+	st, out, errOut := run(t, m, spec)
+	t.Logf("stdout:\n%s\nstderr:\n%s", out, errOut)
+	if st.Code != 0 || st.Signal != 0 || st.OOMKilled {
+		t.Errorf("status %+v, want exit 0", st)
+	}
+	want := []string{
+		"id=990:990:990:wisp\n",
+		"CapInh:\t0000000000000000\n",
+		"CapPrm:\t0000000000000000\n",
+		"CapEff:\t0000000000000000\n",
+		"CapBnd:\t0000000000000000\n",
+		"CapAmb:\t0000000000000000\n",
+		"NoNewPrivs:\t1\n",
+		"absent /etc/shadow\n", "absent /etc/gshadow\n", "absent /root\n", "absent /home\n",
+		"absent " + state + "\n", "absent /sys\n", "absent /run\n", "absent /var/lib\n",
+		"passwd=3 wisp:x:990:990:wisp:/tmp:/sbin/nologin\n",
+		"hostname=wisp\n",
+		"pwd=/var/task\n",
+		"code=code\n",
+		"env=PATH=/usr/bin:/bin STATE=" + state + " \n",
+		"touch: cannot touch '/var/task/x': Read-only file system",
+		"touch: cannot touch '/usr/x': Read-only file system",
+		"touch: cannot touch '/x': Read-only file system",
+		"touch: cannot touch '/etc/x': Read-only file system",
+		"touch: cannot touch '/dev/x': Read-only file system",
+		"devnull=ok\n",
+		"urandom=16\n",
+		"tmp=ok\n",
+		"No space left on device\n",
+		"tmpmode=1777\n",
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("no %q in the output", w)
+		}
+	}
+	// The shell alone: the init is hidden, being another user's, and its
+	// threads took the pids after 1.
+	procs, rest, _ := strings.Cut(out, "\n")
+	if strings.Contains(procs, " ") || procs == "procs=/proc/1" || !strings.HasPrefix(procs, "procs=/proc/") {
+		t.Errorf("got %q, want the shell's pid alone", procs)
+	}
+	// Stdio only, whatever this test process inherited; 3 is the glob's
+	// reading of the dir.
+	pid := strings.TrimPrefix(procs, "procs=/proc/")
+	fds, _, _ := strings.Cut(rest, "\n")
+	if want := fmt.Sprintf("fds=/proc/%[1]s/fd/0 /proc/%[1]s/fd/1 /proc/%[1]s/fd/2 /proc/%[1]s/fd/3", pid); fds != want {
+		t.Errorf("got %q, want %q", fds, want)
+	}
+}
+
+func TestExitStatus(t *testing.T) {
+	m := newTestManager(t)
+	for _, tc := range []struct {
+		name   string
+		script string
+		term   bool // send the init SIGTERM once the script says "ready"
+		want   ExitStatus
+	}{
+		{name: "zero", script: "exit 0", want: ExitStatus{Code: 0}},
+		{name: "code", script: "exit 3", want: ExitStatus{Code: 3}},
+		{name: "signal", script: "kill -KILL $$", want: ExitStatus{Code: -1, Signal: syscall.SIGKILL}},
+		{name: "sigterm forwarded", script: "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done",
+			term: true, want: ExitStatus{Code: 7}},
+		{name: "orphans do not hold the end", script: "sleep 100 & exit 4", want: ExitStatus{Code: 4}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := start(t, m, testSpec(t, tc.script))
+			if tc.term {
+				r.stdout.waitFor(t, "ready")
+				if err := syscall.Kill(r.Pid(), syscall.SIGTERM); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := r.Wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("got %+v, want %+v (stderr %q)", got, tc.want, r.stderr.wait(t))
+			}
+		})
+	}
+}
+
+func TestStartErrors(t *testing.T) {
+	m := newTestManager(t)
+	for _, tc := range []struct {
+		name string
+		edit func(*Spec)
+		want string
+	}{
+		{name: "bad id", edit: func(s *Spec) { s.ID = "../x" }, want: "invalid instance id"},
+		{name: "relative argv", edit: func(s *Spec) { s.Argv = []string{"sh"} }, want: "absolute path"},
+		{name: "no executable", edit: func(s *Spec) { s.Argv = []string{"/var/task/bootstrap"} },
+			want: "start the runtime: fork/exec /var/task/bootstrap: no such file or directory"},
+		{name: "no code dir", edit: func(s *Spec) { s.CodeDir = "/nonexistent/code" },
+			want: "bind /nonexistent/code: no such file or directory"},
+		{name: "bad dir", edit: func(s *Spec) { s.Dir = "/nonexistent" }, want: "working dir: stat /nonexistent: no such file or directory"},
+		{name: "bad network", edit: func(s *Spec) { s.Network = "bridge" }, want: "unknown network"},
+		{name: "root read-only", edit: func(s *Spec) { s.ReadOnly = []string{"/"} }, want: "state dir"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := testSpec(t, "exit 0")
+			tc.edit(&spec)
+			s, err := m.Start(context.Background(), spec)
+			if err == nil {
+				s.Close()
+				t.Fatal("Start succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %q, want it to hold %q", err, tc.want)
+			}
+			// Nothing is left behind.
+			for _, dir := range m.cg.parents {
+				if _, err := os.Stat(filepath.Join(dir, spec.ID)); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("cgroup %s: %v", filepath.Join(dir, spec.ID), err)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(m.stateDir, spec.ID)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("scratch dir: %v", err)
+			}
+		})
+	}
+}
+
+func TestStartCanceled(t *testing.T) {
+	m := newTestManager(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	spec := testSpec(t, "exit 0")
+	if s, err := m.Start(ctx, spec); !errors.Is(err, context.Canceled) {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+}
+
+func TestKill(t *testing.T) {
+	m := newTestManager(t)
+	r := start(t, m, testSpec(t, "sleep 100 & sleep 100 & (sleep 100 &); echo ready; sleep 100"))
+	r.stdout.waitFor(t, "ready")
+	g := r.cg
+	if pids, err := g.procs(); err != nil || len(pids) < 5 {
+		t.Fatalf("procs %v, %v; want the init, sh and 4 sleeps", pids, err)
+	}
+	if err := r.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (ExitStatus{Code: -1, Signal: syscall.SIGKILL}); st != want {
+		t.Errorf("got %+v, want %+v", st, want)
+	}
+	if pids, err := g.procs(); err != nil || len(pids) != 0 {
+		t.Errorf("after Wait, procs %v, %v; want none", pids, err)
+	}
+	// The output ends: nothing of the sandbox holds the pipes.
+	r.stdout.wait(t)
+	if err := r.Kill(); err != nil {
+		t.Errorf("Kill after the end: %v", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range g.dirs {
+		if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("cgroup %s: %v", dir, err)
+		}
+	}
+	if _, err := os.Stat(r.scratch); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("scratch dir: %v", err)
+	}
+}
+
+func TestForkBomb(t *testing.T) {
+	m := newTestManager(t)
+	spec := testSpec(t, "b() { b | b & }; b; sleep 100")
+	spec.PidsMax = 32
+	r := start(t, m, spec)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		events, err := os.ReadFile(filepath.Join(r.cg.pids, "pids.events"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := keyedValue(events, "max"); err == nil && n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pids.events %q: no fork refused", events)
+		}
+	}
+	if err := r.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if pids, err := r.cg.procs(); err != nil || len(pids) != 0 {
+		t.Errorf("after Wait, procs %v, %v; want none", pids, err)
+	}
+	if peak, err := os.ReadFile(filepath.Join(r.cg.pids, "pids.peak")); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(peak))); err != nil || n > spec.PidsMax {
+			t.Errorf("pids.peak %q over %d", peak, spec.PidsMax)
+		}
+	}
+}
+
+func TestOOM(t *testing.T) {
+	m := newTestManager(t)
+	spec := testSpec(t, "head -c 300M /dev/zero | tail")
+	spec.MemoryMB = 64
+	r := start(t, m, spec)
+	st, err := r.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.OOMKilled || st.Code != 128+int(syscall.SIGKILL) {
+		t.Errorf("got %+v, want OOMKilled and the shell's 137 (stderr %q)", st, r.stderr.wait(t))
+	}
+	if mb := r.MaxMemoryMB(); mb < 60 || mb > 64 {
+		t.Errorf("MaxMemoryMB %d, want about 64", mb)
+	}
+
+	// And one that stays under its limit is not.
+	r = start(t, m, testSpec(t, "head -c 10M /dev/zero | tail | wc -c"))
+	st, err = r.Wait()
+	if err != nil || st.OOMKilled || st.Code != 0 {
+		t.Errorf("got %+v, %v; want a clean exit", st, err)
+	}
+	if mb := r.MaxMemoryMB(); mb < 10 {
+		t.Errorf("MaxMemoryMB %d, want over 10", mb)
+	}
+}
+
+func TestNetworkNone(t *testing.T) {
+	m := newTestManager(t)
+	host, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	_, port, _ := net.SplitHostPort(host.Addr().String())
+	spec := testSpec(t, `
+if (exec 3<>/dev/tcp/127.0.0.1/$HOSTPORT) 2>/dev/null; then echo host=reached; else echo host=unreachable; fi
+for port in 9001 9002; do
+	exec 3<>/dev/tcp/127.0.0.1/$port
+	printf 'GET /ping HTTP/1.0\r\nHost: x\r\n\r\n' >&3
+	tail -n 1 <&3; echo
+	exec 3<&-
+done
+`)
+	spec.Argv[0] = "/bin/bash"
+	spec.Env = append(spec.Env, "HOSTPORT="+port)
+	r := start(t, m, spec)
+	runtimeAPI, wispAPI := r.Listeners()
+	if runtimeAPI == nil || wispAPI == nil {
+		t.Fatal("no listeners")
+	}
+	for _, l := range []net.Listener{runtimeAPI, wispAPI} {
+		if got := l.Addr().String(); got != RuntimeAPIAddr && got != WispAPIAddr {
+			t.Errorf("listener at %s", got)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "pong from %s on %s", r.URL.Path, l.Addr())
+		})}
+		go srv.Serve(l)
+		defer srv.Close()
+	}
+	st, err := r.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := r.stdout.wait(t)
+	for _, want := range []string{"host=unreachable\n", "pong from /ping on 127.0.0.1:9001\n", "pong from /ping on 127.0.0.1:9002\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in %q (stderr %q)", want, out, r.stderr.wait(t))
+		}
+	}
+	if st.Code != 0 {
+		t.Errorf("status %+v", st)
+	}
+}
+
+func TestNetworkHost(t *testing.T) {
+	m := newTestManager(t)
+	host, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	go func() {
+		for {
+			c, err := host.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "hello from the host\n")
+			c.Close()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(host.Addr().String())
+	spec := testSpec(t, `exec 3<>/dev/tcp/127.0.0.1/$HOSTPORT && cat <&3`)
+	spec.Argv[0] = "/bin/bash"
+	spec.Env = append(spec.Env, "HOSTPORT="+port)
+	spec.Network = "host"
+	r := start(t, m, spec)
+	if a, b := r.Listeners(); a != nil || b != nil {
+		t.Errorf("listeners %v %v with the host's network", a, b)
+	}
+	if _, err := r.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if out := r.stdout.wait(t); out != "hello from the host\n" {
+		t.Errorf("got %q (stderr %q)", out, r.stderr.wait(t))
+	}
+}
+
+func TestReadOnlyPaths(t *testing.T) {
+	m := newTestManager(t)
+	extra := t.TempDir()
+	if err := os.Chmod(extra, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(extra, "lib.txt"), []byte("extra\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rt := t.TempDir()
+	if err := os.Chmod(rt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rt, "bootstrap.sh"), []byte("echo runtime\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := `cat "$EXTRA/lib.txt"; . /var/runtime/bootstrap.sh; touch "$EXTRA/x" 2>&1`
+	spec := testSpec(t, script)
+	spec.ReadOnly = []string{extra}
+	spec.RuntimeDir = rt
+	spec.Env = append(spec.Env, "EXTRA="+extra)
+	// An interpreter outside the system dirs, as pyenv installs them.
+	matches, _ := filepath.Glob("/root/.pyenv/versions/3.*/bin/python3")
+	if len(matches) > 0 {
+		spec.ReadOnly = append(spec.ReadOnly, filepath.Dir(filepath.Dir(matches[0])))
+		spec.Argv[2] += "; " + matches[0] + ` -c 'import json, ssl; print("python", json.dumps([1]))'`
+	}
+	st, out, errOut := run(t, m, spec)
+	want := []string{"extra\n", "runtime\n", "Read-only file system"}
+	if len(matches) > 0 {
+		want = append(want, "python [1]\n")
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("no %q in %q (stderr %q)", w, out, errOut)
+		}
+	}
+	if st.Code != 0 {
+		t.Errorf("status %+v", st)
+	}
+}
+
+func TestParse(t *testing.T) {
+	procCgroup := "12:pids:/user.slice\n4:memory:/process_api/abc\n3:cpu,cpuacct:/x\n1:name=systemd:/\n0::/init.scope\n"
+	got := parseProcCgroup([]byte(procCgroup))
+	want := map[string]string{"pids": "/user.slice", "memory": "/process_api/abc", "cpu": "/x", "cpuacct": "/x",
+		"name=systemd": "/", "": "/init.scope"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("parseProcCgroup: got %v, want %v", got, want)
+	}
+
+	mountinfo := "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime shared:5 - cgroup cgroup rw,memory\n" +
+		"36 31 0:33 /docker/abc /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n" +
+		"41 31 0:38 / /mnt/with\\040space rw - tmpfs tmpfs rw\n"
+	ms := parseMountinfo([]byte(mountinfo))
+	if len(ms) != 3 {
+		t.Fatalf("parseMountinfo: %v", ms)
+	}
+	if got, want := ms[1], (mount{root: "/docker/abc", point: "/sys/fs/cgroup/cpu,cpuacct", fstype: "cgroup", superOpts: "rw,cpu,cpuacct"}); got != want {
+		t.Errorf("parseMountinfo: got %+v, want %+v", got, want)
+	}
+	if got := ms[2].point; got != "/mnt/with space" {
+		t.Errorf("unescaped mount point %q", got)
+	}
+
+	for _, tc := range []struct{ path, root, want string }{
+		{"/a/b", "/", "/a/b"},
+		{"/docker/abc/x", "/docker/abc", "/x"},
+		{"/docker/abc", "/docker/abc", ""},
+		{"/docker/abcd", "/docker/abc", "/docker/abcd"},
+	} {
+		if got := relativeTo(tc.path, tc.root); got != tc.want {
+			t.Errorf("relativeTo(%q, %q) = %q, want %q", tc.path, tc.root, got, tc.want)
+		}
+	}
+
+	for _, tc := range []struct{ mb, shares, weight int }{
+		{1, 2, 1}, {128, 74, 7}, {1769, 1024, 100}, {10240, 5927, 578},
+	} {
+		if got := cpuShares(tc.mb); got != tc.shares {
+			t.Errorf("cpuShares(%d) = %d, want %d", tc.mb, got, tc.shares)
+		}
+		if got := cpuWeight(tc.mb); got != tc.weight {
+			t.Errorf("cpuWeight(%d) = %d, want %d", tc.mb, got, tc.weight)
+		}
+	}
+
+	if n, err := keyedValue([]byte("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n"), "oom_kill"); n != 3 || err != nil {
+		t.Errorf("keyedValue: %d, %v", n, err)
+	}
+}
+
+// BenchmarkStart measures a sandbox's start to exit of /bin/true against
+// a bare fork/exec of it in the same run, and reports the ratio.
+func BenchmarkStart(b *testing.B) {
+	m := newTestManager(b)
+	code := b.TempDir()
+	if err := os.Chmod(code, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	var sandboxed, bare []time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		s, err := m.Start(context.Background(), Spec{ID: fmt.Sprintf("bench-%d", ids.Add(1)), Argv: []string{"/bin/true"}, CodeDir: code})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Wait(); err != nil {
+			b.Fatal(err)
+		}
+		sandboxed = append(sandboxed, time.Since(t0))
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		t0 = time.Now()
+		if err := exec.Command("/bin/true").Run(); err != nil {
+			b.Fatal(err)
+		}
+		bare = append(bare, time.Since(t0))
+	}
+	slices.Sort(sandboxed)
+	slices.Sort(bare)
+	ms, mb := sandboxed[len(sandboxed)/2], bare[len(bare)/2]
+	b.ReportMetric(float64(ms)/float64(mb), "x-forkexec")
+	b.ReportMetric(float64(ms.Microseconds()), "µs-median-sandbox")
+	b.ReportMetric(float64(mb.Microseconds()), "µs-median-forkexec")
+}
+
+// TestHierarchySetup runs the cgroup setup on a fake tree of plain files:
+// the paths it picks and what it writes, on v1 and on v2, which this
+// test's host may not have.
+func TestHierarchySetup(t *testing.T) {
+	discard := slog.New(slog.DiscardHandler)
+	write := func(name, content string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("v2", func(t *testing.T) {
+		root := t.TempDir()
+		own := filepath.Join(root, "system.slice", "wisp.service")
+		write(filepath.Join(own, "cgroup.controllers"), "cpuset cpu io memory pids\n")
+		write(filepath.Join(own, "cgroup.subtree_control"), "cpu\n")
+		write(filepath.Join(own, sandboxesDir, "cgroup.subtree_control"), "")
+		h, err := setupV2(mount{root: "/", point: root, fstype: "cgroup2"},
+			map[string]string{"": "/system.slice/wisp.service"}, discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := h.parents[""], filepath.Join(own, sandboxesDir); h.version != 2 || got != want {
+			t.Errorf("v%d parent %q, want v2 %q", h.version, got, want)
+		}
+		for dir, want := range map[string]string{own: "+memory +pids", filepath.Join(own, sandboxesDir): "+memory +pids +cpu"} {
+			if b, err := os.ReadFile(filepath.Join(dir, "cgroup.subtree_control")); err != nil || string(b) != want {
+				t.Errorf("%s/cgroup.subtree_control: %q, %v; want %q", dir, b, err, want)
+			}
+		}
+
+		write(filepath.Join(own, "cgroup.controllers"), "cpu io memory\n")
+		_, err = setupV2(mount{root: "/", point: root, fstype: "cgroup2"},
+			map[string]string{"": "/system.slice/wisp.service"}, discard)
+		if err == nil || !strings.Contains(err.Error(), "controllers not delegated") || !strings.HasSuffix(err.Error(), ": pids") {
+			t.Errorf("without pids: %v", err)
+		}
+	})
+	t.Run("v1", func(t *testing.T) {
+		root := t.TempDir()
+		for _, d := range []string{"memory/docker/abc/x", "pids/x", "cpu,cpuacct"} {
+			if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mounts := []mount{
+			{root: "/", point: filepath.Join(root, "memory"), fstype: "cgroup", superOpts: "rw,memory"},
+			{root: "/", point: filepath.Join(root, "pids"), fstype: "cgroup", superOpts: "rw,pids"},
+			{root: "/", point: filepath.Join(root, "cpu,cpuacct"), fstype: "cgroup", superOpts: "rw,cpu,cpuacct"},
+		}
+		own := map[string]string{"memory": "/docker/abc/x", "pids": "/x", "cpu": "/", "cpuacct": "/"}
+		h, err := setupV1(own, mounts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{
+			"memory": filepath.Join(root, "memory/docker/abc/x", sandboxesDir),
+			"pids":   filepath.Join(root, "pids/x", sandboxesDir),
+			"cpu":    filepath.Join(root, "cpu,cpuacct", sandboxesDir),
+		}
+		if fmt.Sprint(h.parents) != fmt.Sprint(want) {
+			t.Errorf("parents %v, want %v", h.parents, want)
+		}
+		if _, err := setupV1(own, mounts[:2]); err == nil || !strings.HasSuffix(err.Error(), "not mounted: cpu") {
+			t.Errorf("without cpu: %v", err)
+		}
+	})
+}
+
+func TestNewManagerErrors(t *testing.T) {
+	newTestManager(t) // skips where sandboxes cannot be made
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  ManagerConfig
+		want string
+	}{
+		{name: "no self", cfg: ManagerConfig{StateDir: t.TempDir()}, want: "Self is required"},
+		{name: "missing self", cfg: ManagerConfig{Self: "/nonexistent/wisp", StateDir: t.TempDir()},
+			want: "the init executable: stat /nonexistent/wisp"},
+		// Self runs, but not as the init: it exits without answering.
+		{name: "args that do not reach the init", cfg: ManagerConfig{Self: self, SelfArgs: []string{"-test.run=^$"}, StateDir: t.TempDir()},
+			want: "sandbox: namespaces: trial init (" + self + " -test.run=^$): control socket: closed by the peer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewManager(tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

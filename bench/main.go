@@ -1,13 +1,16 @@
 // Command bench measures a Wisp node against bare baselines measured in the
 // same run: warm invocations through function URLs against a bare net/http
 // server, cold starts against a bare fork/exec, and a burst of cold calls.
-// It prints Markdown tables and writes them to bench/RESULTS.md.
+// A second node, started with InsecureNoSandbox, runs Go cold starts
+// without the sandbox, alternating with the sandboxed node's, to tell what
+// the sandbox costs a cold start. It prints Markdown tables and writes them
+// to bench/RESULTS.md.
 //
 //	go run ./bench [-duration 3s] [-trials 3] [-cold 30] [-burst 500] …
 //
-// The node runs in this process (server.Start on 127.0.0.1:0) and the load
-// generator talks to it over loopback HTTP like any client, so both share
-// the machine's cores.
+// The nodes run in this process (server.Start on 127.0.0.1:0) and the load
+// generator talks to them over loopback HTTP like any client, so they all
+// share the machine's cores.
 package main
 
 import (
@@ -96,15 +99,43 @@ func commandLine() string {
 
 // bench is one run: what it measures against and what it found.
 type bench struct {
-	o       options
-	tmp     string
-	root    string // the module root
+	o    options
+	tmp  string
+	root string // the module root
+	// sandboxed is the node every row runs on unless it says otherwise: a
+	// default one, whose instances run in the sandbox. unsandboxed runs
+	// them without it (InsecureNoSandbox), for the sandbox's cost.
+	sandboxed, unsandboxed *wispNode
+	seq                    int // names of fresh functions
+
+	notes []string
+}
+
+// wispNode is a node under test and how the bench talks to it.
+type wispNode struct {
 	node    *server.Node
 	api     *client.Client
 	invoker *http.Client // for single timed calls; keeps its connection alive
-	seq     int          // names of fresh functions
+}
 
-	notes []string
+// startNode starts a node in dir that discards its logs.
+func startNode(ctx context.Context, dir string, insecureNoSandbox bool) (*wispNode, error) {
+	node, err := server.Start(ctx, server.Config{
+		DataDir: dir, Listen: loopback + ":0", InsecureNoSandbox: insecureNoSandbox,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &wispNode{node: node, api: client.New(node.URL(), node.AdminToken()), invoker: newLoopbackClient(1)}, nil
+}
+
+// stop shuts the node down.
+func (n *wispNode) stop(ctx context.Context) error {
+	n.invoker.CloseIdleConnections()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	return n.node.Shutdown(sctx)
 }
 
 func (b *bench) progress(format string, args ...any) {
@@ -126,8 +157,7 @@ func run(ctx context.Context, o options, command string) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, os.RemoveAll(tmp)) }()
-	b := &bench{o: o, tmp: tmp, root: root, invoker: newLoopbackClient(1)}
-	defer b.invoker.CloseIdleConnections()
+	b := &bench{o: o, tmp: tmp, root: root}
 
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
@@ -161,20 +191,20 @@ func run(ctx context.Context, o options, command string) (err error) {
 		err = errors.Join(err, bare.srv.Shutdown(sctx))
 	}()
 
-	b.node, err = server.Start(ctx, server.Config{
-		DataDir: filepath.Join(tmp, "node"), Listen: loopback + ":0",
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
+	if b.sandboxed, err = startNode(ctx, filepath.Join(tmp, "node"), false); err != nil {
 		return err
 	}
 	defer func() {
-		b.progress("stopping the node")
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		err = errors.Join(err, b.node.Shutdown(sctx))
+		b.progress("stopping the sandboxed node")
+		err = errors.Join(err, b.sandboxed.stop(ctx))
 	}()
-	b.api = client.New(b.node.URL(), b.node.AdminToken())
+	if b.unsandboxed, err = startNode(ctx, filepath.Join(tmp, "node-unsandboxed"), true); err != nil {
+		return err
+	}
+	defer func() {
+		b.progress("stopping the unsandboxed node")
+		err = errors.Join(err, b.unsandboxed.stop(ctx))
+	}()
 
 	runtimes := []*runtimeUnderTest{{label: "Go", runtime: "go", handler: "bootstrap", code: goCode}}
 	for _, rt := range []struct{ label, runtime, handler, tool, dir string }{
@@ -325,29 +355,30 @@ func startBare() (*bareServer, error) {
 	return &bareServer{srv: srv, url: "http://" + ln.Addr().String() + "/hello?name=x"}, nil
 }
 
-// deploy creates a fresh function with a public URL and returns the URL.
-func (b *bench) deploy(ctx context.Context, prefix string, rt *runtimeUnderTest) (name, url string, err error) {
+// deploy creates a fresh function with a public URL on node n and returns
+// the URL.
+func (b *bench) deploy(ctx context.Context, n *wispNode, prefix string, rt *runtimeUnderTest) (name, url string, err error) {
 	b.seq++
 	name = fmt.Sprintf("%s-%d", prefix, b.seq)
-	_, err = b.api.CreateFunction(ctx, client.Config{Name: name, Runtime: &rt.runtime, Handler: &rt.handler,
+	_, err = n.api.CreateFunction(ctx, client.Config{Name: name, Runtime: &rt.runtime, Handler: &rt.handler,
 		URLAuth: ptr("none")}, bytes.NewReader(rt.code), int64(len(rt.code)), nil)
 	if err != nil {
 		return "", "", fmt.Errorf("deploy %s: %w", name, err)
 	}
-	return name, b.node.URL() + "/fn/" + name + "?name=x", nil
+	return name, n.node.URL() + "/fn/" + name + "?name=x", nil
 }
 
 func ptr[T any](v T) *T { return &v }
 
-// call makes one timed call and checks it was answered as the examples
-// answer.
-func (b *bench) call(ctx context.Context, url string) (time.Duration, error) {
+// call makes one timed call to node n and checks it was answered as the
+// examples answer.
+func (n *wispNode) call(ctx context.Context, url string) (time.Duration, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, err
 	}
 	start := time.Now()
-	resp, err := b.invoker.Do(req)
+	resp, err := n.invoker.Do(req)
 	if err != nil {
 		return 0, err
 	}
@@ -388,14 +419,14 @@ func (b *bench) warmRuns(ctx context.Context, bareURL string, rts []*runtimeUnde
 	}
 	targets := []target{{label: "bare net/http", url: bareURL}}
 	for _, rt := range rts {
-		t := target{label: "Wisp " + rt.label, skip: rt.skip}
+		t := target{label: "Wisp " + rt.label + ", sandboxed", skip: rt.skip}
 		if rt.skip == "" {
-			_, url, err := b.deploy(ctx, "warm-"+rt.runtime, rt)
+			_, url, err := b.deploy(ctx, b.sandboxed, "warm-"+rt.runtime, rt)
 			if err != nil {
 				return nil, err
 			}
 			t.url = url
-			if _, err := b.call(ctx, url); err != nil {
+			if _, err := b.sandboxed.call(ctx, url); err != nil {
 				return nil, err
 			}
 			// Start as many instances as the concurrent runs will use,
@@ -448,15 +479,20 @@ func (b *bench) warmRuns(ctx context.Context, bareURL string, rts []*runtimeUnde
 	return rows, nil
 }
 
-// coldRow is the cold starts of one runtime, or the fork/exec baseline.
+// coldRow is the cold starts of one runtime on one node, or the fork/exec
+// baseline.
 type coldRow struct {
-	target string
-	skip   string
-	took   []time.Duration // sorted
+	target      string
+	runtime     string // "" for the baseline
+	unsandboxed bool   // measured on the node without the sandbox
+	skip        string
+	trials      []time.Duration // in the order they ran
+	took        []time.Duration // sorted
 }
 
 // coldRuns times bare fork/execs, then one call to each of o.cold fresh
-// functions per runtime.
+// functions per runtime on the sandboxed node. Go's trials alternate with
+// as many on the unsandboxed node, so drift hits both alike.
 func (b *bench) coldRuns(ctx context.Context, execHello string, rts []*runtimeUnderTest) ([]*coldRow, error) {
 	b.progress("cold: %d bare fork/execs", b.o.cold)
 	base := &coldRow{target: "bare fork/exec (Go hello, run to exit)"}
@@ -468,40 +504,78 @@ func (b *bench) coldRuns(ctx context.Context, execHello string, rts []*runtimeUn
 		if err := exec.CommandContext(ctx, execHello).Run(); err != nil {
 			return nil, err
 		}
-		base.took = append(base.took, time.Since(start))
+		base.trials = append(base.trials, time.Since(start))
 	}
-	slices.Sort(base.took)
+	base.took = slices.Sorted(slices.Values(base.trials))
 	rows := []*coldRow{base}
 
+	type leg struct {
+		node *wispNode
+		row  *coldRow
+	}
 	for _, rt := range rts {
-		row := &coldRow{target: "Wisp " + rt.label, skip: rt.skip}
+		row := &coldRow{target: "Wisp " + rt.label + ", sandboxed", runtime: rt.runtime, skip: rt.skip}
 		rows = append(rows, row)
 		if rt.skip != "" {
 			continue
 		}
-		b.progress("cold: %d fresh %s functions", b.o.cold, rt.label)
-		// One untimed round first: the node unpacks each code archive once,
-		// and that is a deploy's cost, not a cold start's.
+		legs := []leg{{b.sandboxed, row}}
+		if rt.runtime == "go" {
+			un := &coldRow{target: "Wisp " + rt.label + ", unsandboxed", runtime: rt.runtime, unsandboxed: true}
+			rows = append(rows, un)
+			legs = append(legs, leg{b.unsandboxed, un})
+			b.progress("cold: %d fresh %s functions on each node, sandboxed and unsandboxed alternating", b.o.cold, rt.label)
+		} else {
+			b.progress("cold: %d fresh %s functions", b.o.cold, rt.label)
+		}
+		// One untimed round first: each node unpacks each code archive
+		// once, and that is a deploy's cost, not a cold start's.
 		for i := range b.o.cold + 1 {
-			name, url, err := b.deploy(ctx, "cold-"+rt.runtime, rt)
-			if err != nil {
-				return nil, err
-			}
-			took, err := b.call(ctx, url)
-			if err != nil {
-				return nil, err
-			}
-			if i > 0 {
-				row.took = append(row.took, took)
-			}
-			if err := b.api.DeleteFunction(ctx, name, 0); err != nil {
-				return nil, err
+			for _, l := range legs {
+				took, err := b.coldStart(ctx, l.node, rt)
+				if err != nil {
+					return nil, err
+				}
+				if i > 0 {
+					l.row.trials = append(l.row.trials, took)
+				}
 			}
 		}
-		slices.Sort(row.took)
+		for _, l := range legs {
+			l.row.took = slices.Sorted(slices.Values(l.row.trials))
+		}
 	}
 	return rows, nil
 }
+
+// coldStart deploys a fresh function on node n, times its first call and
+// deletes it.
+func (b *bench) coldStart(ctx context.Context, n *wispNode, rt *runtimeUnderTest) (time.Duration, error) {
+	name, url, err := b.deploy(ctx, n, "cold-"+rt.runtime, rt)
+	if err != nil {
+		return 0, err
+	}
+	took, err := n.call(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	return took, n.api.DeleteFunction(ctx, name, 0)
+}
+
+// sandboxCost is what the sandbox adds to a cold start: the sandboxed p50
+// less the unsandboxed p50, and the median of the differences of trials
+// paired in the order they ran (the i-th of each).
+func sandboxCost(sandboxed, unsandboxed *coldRow) (p50, paired time.Duration) {
+	p50 = percentile(sandboxed.took, 50) - percentile(unsandboxed.took, 50)
+	var diffs []float64
+	for i := range min(len(sandboxed.trials), len(unsandboxed.trials)) {
+		diffs = append(diffs, float64(sandboxed.trials[i]-unsandboxed.trials[i]))
+	}
+	return p50, time.Duration(median(diffs))
+}
+
+// sandboxCostGoal is the most the sandbox may add to a Go cold start's p50.
+const sandboxCostGoal = 3 * time.Millisecond
 
 // burstRow is what the cold burst found.
 type burstRow struct {
@@ -515,7 +589,7 @@ type burstRow struct {
 // burstRun deploys a fresh Go function and calls it o.burst times at once.
 func (b *bench) burstRun(ctx context.Context, goCode []byte) (*burstRow, error) {
 	rt := &runtimeUnderTest{label: "Go", runtime: "go", handler: "bootstrap", code: goCode}
-	name, url, err := b.deploy(ctx, "burst-go", rt)
+	name, url, err := b.deploy(ctx, b.sandboxed, "burst-go", rt)
 	if err != nil {
 		return nil, err
 	}
@@ -531,7 +605,7 @@ func (b *bench) burstRun(ctx context.Context, goCode []byte) (*burstRow, error) 
 	for {
 		ids := map[string]bool{}
 		reports := 0
-		err := b.api.Logs(ctx, name, client.LogsOptions{}, func(r client.LogRecord) error {
+		err := b.sandboxed.api.Logs(ctx, name, client.LogsOptions{}, func(r client.LogRecord) error {
 			if r.Instance != "" {
 				ids[r.Instance] = true
 			}
@@ -561,8 +635,10 @@ func (b *bench) render(w io.Writer, command string, took time.Duration, warm []*
 	p("- Go: %s %s/%s; CPUs: %d (GOMAXPROCS %d)\n", goruntime.Version(), goruntime.GOOS, goruntime.GOARCH,
 		goruntime.NumCPU(), goruntime.GOMAXPROCS(0))
 	p("- command: `%s` (took %s)\n", command, took.Round(time.Second))
-	p("- the node (`server.Start`, embedded NATS, unsandboxed instances) and the load generator share this\n" +
-		"  process and its cores; every call goes over loopback HTTP to 127.0.0.1.\n\n")
+	p("- two nodes (`server.Start`, each with its own data dir and embedded NATS) and the load generator share this\n" +
+		"  process and its cores; every call goes over loopback HTTP to 127.0.0.1.\n")
+	p("- every Wisp row runs on the default node, whose instances run in the sandbox (namespaces + cgroups, its init\n" +
+		"  re-executing this binary), except the row marked unsandboxed: that node has `InsecureNoSandbox`.\n\n")
 
 	p("## Warm invoke: `GET /fn/NAME?name=x` (url_auth none) against bare `net/http`\n\n")
 	p("Closed loop: each connection sends its next request when the last answer arrives; %s warm-up, then %s measured.\n",
@@ -595,27 +671,54 @@ func (b *bench) render(w io.Writer, command string, took time.Duration, warm []*
 	}
 
 	p("\n## Cold start: one call to a function with no instance, end to end\n\n")
-	p("Each trial deploys a fresh function (the code is stored once) and times only its first call; %d trials per row.\n", b.o.cold)
+	p("Each trial deploys a fresh function (the code is stored once per node) and times only its first call; %d trials per row.\n", b.o.cold)
+	p("The sandboxed and unsandboxed Go trials alternate, one on each node in turn.\n")
 	p("The baseline is `exec.Command` of a static Go hello binary, run to exit.\n\n")
-	p("| target | trials | p50 | p99 | vs fork/exec p50 | goal |\n")
-	p("| --- | ---: | ---: | ---: | ---: | --- |\n")
+	var goSandboxed, goUnsandboxed *coldRow
+	for _, r := range cold {
+		if r.runtime == "go" && r.skip == "" && len(r.took) > 0 {
+			if r.unsandboxed {
+				goUnsandboxed = r
+			} else {
+				goSandboxed = r
+			}
+		}
+	}
+	var cost, pairedCost time.Duration
+	haveCost := goSandboxed != nil && goUnsandboxed != nil
+	if haveCost {
+		cost, pairedCost = sandboxCost(goSandboxed, goUnsandboxed)
+	}
+	p("| target | trials | p50 | p99 | vs fork/exec p50 | sandbox cost (p50 Δ) | goal |\n")
+	p("| --- | ---: | ---: | ---: | ---: | ---: | --- |\n")
 	base := percentile(cold[0].took, 50)
 	for _, r := range cold {
 		if r.skip != "" {
-			p("| %s | – | – | – | – | skipped: %s |\n", r.target, r.skip)
+			p("| %s | – | – | – | – | – | skipped: %s |\n", r.target, r.skip)
 			continue
 		}
 		p50 := percentile(r.took, 50)
-		goal := ""
-		if r.target == "Wisp Go" {
+		delta, goal := "", ""
+		if r == goSandboxed {
 			goal = check(p50 <= 10*time.Millisecond) + " p50 ≤ 10 ms"
+			if haveCost {
+				delta = fmtDelta(cost)
+				goal += "; " + check(cost <= sandboxCostGoal) + " sandbox cost ≤ " + fmtGoalMS(sandboxCostGoal)
+			}
 		}
-		p("| %s | %d | %s | %s | %.1f× | %s |\n", r.target, len(r.took), fmtDuration(p50),
-			fmtDuration(percentile(r.took, 99)), float64(p50)/float64(base), goal)
+		p("| %s | %d | %s | %s | %.1f× | %s | %s |\n", r.target, len(r.took), fmtDuration(p50),
+			fmtDuration(percentile(r.took, 99)), float64(p50)/float64(base), delta, goal)
+	}
+	if haveCost {
+		p("\nSandbox cost of a Go cold start: p50 sandboxed − p50 unsandboxed = %s − %s = **%s** — %s goal ≤ %s.\n",
+			fmtDuration(percentile(goSandboxed.took, 50)), fmtDuration(percentile(goUnsandboxed.took, 50)),
+			fmtDelta(cost), check(cost <= sandboxCostGoal), fmtGoalMS(sandboxCostGoal))
+		p("(The median of the %d differences of trials paired as they alternated: %s.)\n",
+			min(len(goSandboxed.trials), len(goUnsandboxed.trials)), fmtDelta(pairedCost))
 	}
 
 	if burst != nil {
-		p("\n## Cold burst: %d calls at once to a fresh Go function\n\n", burst.calls)
+		p("\n## Cold burst: %d calls at once to a fresh Go function (sandboxed)\n\n", burst.calls)
 		p("Each call on its own connection, all released together; latencies are of the 200 answers.\n\n")
 		p("| calls | errors | p50 | p99 | max | instances started | goal |\n")
 		p("| ---: | --- | ---: | ---: | ---: | ---: | --- |\n")
@@ -680,6 +783,19 @@ func fmtDuration(d time.Duration) string {
 		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
 	}
 	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+// fmtGoalMS is a goal's duration in whole or fractional ms, as "3 ms".
+func fmtGoalMS(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', -1, 64) + " ms"
+}
+
+// fmtDelta is a signed duration.
+func fmtDelta(d time.Duration) string {
+	if d < 0 {
+		return "−" + fmtDuration(-d)
+	}
+	return "+" + fmtDuration(d)
 }
 
 func fmtRate(r float64) string {

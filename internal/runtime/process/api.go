@@ -251,11 +251,15 @@ func errorDocument(header string, body []byte, tooLarge bool, fallback string) (
 // readBody reads a posted body of at most runtime.MaxResponseBytes. A
 // larger one is read and thrown away (up to maxDiscard), and reported as
 // tooLarge.
+// Bodies grow as their bytes arrive: a declared length is never allocated
+// ahead, so a runtime that announces 6 MB and sends little holds little.
 func readBody(r *http.Request) (body []byte, tooLarge bool, err error) {
 	const limit = runtime.MaxResponseBytes
 	if n := r.ContentLength; n >= 0 && n <= limit {
-		body = make([]byte, n)
-		_, err = io.ReadFull(r.Body, body)
+		body, err = io.ReadAll(io.LimitReader(r.Body, n))
+		if err == nil && int64(len(body)) < n {
+			err = io.ErrUnexpectedEOF
+		}
 		return body, false, err
 	}
 	if r.ContentLength < 0 { // chunked: aws-lambda-go's way

@@ -318,10 +318,10 @@ func (d *Driver) start(spec runtime.Spec, codeDir string, argv []string) (*insta
 // run starts an instance's goroutines: its Runtime API server on ln, its
 // output readers and its wait.
 func (d *Driver) run(i *instance, ln net.Listener) {
-	i.srv = &http.Server{Handler: i, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
+	i.srv = instanceServer(i, d.log)
 	go func() {
 		defer close(i.served)
-		if err := i.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := i.srv.Serve(limitConns(ln, instanceMaxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.log.Warn("process: runtime API server", "instance", i.spec.InstanceID, "err", err)
 		}
 	}()
@@ -404,11 +404,11 @@ func (d *Driver) startSandboxed(ctx context.Context, spec runtime.Spec, codeDir 
 		runtimeLn = hostLn
 	}
 	if apiLn != nil && d.cfg.API != nil {
-		api := &http.Server{Handler: d.cfg.API, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
+		api := instanceServer(d.cfg.API, d.log)
 		served := make(chan struct{})
 		go func() {
 			defer close(served)
-			if err := api.Serve(apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := api.Serve(limitConns(apiLn, instanceMaxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				d.log.Debug("process: wisp API server in a sandbox", "instance", spec.InstanceID, "err", err)
 			}
 		}()

@@ -202,3 +202,60 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// portScanner, on the host's network, looks for other instances' Runtime
+// APIs among the host's loopback listeners and asks each for an invocation.
+// It answers the ports where the request was taken and left waiting, as a
+// Runtime API does: another function's invocations could be taken there.
+const portScanner = `
+const fs = require('fs'), net = require('net');
+exports.handler = async () => {
+  const own = parseInt(process.env.AWS_LAMBDA_RUNTIME_API.split(':')[1], 10);
+  const ports = fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)
+    .map(l => l.trim().split(/\s+/)).filter(f => f.length > 3 && f[3] === '0A' && f[1].startsWith('0100007F:'))
+    .map(f => parseInt(f[1].split(':')[1], 16)).filter(p => p !== own);
+  const probe = (port) => new Promise((resolve) => {
+    const s = net.connect({host: '127.0.0.1', port});
+    let got = '';
+    const done = (how) => { s.destroy(); resolve(how); };
+    s.setTimeout(500, () => done(got ? 'answered' : 'hung'));
+    s.on('connect', () => s.write('GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n'));
+    s.on('data', (d) => { got += d; done('answered'); });
+    s.on('close', () => done(got ? 'answered' : 'closed'));
+    s.on('error', () => done('closed'));
+  });
+  const hung = [];
+  for (const p of ports) if (await probe(p) === 'hung') hung.push(p);
+  return {scanned: ports.length, hung};
+};`
+
+func TestHostNetworkInstancesCannotReachEachOthersRuntimeAPI(t *testing.T) {
+	n := startSandboxNode(t)
+	n.deploy(t, writeFiles(t, map[string]string{"index.js": "exports.handler = async () => 'victim';"}),
+		client.Config{Name: "victim", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Network: ptr2("host")})
+	n.deploy(t, writeFiles(t, map[string]string{"index.js": portScanner}),
+		client.Config{Name: "scanner", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Network: ptr2("host"), Timeout: ptr2(30)})
+	// The victim's instance is warm, its runtime waiting for work.
+	if res, err := n.c.Invoke(context.Background(), "victim", nil, client.InvokeOptions{}); err != nil || res.FunctionError != "" {
+		t.Fatalf("victim: %v %s", err, res.Payload)
+	}
+	res, err := n.c.Invoke(context.Background(), "scanner", nil, client.InvokeOptions{})
+	if err != nil || res.FunctionError != "" {
+		t.Fatalf("scanner: %v %s", err, res.Payload)
+	}
+	var got struct {
+		Scanned int
+		Hung    []int
+	}
+	if err := json.Unmarshal(res.Payload, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Scanned == 0 || len(got.Hung) != 0 {
+		t.Errorf("scanned %d ports; these took a Runtime API request from another function: %v", got.Scanned, got.Hung)
+	}
+	// The victim still works.
+	if res, err := n.c.Invoke(context.Background(), "victim", nil, client.InvokeOptions{}); err != nil || string(res.Payload) != `"victim"` {
+		t.Fatalf("victim after the scan: %v %s", err, res.Payload)
+	}
+}
+

@@ -401,7 +401,7 @@ func (d *Driver) startSandboxed(ctx context.Context, spec runtime.Spec, codeDir 
 	i.proc = &sandboxProc{sb: sb, log: d.log}
 	runtimeLn, apiLn := sb.Listeners()
 	if hostLn != nil {
-		runtimeLn = hostLn
+		runtimeLn = &peerListener{Listener: hostLn, owner: sb.Pids, log: d.log}
 	}
 	if apiLn != nil && d.cfg.API != nil {
 		api := instanceServer(d.cfg.API, d.log)

@@ -116,8 +116,9 @@ func closeInherited() error {
 }
 
 // setUp does everything before the runtime starts: the root, the host
-// name, the network, and dropping privileges. Without a network it
-// returns the listeners made for the node.
+// name, the network, dropping privileges, the resource limits and the
+// seccomp filter. Without a network it returns the listeners made for
+// the node.
 func setUp(cfg *initConfig) ([]*os.File, error) {
 	if err := buildRoot(cfg); err != nil {
 		return nil, err
@@ -145,7 +146,42 @@ func setUp(cfg *initConfig) ([]*os.File, error) {
 	if err := dropPrivileges(); err != nil {
 		return nil, errors.Join(err, closeFiles(files))
 	}
+	if err := limitResources(); err != nil {
+		return nil, errors.Join(err, closeFiles(files))
+	}
+	// Last: the filter binds the init too, which has nothing left to
+	// mount.
+	if err := installSeccomp(); err != nil {
+		return nil, errors.Join(err, closeFiles(files))
+	}
 	return files, nil
+}
+
+// maxOpenFiles bounds the runtime's open files, soft and hard.
+const maxOpenFiles = 4096
+
+// limitResources sets the init's resource limits, soft and hard, which
+// the runtime inherits and cannot raise. No core dumps: with a pipe in
+// the host's core_pattern, a crash would run the host's helper as root.
+// And a bound on open files, so one sandbox cannot pin a large share of
+// the kernel's.
+func limitResources() error {
+	for _, l := range []struct {
+		name     string
+		resource int
+		max      uint64
+	}{
+		{"RLIMIT_CORE", unix.RLIMIT_CORE, 0},
+		{"RLIMIT_NOFILE", unix.RLIMIT_NOFILE, maxOpenFiles},
+	} {
+		// unix.Setrlimit goes through syscall's, which tells Go's exec
+		// not to give the runtime back the soft NOFILE limit the init
+		// started with.
+		if err := unix.Setrlimit(l.resource, &unix.Rlimit{Cur: l.max, Max: l.max}); err != nil {
+			return fmt.Errorf("set %s: %w", l.name, err)
+		}
+	}
+	return nil
 }
 
 // replaceStdin makes the init's stdin the sandbox's /dev/null.

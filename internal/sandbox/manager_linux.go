@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,6 +32,7 @@ type Manager struct {
 	stateDir string
 	log      *slog.Logger
 	cg       *hierarchy
+	ids      *idRange
 }
 
 // NewManager checks that this host can sandbox (root, namespaces, cgroups
@@ -48,8 +48,21 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.IDBase == 0 {
+		cfg.IDBase = DefaultIDBase
+	}
+	if cfg.IDCount == 0 {
+		cfg.IDCount = DefaultIDCount
+	}
+	// The top id, 2^32-1, is the kernel's "no id".
+	if cfg.IDBase < 1 || cfg.IDCount < 1 || int64(cfg.IDBase)+int64(cfg.IDCount) > 1<<32-1 {
+		return nil, fmt.Errorf("sandbox: ids %d+%d: not a range of host ids past root", cfg.IDBase, cfg.IDCount)
+	}
 	if uid := os.Geteuid(); uid != 0 {
 		return nil, fmt.Errorf("sandbox: needs root to make namespaces and cgroups (running as uid %d)", uid)
+	}
+	if _, err := seccompFilter(); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	self, err := filepath.Abs(cfg.Self)
 	if err != nil {
@@ -73,7 +86,8 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	m := &Manager{self: self, selfArgs: cfg.SelfArgs, stateDir: stateDir, log: cfg.Logger, cg: cg}
+	m := &Manager{self: self, selfArgs: cfg.SelfArgs, stateDir: stateDir, log: cfg.Logger, cg: cg,
+		ids: newIDRange(cfg.IDBase, cfg.IDCount)}
 	// The limits are written as a sandbox's would be.
 	probeID := fmt.Sprintf("probe-%d-%x", os.Getpid(), rand.Uint32())
 	g, err := cg.create(probeID, limits{memoryMB: DefaultMemoryMB, pidsMax: DefaultPidsMax})
@@ -120,6 +134,41 @@ func (m *Manager) probe() error {
 		err = fmt.Errorf("trial init: %w", werr)
 	}
 	return errors.Join(err, ctrl.Close())
+}
+
+// startInit makes the cgroup named id and starts an init in it. On v2 the
+// init is born in its cgroup. On v1 it is attached once started, so the
+// cgroup is made while the init starts up, which takes it milliseconds:
+// the init does nothing before it has its configuration, sent once it is
+// in its cgroup.
+func (m *Manager) startInit(id string, lim limits, newNet bool, stdout, stderr *os.File) (*exec.Cmd, *net.UnixConn, *cgroup, error) {
+	if m.cg.version == 2 {
+		g, err := m.cg.create(id, lim)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		cmd, ctrl, err := m.spawn(g, newNet, stdout, stderr)
+		if err != nil {
+			return nil, nil, nil, errors.Join(err, g.destroy())
+		}
+		return cmd, ctrl, g, nil
+	}
+	cmd, ctrl, err := m.spawn(nil, newNet, stdout, stderr)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	g, err := m.cg.create(id, lim)
+	if err == nil {
+		err = g.attach(cmd.Process.Pid)
+	}
+	if err != nil {
+		err = errors.Join(err, ignoreDone(cmd.Process.Kill()), waitKilled(cmd), ctrl.Close())
+		if g != nil {
+			err = errors.Join(err, g.destroy())
+		}
+		return nil, nil, nil, err
+	}
+	return cmd, ctrl, g, nil
 }
 
 // spawn starts an init in new namespaces (a net namespace too if newNet),
@@ -218,12 +267,25 @@ func ignoreDone(err error) error {
 	return err
 }
 
-// validID is what Spec.ID may be.
-var validID = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+// validID says whether id may be a Spec.ID: letters, digits, '.', '_'
+// and '-', at most 128, not starting with '.' or '-'. Not a regexp: every
+// sandbox init runs the package's initialization, and compiling the
+// regexp's {0,127} took 0.7 to 0.9 ms of each start.
+func validID(id string) bool {
+	if id == "" || len(id) > 128 || id[0] == '.' || id[0] == '-' {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
-// withDefaults checks spec and fills in its defaults.
+// withDefaults checks spec and fills in its defaults, but for its ids.
 func (m *Manager) withDefaults(spec Spec) (Spec, error) {
-	if !validID.MatchString(spec.ID) {
+	if !validID(spec.ID) {
 		return spec, fmt.Errorf("sandbox: invalid instance id %q", spec.ID)
 	}
 	if len(spec.Argv) == 0 || !filepath.IsAbs(spec.Argv[0]) {
@@ -277,23 +339,19 @@ func (m *Manager) withDefaults(spec Spec) (Spec, error) {
 	default:
 		return spec, fmt.Errorf("sandbox: unknown network %q", spec.Network)
 	}
-	if spec.UID <= 0 {
-		spec.UID = DefaultUID
-	}
-	if spec.GID <= 0 {
-		spec.GID = DefaultGID
-	}
 	return spec, nil
 }
 
 // Sandbox is one running sandbox: its init, its cgroup and its scratch
 // dir.
 type Sandbox struct {
-	cmd     *exec.Cmd
-	ctrl    *net.UnixConn // read by wait only, once started
-	cg      *cgroup
-	scratch string
-	log     *slog.Logger
+	cmd      *exec.Cmd
+	ctrl     *net.UnixConn // read by wait only, once started
+	cg       *cgroup
+	scratch  string
+	ids      *idRange // where uid and gid go back at Close
+	uid, gid int
+	log      *slog.Logger
 
 	runtimeAPI, wispAPI net.Listener
 
@@ -316,19 +374,22 @@ func (m *Manager) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("sandbox: start: %w", err)
 	}
+	if spec.UID, spec.GID, err = m.ids.acquire(spec.UID, spec.GID); err != nil {
+		return nil, err
+	}
 	scratch := filepath.Join(m.stateDir, spec.ID)
 	if err := os.MkdirAll(scratch, 0o700); err != nil {
+		m.ids.release(spec.UID, spec.GID)
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	g, err := m.cg.create(spec.ID, limits{memoryMB: spec.MemoryMB, pidsMax: spec.PidsMax})
+	cmd, ctrl, g, err := m.startInit(spec.ID, limits{memoryMB: spec.MemoryMB, pidsMax: spec.PidsMax},
+		spec.Network == "none", spec.Stdout, spec.Stderr)
 	if err != nil {
+		// Nothing ran as the ids.
+		m.ids.release(spec.UID, spec.GID)
 		return nil, errors.Join(fmt.Errorf("sandbox: %w", err), os.RemoveAll(scratch))
 	}
-	cmd, ctrl, err := m.spawn(g, spec.Network == "none", spec.Stdout, spec.Stderr)
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("sandbox: %w", err), g.destroy(), os.RemoveAll(scratch))
-	}
-	s := &Sandbox{cmd: cmd, ctrl: ctrl, cg: g, scratch: scratch, log: m.log}
+	s := &Sandbox{cmd: cmd, ctrl: ctrl, cg: g, scratch: scratch, ids: m.ids, uid: spec.UID, gid: spec.GID, log: m.log}
 	if err := s.handshake(ctx, spec); err != nil {
 		return nil, errors.Join(err, s.Close())
 	}
@@ -486,8 +547,8 @@ func (s *Sandbox) MaxMemoryMB() int {
 	return int((b + 1<<20 - 1) >> 20)
 }
 
-// Close removes the sandbox's cgroups and scratch dir. It kills and waits
-// for a sandbox still running.
+// Close removes the sandbox's cgroups and scratch dir, and gives its ids
+// back. It kills and waits for a sandbox still running.
 func (s *Sandbox) Close() error {
 	s.closeOnce.Do(func() {
 		err := s.Kill()
@@ -495,7 +556,12 @@ func (s *Sandbox) Close() error {
 			// Wait's caller has had it; Close says only what it failed at.
 			s.log.Debug("sandbox: waiting for a sandbox to close", "pid", s.Pid(), "err", werr)
 		}
-		s.closeErr = errors.Join(err, s.cg.destroy(), os.RemoveAll(s.scratch))
+		derr := s.cg.destroy()
+		if derr == nil {
+			// Nothing of the sandbox is left to run as its ids.
+			s.ids.release(s.uid, s.gid)
+		}
+		s.closeErr = errors.Join(err, derr, os.RemoveAll(s.scratch))
 		if s.closeErr != nil {
 			s.closeErr = fmt.Errorf("sandbox: close: %w", s.closeErr)
 		}

@@ -8,9 +8,11 @@
 // instance's cgroups, and waits on an inherited control socket for its
 // configuration; it then builds a fresh root (read-only system dirs, code
 // and runtime, a private /tmp, /proc and a minimal /dev), drops every
-// privilege it can, starts the function's runtime as an unprivileged user
-// and stays as init: it reaps, forwards SIGTERM and SIGINT, and reports
-// the runtime's exit before exiting itself, which ends the namespace.
+// privilege it can, bans core dumps, bounds open files, installs a
+// seccomp filter, starts the function's runtime as an unprivileged user
+// of the sandbox's own, and stays as init: it reaps, forwards SIGTERM and
+// SIGINT, and reports the runtime's exit before exiting itself, which
+// ends the namespace.
 package sandbox
 
 import (
@@ -29,6 +31,13 @@ type ManagerConfig struct {
 	// StateDir holds each instance's scratch dir (the mount point of its
 	// root); required. It is created 0700 if missing.
 	StateDir string
+	// IDBase and IDCount are the range of host uids and gids the manager
+	// gives sandboxes: each its own, as both its uid and gid, so that no
+	// per-user kernel state (limits, quotas, keyrings) is shared between
+	// sandboxes. Ids go round the range, skipping those of live
+	// sandboxes. Defaults DefaultIDBase and DefaultIDCount; the range
+	// should hold no other user of the host.
+	IDBase, IDCount int
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 }
@@ -67,7 +76,8 @@ type Spec struct {
 	// lo up) or "host" (the host's network).
 	Network string
 	// UID and GID are the runtime's user and group, without supplementary
-	// groups; default 990 and 990. Root cannot be asked for.
+	// groups. Each left zero is the sandbox's own id, from the manager's
+	// range. Root cannot be asked for.
 	UID, GID int
 	// Stdout and Stderr become the runtime's (and the init's) stdout and
 	// stderr; nil means /dev/null. Start does not close them.
@@ -91,8 +101,12 @@ const (
 	DefaultMemoryMB = 128
 	DefaultPidsMax  = 256
 	DefaultTmpMB    = 512
-	DefaultUID      = 990
-	DefaultGID      = 990
+)
+
+// Defaults of ManagerConfig.
+const (
+	DefaultIDBase  = 200000
+	DefaultIDCount = 65536
 )
 
 // Paths inside the sandbox.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -194,7 +195,8 @@ func TestIsolation(t *testing.T) {
 set -- /proc/[0-9]*; echo "procs=$*"
 set -- /proc/$$/fd/*; echo "fds=$*"
 echo "id=$(id -u):$(id -g):$(id -G):$(id -un)"
-grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs)' /proc/self/status
+grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp|Seccomp_filters):' /proc/self/status
+tr -s ' ' < /proc/self/limits | grep -E '^Max (core file size|open files) '
 for p in /etc/shadow /etc/gshadow /root /home "$STATE" /sys /run /var/lib; do
 	if [ -e "$p" ]; then echo "present $p"; else echo "absent $p"; fi
 done
@@ -214,22 +216,37 @@ grep -E ' / | /tmp | /var/task ' /proc/self/mounts | sed 's/^/mount /'
 	state := m.stateDir
 	spec.Env = append(spec.Env, "STATE="+state)
 	spec.TmpMB = 4
-	st, out, errOut := run(t, m, spec)
+	r := start(t, m, spec)
+	st, err := r.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut := r.stdout.wait(t), r.stderr.wait(t)
 	t.Logf("stdout:\n%s\nstderr:\n%s", out, errOut)
 	if st.Code != 0 || st.Signal != 0 || st.OOMKilled {
 		t.Errorf("status %+v, want exit 0", st)
 	}
+	id := r.uid
+	if id < DefaultIDBase || id >= DefaultIDBase+DefaultIDCount || r.gid != id {
+		t.Errorf("uid %d, gid %d: want one id of [%d, %d)", id, r.gid, DefaultIDBase, DefaultIDBase+DefaultIDCount)
+	}
 	want := []string{
-		"id=990:990:990:wisp\n",
+		fmt.Sprintf("id=%[1]d:%[1]d:%[1]d:wisp\n", id),
 		"CapInh:\t0000000000000000\n",
 		"CapPrm:\t0000000000000000\n",
 		"CapEff:\t0000000000000000\n",
 		"CapBnd:\t0000000000000000\n",
 		"CapAmb:\t0000000000000000\n",
 		"NoNewPrivs:\t1\n",
+		"Seccomp:\t2\n",
+		"Seccomp_filters:\t1\n",
+		// No core dumps, which a pipe core_pattern runs a host helper
+		// for, and a bound on open files, which the runtime cannot raise.
+		"Max core file size 0 0 bytes \n",
+		fmt.Sprintf("Max open files %[1]d %[1]d files \n", maxOpenFiles),
 		"absent /etc/shadow\n", "absent /etc/gshadow\n", "absent /root\n", "absent /home\n",
 		"absent " + state + "\n", "absent /sys\n", "absent /run\n", "absent /var/lib\n",
-		"passwd=3 wisp:x:990:990:wisp:/tmp:/sbin/nologin\n",
+		fmt.Sprintf("passwd=3 wisp:x:%[1]d:%[1]d:wisp:/tmp:/sbin/nologin\n", id),
 		"hostname=wisp\n",
 		"pwd=/var/task\n",
 		"code=code\n",
@@ -747,6 +764,8 @@ func TestNewManagerErrors(t *testing.T) {
 		want string
 	}{
 		{name: "no self", cfg: ManagerConfig{StateDir: t.TempDir()}, want: "Self is required"},
+		{name: "negative ids", cfg: ManagerConfig{Self: self, StateDir: t.TempDir(), IDBase: -5},
+			want: "ids -5+65536: not a range of host ids past root"},
 		{name: "missing self", cfg: ManagerConfig{Self: "/nonexistent/wisp", StateDir: t.TempDir()},
 			want: "the init executable: stat /nonexistent/wisp"},
 		// Self runs, but not as the init: it exits without answering.
@@ -760,4 +779,19 @@ func TestNewManagerErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzValidID checks validID against the regexp it replaces, which was
+// too slow to compile at each init's start.
+func FuzzValidID(f *testing.F) {
+	re := regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+	for _, id := range []string{"", "a", "fn-1.v2_x", ".x", "-x", "_x", "a/b", "a b", "é", "a\n",
+		strings.Repeat("a", 128), strings.Repeat("a", 129)} {
+		f.Add(id)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		if got, want := validID(id), re.MatchString(id); got != want {
+			t.Errorf("validID(%q) = %v, want %v", id, got, want)
+		}
+	})
 }

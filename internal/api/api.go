@@ -3,6 +3,7 @@
 package api
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -35,6 +36,10 @@ type Config struct {
 	AdminToken string
 	// FunctionTokens are refused with 403 rather than 401.
 	FunctionTokens FunctionTokens
+	// CheckCode, if set, checks uploaded code for its runtime beyond the
+	// archive's own checks (a wasm module must validate); what it refuses
+	// is an InvalidCodeException.
+	CheckCode func(ctx context.Context, runtime, handler string, code *registry.Staged) error
 	// InsecureNoSandbox marks every function in answers: this node runs
 	// them unsandboxed.
 	InsecureNoSandbox bool
@@ -57,7 +62,8 @@ type api struct {
 	logs   *telemetry.Logs
 	log    *slog.Logger
 	// insecure marks every function answered: it runs unsandboxed.
-	insecure bool
+	insecure  bool
+	checkCode func(ctx context.Context, runtime, handler string, code *registry.Staged) error
 }
 
 // New returns the handler of /v1/….
@@ -87,6 +93,15 @@ func New(cfg Config) http.Handler {
 		{"POST /v1/keys", a.createKey},
 		{"GET /v1/keys", a.listKeys},
 		{"DELETE /v1/keys/{id}", a.deleteKey},
+	}
+	a.checkCode = func(ctx context.Context, runtime, handler string, code *registry.Staged) error {
+		if cfg.CheckCode == nil {
+			return nil
+		}
+		if err := cfg.CheckCode(ctx, runtime, handler, code); err != nil {
+			return &Error{http.StatusBadRequest, "InvalidCodeException", err.Error()}
+		}
+		return nil
 	}
 	for _, rt := range routes {
 		mux.Handle(rt.pattern, a.handle(rt.h))
@@ -241,6 +256,15 @@ func (a *api) createFunction(w http.ResponseWriter, r *http.Request) error {
 	if !gotConfig {
 		return badRequest("the config part is missing")
 	}
+	if code != nil && cfg.Runtime != nil {
+		handler := ""
+		if cfg.Handler != nil {
+			handler = *cfg.Handler
+		}
+		if err := a.checkCode(r.Context(), *cfg.Runtime, handler, code); err != nil {
+			return err
+		}
+	}
 	f, err := a.reg.Create(r.Context(), cfg, code)
 	if err != nil {
 		return err
@@ -296,7 +320,8 @@ func (a *api) updateCode(w http.ResponseWriter, r *http.Request) error {
 	}
 	name := r.PathValue("name")
 	// Say no before reading 50 MB when the answer is known.
-	if _, err := a.reg.Get(r.Context(), name); err != nil {
+	cur, err := a.reg.Get(r.Context(), name)
+	if err != nil {
 		return err
 	}
 	if r.ContentLength > a.limits.MaxPacked {
@@ -307,6 +332,9 @@ func (a *api) updateCode(w http.ResponseWriter, r *http.Request) error {
 		return badRequestOrTooLarge("reading the code", err)
 	}
 	defer code.Close()
+	if err := a.checkCode(r.Context(), cur.Runtime, cur.Handler, code); err != nil {
+		return err
+	}
 	f, err := a.reg.UpdateCode(r.Context(), name, code, rev)
 	if err != nil {
 		return err

@@ -549,3 +549,36 @@ func (c *counter) tooLarge() *Error {
 	}
 	return tooLargef("%s passes %d bytes (at entry %q)", c.what, c.max, c.entry)
 }
+
+// ErrNoFile is a ReadFile of a name the archive does not hold as a file.
+var ErrNoFile = errors.New("archive: no such file")
+
+// ReadFile returns the contents of the regular file name (a slash path
+// relative to the root) in the archive, reading at most max bytes of it, with
+// the same checks as Inspect.
+func ReadFile(r io.ReaderAt, size int64, lim Limits, name string, max int64) ([]byte, error) {
+	want := path.Clean(strings.TrimPrefix(name, "./"))
+	var data []byte
+	found := false
+	_, err := walk(r, size, lim, func(e entry, rd io.Reader) error {
+		if e.kind != kindFile || e.name != want {
+			return nil
+		}
+		b, err := io.ReadAll(io.LimitReader(rd, max+1))
+		if err != nil {
+			return err
+		}
+		if int64(len(b)) > max {
+			return tooLargef("%s is more than %d bytes", name, max)
+		}
+		data, found = b, true
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("%s: %w", name, ErrNoFile)
+	}
+	return data, nil
+}

@@ -61,3 +61,8 @@ func (s *Staged) Close() error {
 	s.file = nil
 	return err
 }
+
+// ReadFile returns a file of the staged archive, at most max bytes.
+func (s *Staged) ReadFile(name string, max int64) ([]byte, error) {
+	return archive.ReadFile(s.file, s.Size, archive.Limits{}, name, max)
+}

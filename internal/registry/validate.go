@@ -26,7 +26,7 @@ const (
 )
 
 // Runtimes are the runtime names a function may have.
-var runtimes = map[string]bool{"provided": true, "go": true, "nodejs": true, "python": true}
+var runtimes = map[string]bool{"provided": true, "go": true, "nodejs": true, "python": true, "wasm": true}
 
 var (
 	nameRE   = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
@@ -61,7 +61,7 @@ func apply(f *Function, cfg Config, create bool) error {
 		f.Name = cfg.Name
 		f.MemoryMB, f.Timeout, f.URLAuth, f.Network = DefaultMemoryMB, DefaultTimeout, URLAuthToken, NetworkNone
 		if cfg.Runtime == nil {
-			return invalid("runtime is required (one of provided, go, nodejs, python)")
+			return invalid("runtime is required (one of provided, go, nodejs, python, wasm)")
 		}
 	} else if cfg.Name != "" && cfg.Name != f.Name {
 		return invalid("a function cannot be renamed (%q to %q)", f.Name, cfg.Name)
@@ -111,7 +111,7 @@ func apply(f *Function, cfg Config, create bool) error {
 
 func check(f *Function) error {
 	if !runtimes[f.Runtime] {
-		return invalid("unknown runtime %q (one of provided, go, nodejs, python)", f.Runtime)
+		return invalid("unknown runtime %q (one of provided, go, nodejs, python, wasm)", f.Runtime)
 	}
 	if err := checkHandler(f.Runtime, f.Handler); err != nil {
 		return err
@@ -154,6 +154,10 @@ func check(f *Function) error {
 
 func checkHandler(runtime, h string) error {
 	switch runtime {
+	case "wasm":
+		if !strings.HasSuffix(h, ".wasm") {
+			return invalid("handler %q must name the module's .wasm file for runtime wasm", h)
+		}
 	case "nodejs", "python":
 		// file.export / module.function, the module part a path in the code.
 		i := strings.LastIndex(h, ".")

@@ -49,15 +49,22 @@ func needTool(t *testing.T, name string) {
 // deploy creates a function from a directory.
 func (n funcNode) deploy(t *testing.T, dir string, cfg client.Config) client.Function {
 	t.Helper()
-	var buf bytes.Buffer
-	if err := archive.Pack(dir, &buf); err != nil {
-		t.Fatal(err)
-	}
-	f, err := n.c.CreateFunction(context.Background(), cfg, &buf, int64(buf.Len()), nil)
+	f, err := deployErr(t, n, dir, cfg)
 	if err != nil {
 		t.Fatalf("deploy %s: %v", cfg.Name, err)
 	}
 	return f
+}
+
+// deployErr creates a function from a directory and returns the API's
+// answer, error included.
+func deployErr(t *testing.T, n funcNode, dir string, cfg client.Config) (client.Function, error) {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := archive.Pack(dir, &buf); err != nil {
+		t.Fatal(err)
+	}
+	return n.c.CreateFunction(context.Background(), cfg, &buf, int64(buf.Len()), nil)
 }
 
 // writeFiles makes a temp dir holding files.

@@ -258,4 +258,3 @@ func TestHostNetworkInstancesCannotReachEachOthersRuntimeAPI(t *testing.T) {
 		t.Fatalf("victim after the scan: %v %s", err, res.Payload)
 	}
 }
-

@@ -26,6 +26,7 @@ import (
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/runtime"
 	"github.com/wisp-dev/wisp/internal/runtime/process"
+	"github.com/wisp-dev/wisp/internal/runtime/wasm"
 	"github.com/wisp-dev/wisp/internal/sandbox"
 	"github.com/wisp-dev/wisp/internal/store"
 	"github.com/wisp-dev/wisp/internal/telemetry"
@@ -81,6 +82,7 @@ type Node struct {
 	logs  *telemetry.Logs
 	keys  *auth.Keys
 	inv   *invoke.Invoker
+	wasm  *wasm.Driver
 	// fnTokens are the function instances' own API tokens.
 	fnTokens *auth.FunctionTokens
 	// metrics reads the invoker's pools at scrape time.
@@ -147,7 +149,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 
 	mux.Handle("/v1/", api.New(api.Config{Registry: n.reg, Logs: n.logs, Keys: n.keys, FunctionTokens: n.fnTokens,
-		AdminToken: n.token, StageDir: stageDir, Logger: n.log, InsecureNoSandbox: cfg.InsecureNoSandbox}))
+		AdminToken: n.token, StageDir: stageDir, Logger: n.log, InsecureNoSandbox: cfg.InsecureNoSandbox,
+		CheckCode: checkCode}))
 	gw := gateway.New(gateway.Config{Invoker: n.inv, AdminToken: n.token, Keys: n.keys, Logger: n.log, Now: cfg.Now})
 	mux.Handle("/2015-03-31/", gw)
 	mux.Handle("/fn/", gw)
@@ -190,10 +193,14 @@ func (n *Node) openParts(ctx context.Context, handler http.Handler) error {
 	} else {
 		pcfg.Sandbox, pcfg.Unavailable = n.openSandbox()
 	}
-	driver, err := process.New(pcfg)
+	procs, err := process.New(pcfg)
 	if err != nil {
 		return err
 	}
+	if n.wasm, err = wasm.New(wasm.Config{CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"), Region: cfg.Region, Logger: n.log}); err != nil {
+		return err
+	}
+	driver := runtime.ByRuntime{"provided": procs, "go": procs, "nodejs": procs, "python": procs, "wasm": n.wasm}
 	code := runtime.NewCodeCache(filepath.Join(cfg.DataDir, "code"), n.reg.Code)
 	memMB := cfg.MemoryMB
 	if memMB == 0 {
@@ -212,6 +219,9 @@ func (n *Node) closeParts(ctx context.Context) error {
 	if n.inv != nil {
 		errs = append(errs, n.inv.Close(ctx))
 	}
+	if n.wasm != nil {
+		errs = append(errs, n.wasm.Close(ctx))
+	}
 	if n.keys != nil {
 		errs = append(errs, n.keys.Close())
 	}
@@ -223,6 +233,23 @@ func (n *Node) closeParts(ctx context.Context) error {
 	}
 	errs = append(errs, n.store.Close())
 	return errors.Join(errs...)
+}
+
+// maxModuleBytes bounds the wasm module a deploy checks (the unpacked code
+// is bounded at 250 MB anyway).
+const maxModuleBytes = 100 << 20
+
+// checkCode refuses at deploy what a runtime could never run: a wasm
+// function's handler must name a valid WASI preview 1 module.
+func checkCode(ctx context.Context, rt, handler string, code *registry.Staged) error {
+	if rt != "wasm" {
+		return nil
+	}
+	module, err := code.ReadFile(handler, maxModuleBytes)
+	if err != nil {
+		return fmt.Errorf("the handler %q names no module in the code: %w", handler, err)
+	}
+	return wasm.Validate(ctx, module)
 }
 
 // openSandbox prepares the sandboxes of process instances. Where they

@@ -1,0 +1,3 @@
+module example.com/hello-wasm-go
+
+go 1.26

@@ -3,10 +3,13 @@
 // server, cold starts against a bare fork/exec, and a burst of cold calls.
 // A second node, started with InsecureNoSandbox, runs Go cold starts
 // without the sandbox, alternating with the sandboxed node's, to tell what
-// the sandbox costs a cold start. It prints Markdown tables and writes them
-// to bench/RESULTS.md.
+// the sandbox costs a cold start. A third node runs WebAssembly functions
+// (the wasm runtime): warm calls of a wat and a Go guest, timed inside the
+// node from their REPORT lines and end to end, and a cold start after a
+// restart on the same data dir against the first call, which compiled. It
+// prints Markdown tables and writes them to bench/RESULTS.md.
 //
-//	go run ./bench [-duration 3s] [-trials 3] [-cold 30] [-burst 500] …
+//	go run ./bench [-duration 3s] [-trials 3] [-cold 30] [-burst 500] [-wasm-calls 200] …
 //
 // The nodes run in this process (server.Start on 127.0.0.1:0) and the load
 // generator talks to them over loopback HTTP like any client, so they all
@@ -50,6 +53,7 @@ type options struct {
 	cold             int
 	burst            int
 	maxRequests      int
+	wasmCalls        int
 	out              string
 	cpuProfile       string
 }
@@ -67,11 +71,12 @@ func main() {
 	flag.IntVar(&o.cold, "cold", 30, "cold starts per runtime (and bare fork/execs)")
 	flag.IntVar(&o.burst, "burst", 500, "concurrent calls of the cold burst (0: skip it)")
 	flag.IntVar(&o.maxRequests, "max-requests", 2_000_000, "bound on the requests recorded by one load run")
+	flag.IntVar(&o.wasmCalls, "wasm-calls", 200, "measured sequential calls per WebAssembly row and kind of call (0: skip the section)")
 	flag.StringVar(&o.out, "out", filepath.Join("bench", "RESULTS.md"), `results file, relative to the module root ("": none)`)
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (node and load generator) here")
 	flag.Parse()
-	if o.trials < 1 || o.conns < 1 || o.cold < 1 || o.burst < 0 || o.duration <= 0 || o.warmup < 0 || o.maxRequests < o.conns {
-		fmt.Fprintln(os.Stderr, "bench: -trials, -conns, -cold and -duration must be positive, -burst and -warmup not negative")
+	if o.trials < 1 || o.conns < 1 || o.cold < 1 || o.burst < 0 || o.wasmCalls < 0 || o.duration <= 0 || o.warmup < 0 || o.maxRequests < o.conns {
+		fmt.Fprintln(os.Stderr, "bench: -trials, -conns, -cold and -duration must be positive, -burst, -wasm-calls and -warmup not negative")
 		os.Exit(2)
 	}
 
@@ -229,6 +234,12 @@ func run(ctx context.Context, o options, command string) (err error) {
 	if err != nil {
 		return err
 	}
+	var wasm *wasmResults
+	if o.wasmCalls > 0 {
+		if wasm, err = b.wasmRuns(ctx); err != nil {
+			return fmt.Errorf("webassembly: %w", err)
+		}
+	}
 	var burst *burstRow
 	if o.burst > 0 {
 		if burst, err = b.burstRun(ctx, goCode); err != nil {
@@ -237,7 +248,7 @@ func run(ctx context.Context, o options, command string) (err error) {
 	}
 
 	var md bytes.Buffer
-	b.render(&md, command, time.Since(started), warm, cold, burst)
+	b.render(&md, command, time.Since(started), warm, cold, wasm, burst)
 	if _, err := os.Stdout.Write(md.Bytes()); err != nil {
 		return err
 	}
@@ -373,6 +384,12 @@ func ptr[T any](v T) *T { return &v }
 // call makes one timed call to node n and checks it was answered as the
 // examples answer.
 func (n *wispNode) call(ctx context.Context, url string) (time.Duration, error) {
+	return n.callWant(ctx, url, "hello, x")
+}
+
+// callWant makes one timed call to node n and checks it was answered 200
+// with a body that begins with want.
+func (n *wispNode) callWant(ctx context.Context, url, want string) (time.Duration, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, err
@@ -388,7 +405,7 @@ func (n *wispNode) call(ctx context.Context, url string) (time.Duration, error) 
 	if err != nil {
 		return 0, err
 	}
-	if resp.StatusCode != http.StatusOK || !bytes.HasPrefix(body, []byte("hello, x")) {
+	if resp.StatusCode != http.StatusOK || !bytes.HasPrefix(body, []byte(want)) {
 		return 0, fmt.Errorf("%s: %d %q", url, resp.StatusCode, body)
 	}
 	return took, nil
@@ -628,15 +645,17 @@ func (b *bench) burstRun(ctx context.Context, goCode []byte) (*burstRow, error) 
 }
 
 // render writes the results as Markdown.
-func (b *bench) render(w io.Writer, command string, took time.Duration, warm []*loadRow, cold []*coldRow, burst *burstRow) {
+func (b *bench) render(w io.Writer, command string, took time.Duration, warm []*loadRow, cold []*coldRow,
+	wasm *wasmResults, burst *burstRow) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 	p("# Wisp benchmark\n\n")
 	p("- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	p("- Go: %s %s/%s; CPUs: %d (GOMAXPROCS %d)\n", goruntime.Version(), goruntime.GOOS, goruntime.GOARCH,
 		goruntime.NumCPU(), goruntime.GOMAXPROCS(0))
 	p("- command: `%s` (took %s)\n", command, took.Round(time.Second))
-	p("- two nodes (`server.Start`, each with its own data dir and embedded NATS) and the load generator share this\n" +
-		"  process and its cores; every call goes over loopback HTTP to 127.0.0.1.\n")
+	p("- three nodes (`server.Start`, each with its own data dir and embedded NATS; the third runs the WebAssembly rows\n" +
+		"  and is restarted once) and the load generator share this process and its cores; every call goes over loopback\n" +
+		"  HTTP to 127.0.0.1.\n")
 	p("- every Wisp row runs on the default node, whose instances run in the sandbox (namespaces + cgroups, its init\n" +
 		"  re-executing this binary), except the row marked unsandboxed: that node has `InsecureNoSandbox`.\n\n")
 
@@ -740,6 +759,10 @@ func (b *bench) render(w io.Writer, command string, took time.Duration, warm []*
 		if burst.logErr != "" {
 			b.note("Reading the burst function's logs failed: %s", burst.logErr)
 		}
+	}
+
+	if wasm != nil {
+		b.renderWasm(w, wasm)
 	}
 
 	if len(b.notes) > 0 {

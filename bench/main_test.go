@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -40,5 +42,45 @@ func TestFmtDelta(t *testing.T) {
 		if got := fmtDelta(d); got != want {
 			t.Errorf("fmtDelta(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+func TestParseReport(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want report
+		ok   bool
+	}{
+		{"REPORT RequestId: abc\tDuration: 0.05 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\tMax Memory Used: 2 MB",
+			report{requestID: "abc", duration: 50 * time.Microsecond}, true},
+		{"REPORT RequestId: d\tDuration: 12.34 ms\tBilled Duration: 13 ms\tMemory Size: 128 MB\tMax Memory Used: 20 MB\tInit Duration: 5.67 ms",
+			report{requestID: "d", duration: 12340 * time.Microsecond, init: 5670 * time.Microsecond}, true},
+		{"START RequestId: abc Version: $LATEST", report{}, false},
+		{"REPORT RequestId: abc\tBilled Duration: 1 ms", report{}, false},
+		{"REPORT RequestId: abc\tDuration: fast", report{}, false},
+	} {
+		got, ok := parseReport(tc.line)
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("parseReport(%q) = %+v, %v; want %+v, %v", tc.line, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestCountFiles(t *testing.T) {
+	dir := t.TempDir()
+	if n := countFiles(filepath.Join(dir, "missing")); n != 0 {
+		t.Errorf("missing dir: %d files", n)
+	}
+	for _, f := range []string{"a", "sub/b", "sub/deeper/c"} {
+		p := filepath.Join(dir, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := countFiles(dir); n != 3 {
+		t.Errorf("countFiles = %d, want 3", n)
 	}
 }

@@ -35,6 +35,7 @@ type deployFlags struct {
 	minInstances int
 	keepWarm     time.Duration
 	network      string
+	reuse        bool
 }
 
 func newDeployCmd(g *globals) *cobra.Command {
@@ -71,6 +72,7 @@ resulting bootstrap is uploaded.`,
 	fl.StringArrayVar(&f.env, "env", nil, "an environment variable K=V; repeatable; replaces all of them on update")
 	fl.StringVar(&f.description, "description", "", "the function's description")
 	fl.StringVar(&f.urlAuth, "url-auth", "", "who may call the function URL: token or none (default token)")
+	fl.BoolVar(&f.reuse, "reuse", false, "wasm: keep a module instance warm between calls (the module must export a handler)")
 	fl.StringVar(&f.network, "network", "", "the instances' network: none (only the Runtime API and Wisp's API) or host (default none)")
 	fl.IntVar(&f.concurrency, "concurrency", 0, "reserved concurrency; 0 throttles every call, -1 un-reserves (default unreserved)")
 	fl.IntVar(&f.minInstances, "min-instances", 0, "instances kept warm (default 0)")
@@ -118,6 +120,9 @@ func configFromFlags(flags *pflag.FlagSet, f *deployFlags) (cfg client.Config, c
 	}
 	if set("network") {
 		cfg.Network = &f.network
+	}
+	if set("reuse") {
+		cfg.Reuse = &f.reuse
 	}
 	if set("concurrency") {
 		if f.concurrency < 0 {

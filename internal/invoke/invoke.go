@@ -503,7 +503,7 @@ func (iv *Invoker) start(ctx context.Context, t registry.Target) (runtime.Instan
 	return iv.cfg.Driver.Start(ctx, runtime.Spec{
 		Function: t.Name, Version: t.Version, Runtime: t.Runtime, Handler: t.Handler,
 		MemoryMB: t.MemoryMB, Timeout: time.Duration(t.Timeout) * time.Second, Env: t.Env,
-		CodeDir: dir, InstanceID: instID, Network: t.Network,
+		CodeDir: dir, InstanceID: instID, Network: t.Network, Reuse: t.Reuse,
 		Log: func(l runtime.Line) { iv.log(t, instID, l) },
 	})
 }

@@ -30,7 +30,11 @@ type Function struct {
 	URLAuth string `json:"url_auth"`
 	// Network is "none" (default: the instance has no network but its
 	// Runtime API and Wisp's API) or "host" (the host's network).
-	Network    string    `json:"network"`
+	Network string `json:"network"`
+	// Reuse (wasm only) keeps an instance of the module warm between
+	// calls, for modules that export a handler; by default every call
+	// gets a fresh instance.
+	Reuse      bool      `json:"reuse,omitempty"`
 	CodeSHA256 string    `json:"code_sha256"`
 	CodeSize   int64     `json:"code_size"`
 	CreatedAt  time.Time `json:"created_at"`
@@ -58,6 +62,7 @@ type Config struct {
 	Description  *string           `json:"description,omitempty"`
 	URLAuth      *string           `json:"url_auth,omitempty"`
 	Network      *string           `json:"network,omitempty"`
+	Reuse        *bool             `json:"reuse,omitempty"`
 	// ClearConcurrency sets Concurrency back to unreserved.
 	ClearConcurrency bool `json:"clear_concurrency,omitempty"`
 }

@@ -103,6 +103,9 @@ func apply(f *Function, cfg Config, create bool) error {
 	if cfg.Network != nil {
 		f.Network = *cfg.Network
 	}
+	if cfg.Reuse != nil {
+		f.Reuse = *cfg.Reuse
+	}
 	if f.Handler == "" && (f.Runtime == "provided" || f.Runtime == "go") {
 		f.Handler = defaultBinHandler
 	}
@@ -139,6 +142,9 @@ func check(f *Function) error {
 	}
 	if len(f.Description) > MaxDescription {
 		return invalid("description is longer than %d characters", MaxDescription)
+	}
+	if f.Reuse && f.Runtime != "wasm" {
+		return invalid("reuse is for runtime wasm only")
 	}
 	if f.Network == "" {
 		f.Network = NetworkNone // records made before the field

@@ -41,6 +41,7 @@ type Spec struct {
 	Env        map[string]string // the function's own variables
 	CodeDir    string            // the unpacked code; the instance must not change it
 	Network    string            // "none" (default) or "host"
+	Reuse      bool              // wasm: keep one module instance warm between calls
 	InstanceID string
 	// Log receives each line the instance writes, tagged with the request
 	// id of the invocation it wrote it during ("" during init). It is called

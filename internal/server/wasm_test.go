@@ -43,6 +43,13 @@ func TestWasmFunctions(t *testing.T) {
 		t.Errorf("function URL: %d %q", status, body)
 	}
 
+	// reuse is a wasm setting: other runtimes refuse it.
+	_, err = deployErr(t, n, dir, client.Config{Name: "reuse-node", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Reuse: ptr2(true)})
+	var ve *client.Error
+	if !errors.As(err, &ve) || ve.Type != "InvalidParameterValueException" {
+		t.Errorf("reuse on nodejs: %v", err)
+	}
+
 	for _, tc := range []struct {
 		name    string
 		files   map[string]string

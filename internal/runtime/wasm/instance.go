@@ -21,7 +21,7 @@ import (
 var errStopped = errors.New("wasm: instance stopped")
 
 // instance is a compiled module ready to run: every Invoke instantiates
-// it afresh.
+// it afresh, or in reuse mode calls the module instance Start made.
 type instance struct {
 	d       *Driver
 	m       *module
@@ -29,12 +29,16 @@ type instance struct {
 	config  wazero.ModuleConfig // shared by every instantiation
 	limit   uint64              // bytes of linear memory
 	initDur time.Duration
-	done    chan struct{} // closed by Stop
+	done    chan struct{} // closed by end
 
 	// invokeMu makes Invoke calls one at a time, as the Instance contract
 	// asks of callers anyway; Stop takes it to wait for the one running.
 	invokeMu sync.Mutex
+	// warm is the module instance of reuse mode, nil in fresh mode;
+	// guarded by invokeMu.
+	warm     *warm
 	stopOnce sync.Once
+	endOnce  sync.Once
 
 	mu      sync.Mutex
 	stopped bool                    // guarded by mu
@@ -45,15 +49,19 @@ type instance struct {
 func (i *instance) ID() string { return i.spec.InstanceID }
 
 // InitDuration is how long Start took: the compilation, or finding the
-// module compiled.
+// module compiled, and in reuse mode the instantiation and _initialize.
 func (i *instance) InitDuration() time.Duration { return i.initDur }
 
-// Done is closed once the instance is stopped; nothing else ends it.
+// Done is closed once the instance is stopped or, in reuse mode, once its
+// module instance has ended (a trap, an exit, a timeout).
 func (i *instance) Done() <-chan struct{} { return i.done }
 
-// Stop ends the invocation running, if any, waits for it, and lets the
-// driver free the module once no instance uses it. It may be called more
-// than once, and concurrently.
+// end closes done.
+func (i *instance) end() { i.endOnce.Do(func() { close(i.done) }) }
+
+// Stop ends the invocation running, if any, waits for it, closes the
+// module instance of reuse mode, and lets the driver free the module once
+// no instance uses it. It may be called more than once, and concurrently.
 func (i *instance) Stop() error {
 	i.stopOnce.Do(func() {
 		i.mu.Lock()
@@ -64,22 +72,30 @@ func (i *instance) Stop() error {
 		i.mu.Unlock()
 		// Waits for the invocation running, if any, to end.
 		i.invokeMu.Lock()
+		if i.warm != nil {
+			i.closeWarmLocked()
+		}
 		i.invokeMu.Unlock()
-		close(i.done)
+		i.end()
 		i.d.release(i.m)
 	})
 	return nil
 }
 
-// Invoke runs one invocation in a fresh instantiation of the module, until
-// the module exits or traps, or the deadline or ctx ends it.
+// Invoke runs one invocation in a fresh instantiation of the module, or
+// in reuse mode in the module instance kept, until the module answers,
+// exits or traps, or the deadline or ctx ends it.
 func (i *instance) Invoke(ctx context.Context, inv runtime.Invocation) runtime.Result {
 	i.invokeMu.Lock()
 	defer i.invokeMu.Unlock()
 	i.mu.Lock()
-	if i.stopped {
+	if i.stopped || (i.warm != nil && i.warm.mod == nil) {
 		i.mu.Unlock()
-		msg := fmt.Sprintf("RequestId: %s Error: the instance was stopped", inv.RequestID)
+		why := "was stopped"
+		if !i.stopped {
+			why = "has ended"
+		}
+		msg := fmt.Sprintf("RequestId: %s Error: the instance %s", inv.RequestID, why)
 		return runtime.Result{ErrorType: runtime.ErrTypeExit, Payload: runtime.ErrorPayload(runtime.ErrTypeExit, msg), Undelivered: true}
 	}
 	if inv.Deadline.IsZero() {
@@ -101,7 +117,12 @@ func (i *instance) Invoke(ctx context.Context, inv runtime.Invocation) runtime.R
 	i.cancel = cancel
 	i.mu.Unlock()
 
-	res := i.run(runCtx, inv)
+	var res runtime.Result
+	if i.warm != nil {
+		res = i.call(runCtx, inv)
+	} else {
+		res = i.run(runCtx, inv)
+	}
 
 	cancelDeadline()
 	cancel(nil)
@@ -115,13 +136,13 @@ func (i *instance) Invoke(ctx context.Context, inv runtime.Invocation) runtime.R
 // stderr; instantiation runs _start.
 func (i *instance) run(ctx context.Context, inv runtime.Invocation) runtime.Result {
 	out := &response{}
-	logs := &logWriter{log: i.spec.Log, requestID: inv.RequestID}
+	logs := &logWriter{log: i.spec.Log, requestID: inv.RequestID, stream: "stderr"}
 	alloc := &allocator{limit: i.limit, reserve: i.m.lastPeak.Load()}
 	cfg := i.config.
 		WithStdin(bytes.NewReader(inv.Payload)).
 		WithStdout(out).
 		WithStderr(logs).
-		WithNanosleep(sleeper(ctx))
+		WithNanosleep(func(ns int64) { sleep(ns, ctx.Done()) })
 	if inv.TraceID != "" {
 		cfg = cfg.WithEnv("_X_AMZN_TRACE_ID", inv.TraceID)
 	}
@@ -134,29 +155,41 @@ func (i *instance) run(ctx context.Context, inv runtime.Invocation) runtime.Resu
 	}
 	logs.flush()
 	i.m.lastPeak.Store(alloc.peak)
-	res := i.result(ctx, inv, err, out, logs, alloc)
+	var res runtime.Result
+	switch {
+	case err != nil:
+		res = i.failure(ctx, inv, err, logs, alloc)
+	case out.tooLarge():
+		res = responseTooLarge()
+	default:
+		res = answered(out.buf)
+	}
 	res.MaxMemoryMB = mb(alloc.peak)
 	return res
 }
 
-// result says how an instantiation that returned err ended.
-func (i *instance) result(ctx context.Context, inv runtime.Invocation, err error, out *response, logs *logWriter, alloc *allocator) runtime.Result {
+// answered is the result of an invocation that answered payload.
+func answered(payload []byte) runtime.Result {
+	if len(bytes.TrimSpace(payload)) == 0 {
+		payload = []byte("null") // as a Lambda handler that returns nothing
+	}
+	return runtime.Result{Payload: payload, Reusable: true}
+}
+
+func responseTooLarge() runtime.Result {
+	typ := runtime.ErrTypeResponseTooLarge
+	return runtime.Result{ErrorType: typ, Reusable: true, Payload: runtime.ErrorPayload(typ, fmt.Sprintf(
+		"Response payload size exceeded maximum allowed payload size (%d bytes).", runtime.MaxResponseBytes))}
+}
+
+// failure says how an invocation whose guest code returned err (an
+// instantiation, or in reuse mode a call) ended. The result is reusable
+// unless the instance was stopped: the caller of reuse mode knows better.
+func (i *instance) failure(ctx context.Context, inv runtime.Invocation, err error, logs *logWriter, alloc *allocator) runtime.Result {
 	id := inv.RequestID
 	fail := func(typ, msg string, stack []string) runtime.Result {
 		return runtime.Result{ErrorType: typ, Payload: errorPayload(typ, msg, stack), Reusable: true}
 	}
-	if err == nil {
-		if out.tooLarge() {
-			return fail(runtime.ErrTypeResponseTooLarge, fmt.Sprintf(
-				"Response payload size exceeded maximum allowed payload size (%d bytes).", runtime.MaxResponseBytes), nil)
-		}
-		payload := out.buf
-		if len(bytes.TrimSpace(payload)) == 0 {
-			payload = []byte("null") // as a Lambda handler that returns nothing
-		}
-		return runtime.Result{Payload: payload, Reusable: true}
-	}
-
 	exit, isExit := errors.AsType[*sys.ExitError](err)
 	if isExit && (exit.ExitCode() == sys.ExitCodeDeadlineExceeded || exit.ExitCode() == sys.ExitCodeContextCanceled) {
 		// We closed it: which of our reasons was it?
@@ -186,6 +219,11 @@ func (i *instance) result(ctx context.Context, inv runtime.Invocation, err error
 		return fail(runtime.ErrTypeExit, msg, nil)
 	}
 	msg, stack := trapMessage(err)
+	if logs.crash != "" {
+		// A Go reactor that panicked: its runtime aborts with a trap,
+		// where a command exits with status 2. Both are a crash.
+		return fail(runtime.ErrTypeExit, logs.crash, stack)
+	}
 	if !strings.Contains(err.Error(), "wasm error: ") {
 		// Not the guest's doing: a host function failed, or the runtime
 		// was closed under it.
@@ -231,19 +269,18 @@ func errorPayload(typ, msg string, stack []string) []byte {
 	return b
 }
 
-// sleeper is the guest's sleep (poll_oneoff with a timeout), cut short
-// when ctx ends, so a sleeping guest is stopped at its deadline too.
-func sleeper(ctx context.Context) sys.Nanosleep {
-	return func(ns int64) {
-		if ns <= 0 {
-			return
-		}
-		t := time.NewTimer(time.Duration(ns))
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-		}
+// sleep is the guest's sleep (poll_oneoff with a timeout), cut short
+// when wake is closed (the invocation's ctx is done), so a sleeping guest
+// is stopped at its deadline too.
+func sleep(ns int64, wake <-chan struct{}) {
+	if ns <= 0 {
+		return
+	}
+	t := time.NewTimer(time.Duration(ns))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-wake:
 	}
 }
 

@@ -26,7 +26,8 @@ func mb(bytes uint64) int { return int((bytes + 1<<20 - 1) >> 20) }
 // fails is known to have run out of memory.
 //
 // wazero calls it from the goroutine running the guest only; read its
-// fields once the instantiation has returned.
+// fields once the instantiation (in reuse mode, the call) has returned.
+// In reuse mode one allocator serves a module instance's whole life.
 type allocator struct {
 	limit   uint64
 	reserve uint64 // room to make at the first allocation, if under the limit

@@ -29,11 +29,13 @@ func (r *response) Write(p []byte) (int, error) {
 
 func (r *response) tooLarge() bool { return r.written > runtime.MaxResponseBytes }
 
-// logWriter hands each line written to stderr to the spec's Log, tagged
-// with the request id, and remembers what an error message is made of.
+// logWriter hands each line written to a stream (stderr, or in reuse
+// mode stdout too) to the spec's Log, tagged with the request id, and
+// remembers what an error message is made of.
 type logWriter struct {
 	log       func(runtime.Line)
 	requestID string
+	stream    string // "stdout" or "stderr"
 	partial   []byte // the line being written
 	last      string // the last line that was not blank
 	crash     string // the last line a Go runtime crash begins with
@@ -78,7 +80,7 @@ func (w *logWriter) emit() {
 		w.crash = text
 	}
 	if w.log != nil {
-		w.log(runtime.Line{Time: time.Now(), RequestID: w.requestID, Stream: "stderr", Text: text})
+		w.log(runtime.Line{Time: time.Now(), RequestID: w.requestID, Stream: w.stream, Text: text})
 	}
 }
 

@@ -23,10 +23,13 @@ const buildHint = "build for WASI preview 1, e.g. GOOS=wasip1 GOARCH=wasm, or Ru
 
 // Validate checks a module the way Start needs it, so bad code can be
 // refused when it is deployed: it must be a valid WebAssembly core module,
-// a WASI preview 1 command (exporting _start), import nothing but the WASI
-// preview 1 functions the host provides, with their signatures, and
-// instantiate. It compiles with wazero's interpreter, which is much
-// cheaper than compiling to machine code and checks the same.
+// a WASI preview 1 command (exporting _start) or a reactor serving the
+// reuse ABI (exporting wisp_alloc and wisp_handle), import nothing but the
+// WASI preview 1 functions the host provides, with their signatures, and
+// instantiate. Which of the two a function needs depends on its reuse
+// setting, which Start checks. Validate compiles with wazero's
+// interpreter, which is much cheaper than compiling to machine code and
+// checks the same.
 func Validate(ctx context.Context, module []byte) (err error) {
 	if err := checkBinary(module); err != nil {
 		return fmt.Errorf("wasm: %w", err)
@@ -49,7 +52,11 @@ func Validate(ctx context.Context, module []byte) (err error) {
 	if err != nil {
 		return fmt.Errorf("wasm: invalid WebAssembly module: %w", err)
 	}
-	if err := checkModule(compiled, r.Module(wasiModule).ExportedFunctionDefinitions()); err != nil {
+	entry, err := checkModule(compiled, r.Module(wasiModule).ExportedFunctionDefinitions())
+	if err == nil && !entry.command && !entry.reactor {
+		err = errNoEntryPoint
+	}
+	if err != nil {
 		return fmt.Errorf("wasm: %w", err)
 	}
 	if _, err := trialInstance(ctx, r, compiled); err != nil {
@@ -111,9 +118,32 @@ func checkHeader(b []byte) error {
 	}
 }
 
+// entryPoints says how a module can be run.
+type entryPoints struct {
+	command bool // it exports _start: a fresh instance per invocation
+	reactor bool // it exports wisp_alloc and wisp_handle: reuse mode
+}
+
+// errNoEntryPoint is a module that is neither a command nor a reactor.
+var errNoEntryPoint = errors.New("it exports no _start: a WASI command is needed, " +
+	"or for reuse mode a reactor exporting wisp_alloc and wisp_handle")
+
+// reuseExports are the functions of the reuse ABI, with their
+// signatures; _initialize is optional.
+var reuseExports = []struct {
+	name            string
+	params, results []api.ValueType
+}{
+	{"_initialize", nil, nil},
+	{"wisp_alloc", []api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}},
+	{"wisp_handle", []api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, []api.ValueType{api.ValueTypeI64}},
+}
+
 // checkModule checks a compiled module's imports and exports against what
-// an invocation needs and host provides.
-func checkModule(c wazero.CompiledModule, host map[string]api.FunctionDefinition) error {
+// an invocation needs and host provides, and says how it can be run.
+// That it can be run at all, and in the mode a function asks for, is for
+// the caller to check.
+func checkModule(c wazero.CompiledModule, host map[string]api.FunctionDefinition) (entryPoints, error) {
 	var foreign, unknown, mismatched []string
 	preview0 := false
 	for _, f := range c.ImportedFunctions() {
@@ -150,12 +180,30 @@ func checkModule(c wazero.CompiledModule, host map[string]api.FunctionDefinition
 		mod, name, _ := m.Import()
 		errs = append(errs, fmt.Errorf("it imports a memory (%s.%s): it must define its own", mod, name))
 	}
-	if start, ok := c.ExportedFunctions()["_start"]; !ok {
-		errs = append(errs, errors.New("it exports no _start: a WASI command is needed, not a reactor or a library"))
-	} else if len(start.ParamTypes()) > 0 || len(start.ResultTypes()) > 0 {
-		errs = append(errs, fmt.Errorf("its _start is %s, not func()", signature(start)))
+
+	var entry entryPoints
+	exports := c.ExportedFunctions()
+	if start, ok := exports["_start"]; ok {
+		if len(start.ParamTypes()) > 0 || len(start.ResultTypes()) > 0 {
+			errs = append(errs, fmt.Errorf("its _start is %s, not func()", signature(start)))
+		}
+		entry.command = true
 	}
-	return errors.Join(errs...)
+	for _, want := range reuseExports {
+		f, ok := exports[want.name]
+		if ok && (!slices.Equal(f.ParamTypes(), want.params) || !slices.Equal(f.ResultTypes(), want.results)) {
+			errs = append(errs, fmt.Errorf("its %s is %s, not %s", want.name, signature(f), signatureOf(want.params, want.results)))
+		}
+	}
+	_, alloc := exports["wisp_alloc"]
+	_, handle := exports["wisp_handle"]
+	if alloc && handle {
+		if _, ok := c.ExportedMemories()["memory"]; !ok {
+			errs = append(errs, errors.New("it exports wisp_handle but no memory named memory, where events and answers go"))
+		}
+		entry.reactor = true
+	}
+	return entry, errors.Join(errs...)
 }
 
 // list lists names for a message, the first few of them.
@@ -169,6 +217,10 @@ func list(names []string) string {
 
 // signature writes a function's type, e.g. func(i32, i32) i32.
 func signature(f api.FunctionDefinition) string {
+	return signatureOf(f.ParamTypes(), f.ResultTypes())
+}
+
+func signatureOf(params, results []api.ValueType) string {
 	types := func(ts []api.ValueType) string {
 		names := make([]string, len(ts))
 		for i, t := range ts {
@@ -176,13 +228,13 @@ func signature(f api.FunctionDefinition) string {
 		}
 		return strings.Join(names, ", ")
 	}
-	s := "func(" + types(f.ParamTypes()) + ")"
-	switch r := f.ResultTypes(); len(r) {
+	s := "func(" + types(params) + ")"
+	switch len(results) {
 	case 0:
 	case 1:
-		s += " " + types(r)
+		s += " " + types(results)
 	default:
-		s += " (" + types(r) + ")"
+		s += " (" + types(results) + ")"
 	}
 	return s
 }

@@ -1,9 +1,11 @@
 // Package wasm owns the wasm runtime driver: a function is a WebAssembly
-// module built for WASI preview 1 (a command exporting _start), run with
-// wazero. The function's handler names the module's file in its code,
-// e.g. main.wasm.
+// module built for WASI preview 1, run with wazero: by default a command
+// (exporting _start) instantiated afresh for every invocation, or, for a
+// function with reuse on, a reactor whose one module instance serves
+// invocation after invocation (see Reuse mode). The function's handler
+// names the module's file in its code, e.g. main.wasm.
 //
-// The contract with the module: the event JSON on stdin, the response on
+// The contract with a command: the event JSON on stdin, the response on
 // stdout, logs on stderr (each line goes to the logs tagged with the
 // request id). The module fails an invocation by exiting non-zero; the
 // last line it wrote on stderr is the errorMessage, with errorType
@@ -33,10 +35,10 @@
 // A module is compiled once: the machine code is kept in memory, shared by
 // every instance of every version whose code and handler are the same, and
 // written to a compilation cache on disk, so a restarted node does not
-// compile it again. An Instance of this driver is cheap: Start only finds
-// (or compiles) the module, and every Invoke instantiates it afresh, so
-// nothing an invocation does survives it and an instance stays reusable
-// after a trap or a timeout.
+// compile it again. In fresh mode an Instance of this driver is cheap:
+// Start only finds (or compiles) the module, and every Invoke instantiates
+// it afresh, so nothing an invocation does survives it and an instance
+// stays reusable after a trap or a timeout.
 //
 // Three things keep that path fast and the node safe. The memory limit is
 // enforced per instantiation by an allocator of ours (wazero's
@@ -50,20 +52,49 @@
 // the limits browsers set, since wazero allocates for a count before it
 // reads what is counted.
 //
-// # Reuse mode (not built)
+// # Reuse mode
 //
-// Keeping one module instance across invocations, to save the
-// instantiation and the guest's own start-up, would need: a guest ABI in
-// which one instance serves many events (a reactor exporting a handler,
-// e.g. handle(ptr, len) with an alloc export, called after _initialize;
-// or a command that loops reading length-delimited events from a stdin
-// the driver feeds per invocation, answering each with a delimited
-// response), a function setting that opts into it, InitDuration measuring
-// _initialize, Reusable false after a trap, a timeout or an exit (the
-// module instance is then closed, and Done with it), and stderr tagged
-// per invocation. MaxMemoryMB would then be the instance's peak, and its
-// memory limit would hold across invocations, as its allocator does now
-// within one.
+// A Go guest's fresh instance costs 2–3 ms, mostly its runtime starting.
+// With Spec.Reuse, Start instantiates the module once and every Invoke
+// calls into that module instance, so what one invocation leaves in
+// memory the next one sees. The module is a WASI reactor serving this ABI
+// (numbers are i32 unless said):
+//
+//   - it exports its memory as "memory", and may export _initialize,
+//     which Start runs once (for Go: the runtime and package init);
+//   - wisp_alloc(size) -> ptr returns room for an event of size bytes,
+//     where the host then writes it;
+//   - wisp_handle(ptr, len) -> i64 runs one invocation on the event at
+//     ptr and returns where the answer is, ptr<<32 | len. Bit 31 set
+//     (len | 1<<31) makes the answer a function error: Lambda's error
+//     document {"errorMessage", "errorType", "stackTrace"}, or any other
+//     bytes, taken as the errorMessage; the errorType defaults to
+//     Unhandled. The guest keeps the answer's bytes until its next call
+//     (the host copies them). An empty answer is the response null.
+//
+// A Go 1.24+ guest exports both with //go:wasmexport and is built with
+// GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared; see
+// examples/hello-wasm-go-reuse. No guest code runs between calls.
+//
+// What the guest writes on stdout or stderr during a call goes to the
+// logs tagged with the request id (during _initialize, with none). Stdin
+// is empty, and the environment is Start's: no _X_AMZN_TRACE_ID. The
+// memory limit holds over the module instance's life, and MaxMemoryMB is
+// its peak. The endings are fresh mode's, but one that is a failure of
+// the guest's code ends the module instance and with it the Instance
+// (Reusable false, Done closed), as a crashed process would: an exit, a
+// trap, running out of memory, the deadline. A Go guest that panics
+// aborts with a trap, reported as fresh mode reports its exit: as
+// Runtime.ExitError with the panic line (and the wasm stack). A guest
+// that breaks the ABI, giving room or an answer outside its memory,
+// traps: Runtime.WasmTrap. A function error answered with bit 31, or an
+// answer over runtime.MaxResponseBytes, leaves it serving.
+//
+// Start refuses a module that does not export wisp_alloc and wisp_handle
+// with Runtime.InvalidEntrypoint, and an _initialize that fails or runs
+// past ctx or 10 s with Runtime.InitError (Runtime.OutOfMemory if it ran
+// out of memory). InitDuration counts the instantiation and _initialize.
+// Without reuse, a module with no _start is refused.
 package wasm
 
 import (
@@ -147,9 +178,10 @@ type module struct {
 	key      moduleKey
 	ready    chan struct{}
 	compiled wazero.CompiledModule
-	root     *os.Root // the code dir, for the guest's /var/task
-	minBytes uint64   // the memory the module asks for at instantiation
-	initErr  error    // an *runtime.InitError, or the driver's own error
+	root     *os.Root    // the code dir, for the guest's /var/task
+	minBytes uint64      // the memory the module asks for at instantiation
+	entry    entryPoints // how it can be run: fresh, with reuse, or both
+	initErr  error       // an *runtime.InitError, or the driver's own error
 	// lastPeak is the memory the last invocation reached: the next one
 	// reserves that much at once rather than growing into it.
 	lastPeak atomic.Uint64
@@ -205,9 +237,10 @@ func New(cfg Config) (*Driver, error) {
 func (d *Driver) Compiles() int64 { return d.compiles.Load() }
 
 // Start returns an instance of the module spec.Handler names in
-// spec.CodeDir, compiling it if no instance of it is running. ctx bounds
-// the wait for the compilation, which goes on for the next Start if ctx
-// ends.
+// spec.CodeDir, compiling it if no instance of it is running, and with
+// spec.Reuse instantiates it, running its _initialize. ctx bounds the wait
+// for the compilation, which goes on for the next Start if ctx ends, and
+// _initialize.
 func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (runtime.Instance, error) {
 	start := time.Now()
 	if spec.CodeDir == "" {
@@ -233,17 +266,37 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (runtime.Instance
 		return nil, initError(runtime.ErrTypeOutOfMemory, fmt.Sprintf(
 			"the module needs %d MB of memory to start, over the function's %d MB", mb(m.minBytes), limit>>20))
 	}
-	i := &instance{
-		d:       d,
-		m:       m,
-		spec:    spec,
-		config:  d.moduleConfig(spec, m, time.Now()),
-		limit:   limit,
-		done:    make(chan struct{}),
-		initDur: time.Since(start),
+	switch {
+	case spec.Reuse && !m.entry.reactor:
+		d.release(m)
+		return nil, initError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+
+			": reuse needs a module exporting wisp_alloc and wisp_handle (a reactor: for Go, "+
+			"//go:wasmexport functions built with -buildmode=c-shared)")
+	case !spec.Reuse && !m.entry.command:
+		d.release(m)
+		msg := errNoEntryPoint.Error()
+		if m.entry.reactor {
+			msg = "it exports no _start: it is a reactor exporting wisp_handle, which runs with reuse on"
+		}
+		return nil, initError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+": "+msg)
 	}
+	i := &instance{
+		d:      d,
+		m:      m,
+		spec:   spec,
+		config: d.moduleConfig(spec, m, time.Now()),
+		limit:  limit,
+		done:   make(chan struct{}),
+	}
+	if spec.Reuse {
+		if err := i.startWarm(ctx); err != nil {
+			d.release(m)
+			return nil, err
+		}
+	}
+	i.initDur = time.Since(start)
 	d.log.Debug("wasm: instance ready", "function", spec.Function, "version", spec.Version,
-		"instance", spec.InstanceID, "init", i.initDur)
+		"instance", spec.InstanceID, "reuse", spec.Reuse, "init", i.initDur)
 	return i, nil
 }
 
@@ -397,7 +450,7 @@ func (d *Driver) loadModule(ctx context.Context, m *module) error {
 	if err != nil {
 		return initError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+": invalid WebAssembly module: "+err.Error())
 	}
-	if err := checkModule(m.compiled, d.host); err != nil {
+	if m.entry, err = checkModule(m.compiled, d.host); err != nil {
 		return initError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+": "+err.Error())
 	}
 	minBytes, err := trialInstance(ctx, d.rt, m.compiled)

@@ -26,6 +26,9 @@ var (
 	// exampleDir and guestDir hold examples/hello-wasm-go and
 	// testdata/guest, built as main.wasm; guestDir also has data.txt.
 	exampleDir, guestDir string
+	// reuseExampleDir and reuseGuestDir hold the reactors for reuse mode,
+	// examples/hello-wasm-go-reuse and testdata/reuseguest, as main.wasm.
+	reuseExampleDir, reuseGuestDir string
 	// watDirs holds each assembled .wat as main.wasm in a dir of its own,
 	// by name: hello (examples/hello-wasm-wat), and testdata's.
 	watDirs map[string]string
@@ -50,11 +53,18 @@ func runTests(m *testing.M) int {
 	sharedCache = filepath.Join(tmp, "cache")
 	exampleDir = filepath.Join(tmp, "example")
 	guestDir = filepath.Join(tmp, "guest")
-	for _, b := range []struct{ src, dir string }{
-		{"../../../examples/hello-wasm-go", exampleDir},
-		{"./testdata/guest", guestDir},
+	reuseExampleDir = filepath.Join(tmp, "reuse-example")
+	reuseGuestDir = filepath.Join(tmp, "reuse-guest")
+	for _, b := range []struct {
+		src, dir string
+		args     []string
+	}{
+		{"../../../examples/hello-wasm-go", exampleDir, nil},
+		{"./testdata/guest", guestDir, nil},
+		{"../../../examples/hello-wasm-go-reuse", reuseExampleDir, []string{"-buildmode=c-shared"}},
+		{"./testdata/reuseguest", reuseGuestDir, []string{"-buildmode=c-shared"}},
 	} {
-		if err := buildGo(b.src, b.dir); err != nil {
+		if err := buildGo(b.src, b.dir, b.args...); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -70,13 +80,15 @@ func runTests(m *testing.M) int {
 	return m.Run()
 }
 
-// buildGo builds the Go program in src for wasip1 as dir/main.wasm.
-func buildGo(src, dir string) error {
+// buildGo builds the Go program in src for wasip1 as dir/main.wasm, with
+// more go build flags if given.
+func buildGo(src, dir string, flags ...string) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("go", "build", "-o", filepath.Join(abs, "main.wasm"), ".")
+	args := append(append([]string{"build"}, flags...), "-o", filepath.Join(abs, "main.wasm"), ".")
+	cmd := exec.Command("go", args...)
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -798,7 +810,12 @@ func TestValidate(t *testing.T) {
 			"it imports no_such_thing from wasi_snapshot_preview1, which the host does not provide"},
 		{"a WASI function with the wrong signature", bin(tinyModule("_start", 1, "", "wasi_snapshot_preview1.fd_write")),
 			"it imports wasi_snapshot_preview1.fd_write as func(), but it is func(i32, i32, i32, i32) i32"},
-		{"a reactor", bin(tinyModule("_initialize", 1, "")), "it exports no _start"},
+		{"a reactor without the reuse ABI", bin(tinyModule("_initialize", 1, "")), "it exports no _start"},
+		{"the go reuse example", read(reuseExampleDir), ""},
+		{"the go reuse test guest", read(reuseGuestDir), ""},
+		{"a reactor without _initialize", func(t testing.TB) []byte { return read(watDir(t, "reactor"))(t) }, ""},
+		{"wisp_handle of the wrong type", bin(tinyModule("wisp_handle", 1, "")),
+			"its wisp_handle is func(), not func(i32, i32) i64"},
 		// A few bytes that claim a lot: refused before wazero allocates.
 		{"200 million imports", bin(append([]byte("\x00asm\x01\x00\x00\x00"), wasmSection(2, uleb(200_000_000))...)),
 			"import section: 200000000 imports, over the limit of 100000"},

@@ -1,0 +1,3 @@
+module example.com/hello-wasm-go-reuse
+
+go 1.26

@@ -15,14 +15,12 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -434,14 +432,6 @@ type places struct {
 // Lambda variables, and the function's, which cannot override the AWS_ and
 // LAMBDA_ ones.
 func (d *Driver) env(spec runtime.Spec, pl places, now time.Time) []string {
-	version := spec.Version
-	if version == "" {
-		version = "$LATEST"
-	}
-	mem := spec.MemoryMB
-	if mem <= 0 {
-		mem = 128
-	}
 	env := []string{
 		"PATH=" + d.path,
 		"LANG=C.UTF-8",
@@ -450,40 +440,24 @@ func (d *Driver) env(spec runtime.Spec, pl places, now time.Time) []string {
 	}
 	// The function may change the four above, as on Lambda; where a name
 	// comes twice, exec keeps the last.
-	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
-		v := spec.Env[k]
-		if reservedEnv(k) || k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
-			d.log.Debug("process: function variable ignored", "function", spec.Function, "name", k)
-			continue
-		}
-		env = append(env, k+"="+v)
+	own, dropped := runtime.FunctionEnv(spec.Env)
+	if len(dropped) > 0 {
+		d.log.Debug("process: function variables ignored", "function", spec.Function, "names", dropped)
 	}
+	env = append(env, own...)
 	if pl.apiURL != "" {
 		env = append(env, "WISP_API_URL="+pl.apiURL)
 	}
 	if pl.apiToken != "" {
 		env = append(env, "WISP_API_TOKEN="+pl.apiToken)
 	}
-	return append(env,
+	env = append(env,
 		"LAMBDA_TASK_ROOT="+pl.taskRoot,
 		"LAMBDA_RUNTIME_DIR="+pl.runtimeDir,
 		"_HANDLER="+spec.Handler,
 		"AWS_LAMBDA_RUNTIME_API="+pl.runtimeAPI,
-		"AWS_LAMBDA_FUNCTION_NAME="+spec.Function,
-		"AWS_LAMBDA_FUNCTION_VERSION="+version,
-		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE="+strconv.Itoa(mem),
-		"AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/"+spec.Function,
-		"AWS_LAMBDA_LOG_STREAM_NAME="+now.UTC().Format("2006/01/02")+"/["+version+"]"+spec.InstanceID,
-		"AWS_LAMBDA_INITIALIZATION_TYPE=on-demand",
-		"AWS_REGION="+d.cfg.Region,
-		"AWS_DEFAULT_REGION="+d.cfg.Region,
-		"AWS_EXECUTION_ENV=AWS_Lambda_"+spec.Runtime,
 	)
-}
-
-// reservedEnv reports whether the platform owns the variable name.
-func reservedEnv(k string) bool {
-	return strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "LAMBDA_") || k == "_HANDLER" || k == "_X_AMZN_TRACE_ID"
+	return append(env, runtime.LambdaEnv(spec, d.cfg.Region, now)...)
 }
 
 func initError(typ, msg string) *runtime.InitError {

@@ -110,7 +110,6 @@ import (
 	goruntime "runtime"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -564,41 +563,19 @@ func (d *Driver) moduleConfig(spec runtime.Spec, m *module, now time.Time) wazer
 // variables, which cannot set the AWS_ and LAMBDA_ ones, and the Lambda
 // variables.
 func (d *Driver) env(spec runtime.Spec, handler string, now time.Time) [][2]string {
-	version := spec.Version
-	if version == "" {
-		version = "$LATEST"
+	own, dropped := runtime.FunctionEnv(spec.Env)
+	if len(dropped) > 0 {
+		d.log.Debug("wasm: function variables ignored", "function", spec.Function, "names", dropped)
 	}
-	mem := spec.MemoryMB
-	if mem <= 0 {
-		mem = 128
-	}
-	env := [][2]string{{"PWD", taskRoot}}
-	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
-		v := spec.Env[k]
-		if reservedEnv(k) || k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
-			d.log.Debug("wasm: function variable ignored", "function", spec.Function, "name", k)
-			continue
-		}
+	spec.Runtime = "wasm"
+	all := append(append(append([]string{"PWD=" + taskRoot}, own...),
+		"LAMBDA_TASK_ROOT="+taskRoot, "_HANDLER="+handler), runtime.LambdaEnv(spec, d.cfg.Region, now)...)
+	env := make([][2]string, 0, len(all))
+	for _, kv := range all {
+		k, v, _ := strings.Cut(kv, "=")
 		env = append(env, [2]string{k, v})
 	}
-	return append(env,
-		[2]string{"LAMBDA_TASK_ROOT", taskRoot},
-		[2]string{"_HANDLER", handler},
-		[2]string{"AWS_LAMBDA_FUNCTION_NAME", spec.Function},
-		[2]string{"AWS_LAMBDA_FUNCTION_VERSION", version},
-		[2]string{"AWS_LAMBDA_FUNCTION_MEMORY_SIZE", strconv.Itoa(mem)},
-		[2]string{"AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/" + spec.Function},
-		[2]string{"AWS_LAMBDA_LOG_STREAM_NAME", now.UTC().Format("2006/01/02") + "/[" + version + "]" + spec.InstanceID},
-		[2]string{"AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"},
-		[2]string{"AWS_REGION", d.cfg.Region},
-		[2]string{"AWS_DEFAULT_REGION", d.cfg.Region},
-		[2]string{"AWS_EXECUTION_ENV", "AWS_Lambda_wasm"},
-	)
-}
-
-// reservedEnv reports whether the platform owns the variable name.
-func reservedEnv(k string) bool {
-	return strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "LAMBDA_") || k == "_HANDLER" || k == "_X_AMZN_TRACE_ID"
+	return env
 }
 
 func initError(typ, msg string) *runtime.InitError {

@@ -62,13 +62,24 @@ type api struct {
 	logs   *telemetry.Logs
 	log    *slog.Logger
 	// insecure marks every function answered: it runs unsandboxed.
-	insecure  bool
-	checkCode func(ctx context.Context, runtime, handler string, code *registry.Staged) error
+	insecure bool
+	check    func(ctx context.Context, runtime, handler string, code *registry.Staged) error
+}
+
+// checkCode runs Config.CheckCode; what it refuses is the caller's code.
+func (a *api) checkCode(ctx context.Context, runtime, handler string, code *registry.Staged) error {
+	if a.check == nil {
+		return nil
+	}
+	if err := a.check(ctx, runtime, handler, code); err != nil {
+		return &Error{http.StatusBadRequest, "InvalidCodeException", err.Error()}
+	}
+	return nil
 }
 
 // New returns the handler of /v1/….
 func New(cfg Config) http.Handler {
-	a := &api{reg: cfg.Registry, stage: cfg.StageDir, insecure: cfg.InsecureNoSandbox,
+	a := &api{check: cfg.CheckCode, reg: cfg.Registry, stage: cfg.StageDir, insecure: cfg.InsecureNoSandbox,
 		limits: cfg.Limits.WithDefaults(), keys: cfg.Keys, logs: cfg.Logs, log: cfg.Logger}
 	mux := http.NewServeMux()
 	routes := []struct {
@@ -93,15 +104,6 @@ func New(cfg Config) http.Handler {
 		{"POST /v1/keys", a.createKey},
 		{"GET /v1/keys", a.listKeys},
 		{"DELETE /v1/keys/{id}", a.deleteKey},
-	}
-	a.checkCode = func(ctx context.Context, runtime, handler string, code *registry.Staged) error {
-		if cfg.CheckCode == nil {
-			return nil
-		}
-		if err := cfg.CheckCode(ctx, runtime, handler, code); err != nil {
-			return &Error{http.StatusBadRequest, "InvalidCodeException", err.Error()}
-		}
-		return nil
 	}
 	for _, rt := range routes {
 		mux.Handle(rt.pattern, a.handle(rt.h))

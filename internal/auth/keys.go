@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"cmp"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -272,8 +271,11 @@ func (k *Keys) List(ctx context.Context) ([]AccessKey, error) {
 				return nil, errors.New("auth: list access keys: the watch closed")
 			}
 			if e == nil { // all current entries seen
-				slices.SortFunc(keys, func(a, b AccessKey) int {
-					return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
+				// The watch gives entries in the order they were
+				// written: a stable sort keeps it for keys made in
+				// the same instant.
+				slices.SortStableFunc(keys, func(a, b AccessKey) int {
+					return a.CreatedAt.Compare(b.CreatedAt)
 				})
 				return keys, nil
 			}

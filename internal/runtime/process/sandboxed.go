@@ -1,11 +1,9 @@
 package process
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/wisp-dev/wisp/internal/sandbox"
 )
@@ -43,13 +41,11 @@ func (p *sandboxProc) wait() error {
 }
 
 func (p *sandboxProc) kill() {
-	if err := p.sb.Kill(); err != nil && !errors.Is(err, syscall.ESRCH) && !errors.Is(err, errAlreadyDone) {
+	// Killing a sandbox that has ended is not an error.
+	if err := p.sb.Kill(); err != nil {
 		p.log.Debug("process: killing a sandbox", "pid", p.sb.Pid(), "err", err)
 	}
 }
-
-// errAlreadyDone stands for the error of killing a sandbox that ended.
-var errAlreadyDone = errors.New("os: process already finished")
 
 func (p *sandboxProc) peakMB() int {
 	if mb := p.sb.MaxMemoryMB(); mb > 0 {

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -263,4 +265,16 @@ func latestTarget(f Function) Target {
 func versionTarget(name string, n int, v Version, rev uint64) Target {
 	return Target{Function: v.Function, Version: strconv.Itoa(n), Revision: rev,
 		Key: name + "@" + strconv.Itoa(n) + "#" + strconv.FormatUint(rev, 10)}
+}
+
+// Functions returns every function's $LATEST from the cache, by name.
+func (r *Registry) Functions() []Function {
+	r.cache.mu.RLock()
+	out := make([]Function, 0, len(r.cache.fns))
+	for _, f := range r.cache.fns {
+		out = append(out, f)
+	}
+	r.cache.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Function) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }

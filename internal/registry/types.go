@@ -34,11 +34,16 @@ type Function struct {
 	// Reuse (wasm only) keeps an instance of the module warm between
 	// calls, for modules that export a handler; by default every call
 	// gets a fresh instance.
-	Reuse      bool      `json:"reuse,omitempty"`
-	CodeSHA256 string    `json:"code_sha256"`
-	CodeSize   int64     `json:"code_size"`
-	CreatedAt  time.Time `json:"created_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
+	Reuse bool `json:"reuse,omitempty"`
+	// Async is how the function's events (async invocations) are retried
+	// and where their outcomes go.
+	Async AsyncConfig `json:"async"`
+	// Schedules invoke the function on a clock.
+	Schedules  []Schedule `json:"schedules,omitempty"`
+	CodeSHA256 string     `json:"code_sha256"`
+	CodeSize   int64      `json:"code_size"`
+	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
 	// Revision changes on every write; updates may name it (If-Match) to
 	// refuse a stale write.
 	Revision uint64 `json:"revision"`
@@ -63,6 +68,10 @@ type Config struct {
 	URLAuth      *string           `json:"url_auth,omitempty"`
 	Network      *string           `json:"network,omitempty"`
 	Reuse        *bool             `json:"reuse,omitempty"`
+	Async        *AsyncPatch       `json:"async,omitempty"`
+	// Schedules, when set, replaces the function's schedules; an empty
+	// list removes them all.
+	Schedules *[]Schedule `json:"schedules,omitempty"`
 	// ClearConcurrency sets Concurrency back to unreserved.
 	ClearConcurrency bool `json:"clear_concurrency,omitempty"`
 }
@@ -86,4 +95,46 @@ type Alias struct {
 	Description       string    `json:"description,omitempty"`
 	UpdatedAt         time.Time `json:"updated_at"`
 	Revision          uint64    `json:"revision"`
+}
+
+// AsyncConfig is a function's handling of events, as Lambda's event invoke
+// config: how often a failed event is retried, how old it may get, and where
+// its outcome goes. A destination is "function:NAME[:QUALIFIER]" (an event
+// to that function) or "topic:NAME" (an event on that topic).
+type AsyncConfig struct {
+	// Retries is how many times a failed event is tried again (0 to 10).
+	Retries int `json:"retries"`
+	// MaxEventAge is how many seconds an event may wait, retries
+	// included, before it counts as failed.
+	MaxEventAge int    `json:"max_event_age"`
+	OnSuccess   string `json:"on_success,omitempty"`
+	OnFailure   string `json:"on_failure,omitempty"`
+	// DeadLetter is the topic a failed event goes to when OnFailure is
+	// not set; default "dlq.<function>". A failed event always goes
+	// somewhere.
+	DeadLetter string `json:"dead_letter,omitempty"`
+}
+
+// AsyncPatch changes an AsyncConfig: nil fields stay, an empty string
+// clears a destination.
+type AsyncPatch struct {
+	Retries     *int    `json:"retries,omitempty"`
+	MaxEventAge *int    `json:"max_event_age,omitempty"`
+	OnSuccess   *string `json:"on_success,omitempty"`
+	OnFailure   *string `json:"on_failure,omitempty"`
+	DeadLetter  *string `json:"dead_letter,omitempty"`
+}
+
+// Schedule invokes a function on a clock: Expression is rate(…), an
+// EventBridge cron(…) or a five-field cron, read in Timezone (default UTC).
+type Schedule struct {
+	// Name tells a function's schedules apart; default "schedule-N".
+	Name       string `json:"name"`
+	Expression string `json:"expression"`
+	Timezone   string `json:"timezone,omitempty"`
+	// CatchUp fires once for the ticks missed while no node ran;
+	// without it they are skipped.
+	CatchUp bool `json:"catch_up,omitempty"`
+	// Qualifier is what the schedule invokes; default $LATEST.
+	Qualifier string `json:"qualifier,omitempty"`
 }

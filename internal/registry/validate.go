@@ -3,7 +3,10 @@ package registry
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
+
+	"github.com/wisp-dev/wisp/internal/events/schedule"
 )
 
 // Limits on a function's config, as DESIGN.md and Lambda set them.
@@ -18,6 +21,12 @@ const (
 	MaxKeepWarm       = 7 * 24 * 3600 // seconds
 	MaxConcurrency    = 10000
 	MaxMinInstances   = 100
+	DefaultRetries    = 2
+	MaxRetries        = 10
+	MinEventAge       = 60       // seconds
+	MaxEventAge       = 6 * 3600 // seconds, also the default
+	MaxSchedules      = 10
+	maxTopicLen       = 200
 	URLAuthToken      = "token"
 	URLAuthNone       = "none"
 	NetworkNone       = "none"
@@ -32,7 +41,74 @@ var (
 	nameRE   = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
 	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	digitsRE = regexp.MustCompile(`^[0-9]+$`)
+	// A topic is dot-separated words: orders, orders.created, dlq.resize.
+	topicRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$`)
 )
+
+// ReservedTopics are words of the events API that cannot name a topic.
+var ReservedTopics = map[string]bool{"catalog": true}
+
+// CheckTopic checks an event topic's name.
+func CheckTopic(topic string) error {
+	if len(topic) > maxTopicLen || !topicRE.MatchString(topic) {
+		return invalid("topic %q must be dot-separated words of a-z, 0-9, - and _ (at most %d characters)", topic, maxTopicLen)
+	}
+	if ReservedTopics[topic] {
+		return invalid("topic %q is a reserved word", topic)
+	}
+	return nil
+}
+
+// CheckQualifier checks what may follow a function name: $LATEST, a
+// version number or an alias name.
+func CheckQualifier(q string) error {
+	if q == "" || q == Latest {
+		return nil
+	}
+	if digitsRE.MatchString(q) {
+		if n, err := strconv.Atoi(q); err != nil || n < 1 {
+			return invalid("version %q is not a version", q)
+		}
+		return nil
+	}
+	return ValidName("alias", q)
+}
+
+// DeadLetterTopic is where a function's failed events go when it names no
+// failure destination.
+func DeadLetterTopic(f Function) string {
+	if f.Async.DeadLetter != "" {
+		return f.Async.DeadLetter
+	}
+	return "dlq." + f.Name
+}
+
+// Destination is where an async outcome goes: a function or a topic.
+type Destination struct {
+	Function, Qualifier string // for "function:NAME[:QUALIFIER]"
+	Topic               string // for "topic:NAME"
+}
+
+// ParseDestination reads "function:NAME[:QUALIFIER]" or "topic:NAME".
+func ParseDestination(s string) (Destination, error) {
+	if t, ok := strings.CutPrefix(s, "topic:"); ok {
+		if err := CheckTopic(t); err != nil {
+			return Destination{}, err
+		}
+		return Destination{Topic: t}, nil
+	}
+	if rest, ok := strings.CutPrefix(s, "function:"); ok {
+		name, q, _ := strings.Cut(rest, ":")
+		if err := ValidName("function", name); err != nil {
+			return Destination{}, err
+		}
+		if err := CheckQualifier(q); err != nil {
+			return Destination{}, err
+		}
+		return Destination{Function: name, Qualifier: q}, nil
+	}
+	return Destination{}, invalid("destination %q must be function:NAME[:QUALIFIER] or topic:NAME", s)
+}
 
 // ValidationError is a refused input; the API answers 400.
 type ValidationError struct{ Msg string }
@@ -60,6 +136,7 @@ func apply(f *Function, cfg Config, create bool) error {
 		}
 		f.Name = cfg.Name
 		f.MemoryMB, f.Timeout, f.URLAuth, f.Network = DefaultMemoryMB, DefaultTimeout, URLAuthToken, NetworkNone
+		f.Async = AsyncConfig{Retries: DefaultRetries, MaxEventAge: MaxEventAge}
 		if cfg.Runtime == nil {
 			return invalid("runtime is required (one of provided, go, nodejs, python, wasm)")
 		}
@@ -105,6 +182,24 @@ func apply(f *Function, cfg Config, create bool) error {
 	}
 	if cfg.Reuse != nil {
 		f.Reuse = *cfg.Reuse
+	}
+	if p := cfg.Async; p != nil {
+		if p.MaxEventAge != nil && (*p.MaxEventAge < MinEventAge || *p.MaxEventAge > MaxEventAge) {
+			return invalid("async max_event_age %d is out of range (%d to %d seconds)", *p.MaxEventAge, MinEventAge, MaxEventAge)
+		}
+		setIf(&f.Async.Retries, p.Retries)
+		setIf(&f.Async.MaxEventAge, p.MaxEventAge)
+		setIf(&f.Async.OnSuccess, p.OnSuccess)
+		setIf(&f.Async.OnFailure, p.OnFailure)
+		setIf(&f.Async.DeadLetter, p.DeadLetter)
+	}
+	if cfg.Schedules != nil {
+		f.Schedules = append([]Schedule(nil), *cfg.Schedules...)
+		for i := range f.Schedules {
+			if f.Schedules[i].Name == "" {
+				f.Schedules[i].Name = "schedule-" + strconv.Itoa(i+1)
+			}
+		}
 	}
 	if f.Handler == "" && (f.Runtime == "provided" || f.Runtime == "go") {
 		f.Handler = defaultBinHandler
@@ -154,6 +249,71 @@ func check(f *Function) error {
 	}
 	if f.URLAuth != URLAuthToken && f.URLAuth != URLAuthNone {
 		return invalid("url_auth %q must be %q or %q", f.URLAuth, URLAuthToken, URLAuthNone)
+	}
+	if err := checkAsync(f); err != nil {
+		return err
+	}
+	return checkSchedules(f.Schedules)
+}
+
+func setIf[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func checkAsync(f *Function) error {
+	a := &f.Async
+	if a.MaxEventAge == 0 {
+		a.MaxEventAge = MaxEventAge // records made before the field
+	}
+	if a.Retries < 0 || a.Retries > MaxRetries {
+		return invalid("async retries %d is out of range (0 to %d)", a.Retries, MaxRetries)
+	}
+	if a.MaxEventAge < MinEventAge || a.MaxEventAge > MaxEventAge {
+		return invalid("async max_event_age %d is out of range (%d to %d seconds)", a.MaxEventAge, MinEventAge, MaxEventAge)
+	}
+	for what, d := range map[string]string{"on_success": a.OnSuccess, "on_failure": a.OnFailure} {
+		if d == "" {
+			continue
+		}
+		dest, err := ParseDestination(d)
+		if err != nil {
+			return invalid("async %s: %v", what, err)
+		}
+		if dest.Function == f.Name {
+			return invalid("async %s: a function cannot be its own destination (it would loop)", what)
+		}
+	}
+	if a.DeadLetter != "" {
+		if err := CheckTopic(a.DeadLetter); err != nil {
+			return invalid("async dead_letter: %v", err)
+		}
+	}
+	return nil
+}
+
+var scheduleNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+func checkSchedules(ss []Schedule) error {
+	if len(ss) > MaxSchedules {
+		return invalid("%d schedules; at most %d", len(ss), MaxSchedules)
+	}
+	seen := map[string]bool{}
+	for _, s := range ss {
+		if !scheduleNameRE.MatchString(s.Name) {
+			return invalid("schedule name %q must match [a-z0-9][a-z0-9-]{0,62}", s.Name)
+		}
+		if seen[s.Name] {
+			return invalid("schedule name %q is used twice", s.Name)
+		}
+		seen[s.Name] = true
+		if _, err := schedule.Parse(s.Expression, s.Timezone); err != nil {
+			return invalid("%v", err)
+		}
+		if err := CheckQualifier(s.Qualifier); err != nil {
+			return invalid("schedule %q: %v", s.Name, err)
+		}
 	}
 	return nil
 }

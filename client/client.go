@@ -32,18 +32,28 @@ type (
 	Version = registry.Version
 	// Alias names a version, optionally splitting calls with a second one.
 	Alias = registry.Alias
+	// AsyncConfig is how a function's events are retried and where their
+	// outcomes go.
+	AsyncConfig = registry.AsyncConfig
+	// AsyncPatch changes an AsyncConfig (Config.Async): nil fields keep
+	// their value, an empty string clears a destination.
+	AsyncPatch = registry.AsyncPatch
+	// Schedule invokes a function on a clock.
+	Schedule = registry.Schedule
 )
 
 // Error types the control API answers with (docs/api.md, "Errors").
 const (
 	TypeInvalidParameterValue = "InvalidParameterValueException"
 	TypeInvalidCode           = "InvalidCodeException"
+	TypeInvalidRequestContent = "InvalidRequestContentException"
 	TypeUnauthorized          = "UnauthorizedException"
 	TypeResourceNotFound      = "ResourceNotFoundException"
 	TypeResourceConflict      = "ResourceConflictException"
 	TypePreconditionFailed    = "PreconditionFailedException"
 	TypeRequestTooLarge       = "RequestTooLargeException"
 	TypeCodeTooLarge          = "CodeTooLargeException"
+	TypeUnsupportedMediaType  = "UnsupportedMediaTypeException"
 	TypeService               = "ServiceException"
 )
 
@@ -100,7 +110,8 @@ type request struct {
 	method     string
 	path       string // escaped, from the root of the node
 	query      url.Values
-	ifRevision uint64 // sent as If-Match unless 0
+	ifRevision uint64      // sent as If-Match unless 0
+	header     http.Header // more headers, if any
 
 	json any // the JSON body, if any
 
@@ -132,6 +143,9 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 	if body != nil {
 		req.ContentLength = size
 		req.Header.Set("Content-Type", contentType)
+	}
+	for k, vs := range r.header {
+		req.Header[k] = vs
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)

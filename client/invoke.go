@@ -30,30 +30,15 @@ type InvokeResult struct {
 
 // Invoke calls a function synchronously through the Lambda Invoke API.
 func (c *Client) Invoke(ctx context.Context, name string, payload []byte, opt InvokeOptions) (InvokeResult, error) {
-	q := url.Values{}
-	if opt.Qualifier != "" {
-		q.Set("Qualifier", opt.Qualifier)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
-		c.baseURL+"/2015-03-31/functions/"+url.PathEscape(name)+"/invocations?"+q.Encode(), bytes.NewReader(payload))
-	if err != nil {
-		return InvokeResult{}, fmt.Errorf("client: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
+	h := http.Header{}
 	if opt.Tail {
-		req.Header.Set("X-Amz-Log-Type", "Tail")
+		h.Set("X-Amz-Log-Type", "Tail")
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := c.invoke(ctx, name, payload, opt.Qualifier, h)
 	if err != nil {
 		return InvokeResult{}, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return InvokeResult{}, decodeError(resp)
-	}
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return InvokeResult{}, fmt.Errorf("client: reading the invocation's answer: %w", err)
@@ -66,4 +51,36 @@ func (c *Client) Invoke(ctx context.Context, name string, payload []byte, opt In
 		}
 	}
 	return res, nil
+}
+
+// InvokeAsync hands a function an event (Lambda's InvocationType Event)
+// and returns its request id once the node has stored it: the function
+// runs later, with its retries and destinations (Function.Async). A
+// payload is at most 256 KB.
+func (c *Client) InvokeAsync(ctx context.Context, name string, payload []byte, qualifier string) (requestID string, err error) {
+	resp, err := c.invoke(ctx, name, payload, qualifier, http.Header{"X-Amz-Invocation-Type": {"Event"}})
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return "", fmt.Errorf("client: reading the invocation's answer: %w", err)
+	}
+	requestID = resp.Header.Get("X-Amzn-RequestId")
+	if resp.StatusCode != http.StatusAccepted || requestID == "" {
+		// A node that ran the call synchronously would answer 200.
+		return "", fmt.Errorf("client: an async invocation of %s was answered %d without a request id; the node may not take events", name, resp.StatusCode)
+	}
+	return requestID, nil
+}
+
+// invoke sends an invocation through the Lambda Invoke API, with the
+// headers h that say how.
+func (c *Client) invoke(ctx context.Context, name string, payload []byte, qualifier string, h http.Header) (*http.Response, error) {
+	var q url.Values
+	if qualifier != "" {
+		q = url.Values{"Qualifier": {qualifier}}
+	}
+	return c.send(ctx, request{method: http.MethodPost, path: "/2015-03-31/functions/" + url.PathEscape(name) + "/invocations",
+		query: q, header: h, body: bytes.NewReader(payload), size: int64(len(payload)), contentType: "application/json"})
 }

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/wisp-dev/wisp/internal/archive"
 	"github.com/wisp-dev/wisp/internal/auth"
@@ -50,8 +51,13 @@ type Config struct {
 	// Keys serves /v1/keys; nil answers those calls 501.
 	Keys *auth.Keys
 	// Logs serves GET /v1/functions/{name}/logs; nil answers it 501.
-	Logs   *telemetry.Logs
+	Logs *telemetry.Logs
+	// Events serves topics, subscriptions and schedules; nil answers
+	// those calls 501.
+	Events Events
 	Logger *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
 }
 
 type api struct {
@@ -60,7 +66,12 @@ type api struct {
 	limits archive.Limits
 	keys   *auth.Keys
 	logs   *telemetry.Logs
+	events Events
 	log    *slog.Logger
+	now    func() time.Time
+	// token and fnTokens authorize the calls functions may make too.
+	token    string
+	fnTokens FunctionTokens
 	// insecure marks every function answered: it runs unsandboxed.
 	insecure bool
 	check    func(ctx context.Context, runtime, handler string, code *registry.Staged) error
@@ -80,7 +91,11 @@ func (a *api) checkCode(ctx context.Context, runtime, handler string, code *regi
 // New returns the handler of /v1/….
 func New(cfg Config) http.Handler {
 	a := &api{check: cfg.CheckCode, reg: cfg.Registry, stage: cfg.StageDir, insecure: cfg.InsecureNoSandbox,
-		limits: cfg.Limits.WithDefaults(), keys: cfg.Keys, logs: cfg.Logs, log: cfg.Logger}
+		limits: cfg.Limits.WithDefaults(), keys: cfg.Keys, logs: cfg.Logs, log: cfg.Logger,
+		events: cfg.Events, now: cfg.Now, token: cfg.AdminToken, fnTokens: cfg.FunctionTokens}
+	if a.now == nil {
+		a.now = time.Now
+	}
 	mux := http.NewServeMux()
 	routes := []struct {
 		pattern string
@@ -104,6 +119,12 @@ func New(cfg Config) http.Handler {
 		{"POST /v1/keys", a.createKey},
 		{"GET /v1/keys", a.listKeys},
 		{"DELETE /v1/keys/{id}", a.deleteKey},
+		{"GET /v1/events/catalog", a.eventCatalog},
+		{"GET /v1/events/{topic}", a.readEvents},
+		{"POST /v1/subscriptions", a.subscribe},
+		{"GET /v1/subscriptions", a.listSubscriptions},
+		{"DELETE /v1/subscriptions/{id}", a.unsubscribe},
+		{"GET /v1/schedules", a.listSchedules},
 	}
 	for _, rt := range routes {
 		mux.Handle(rt.pattern, a.handle(rt.h))
@@ -111,7 +132,12 @@ func New(cfg Config) http.Handler {
 	mux.Handle("/v1/", a.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return &Error{http.StatusNotFound, "ResourceNotFoundException", "no API route " + r.Method + " " + r.URL.Path}
 	}))
-	return AdminOnly(cfg.AdminToken, cfg.FunctionTokens, cfg.Logger, mux)
+	// Functions may publish events with their own token; every other
+	// call is the admin's.
+	outer := http.NewServeMux()
+	outer.Handle("POST /v1/events/{topic}", a.handle(a.publishEvent))
+	outer.Handle("/", AdminOnly(cfg.AdminToken, cfg.FunctionTokens, cfg.Logger, mux))
+	return outer
 }
 
 // handle adapts a handler that returns an error.

@@ -218,6 +218,51 @@ func TestUpdatesRefuseBadInputAndStaleRevisions(t *testing.T) {
 		{"alias weight without version", func() resp {
 			return c.json("PUT", "/v1/functions/hello/aliases/live", map[string]any{"version": 1, "additional_weight": 0.5})
 		}, 400, "InvalidParameterValueException"},
+		{"patch retries too many", func() resp {
+			return c.do("PATCH", "/v1/functions/hello", "application/json", []byte(`{"async":{"retries":11}}`))
+		}, 400, "InvalidParameterValueException"},
+		{"patch retries negative", func() resp {
+			return c.do("PATCH", "/v1/functions/hello", "application/json", []byte(`{"async":{"retries":-1}}`))
+		}, 400, "InvalidParameterValueException"},
+		{"patch max event age zero", func() resp {
+			return c.do("PATCH", "/v1/functions/hello", "application/json", []byte(`{"async":{"max_event_age":0}}`))
+		}, 400, "InvalidParameterValueException"},
+		{"patch max event age too long", func() resp {
+			return c.do("PATCH", "/v1/functions/hello", "application/json", []byte(`{"async":{"max_event_age":21601}}`))
+		}, 400, "InvalidParameterValueException"},
+		{"patch destination kind", func() resp {
+			return c.do("PATCH", "/v1/functions/hello", "application/json", []byte(`{"async":{"on_success":"queue:x"}}`))
+		}, 400, "InvalidParameterValueException"},
+		{"patch destination bad function", func() resp {
+			return c.do("PATCH", "/v1/functions/hello", "application/json", []byte(`{"async":{"on_failure":"function:Bad"}}`))
+		}, 400, "InvalidParameterValueException"},
+		{"patch destination bad topic", func() resp {
+			return c.do("PATCH", "/v1/functions/hello", "application/json", []byte(`{"async":{"on_failure":"topic:a..b"}}`))
+		}, 400, "InvalidParameterValueException"},
+		{"patch destination itself", func() resp {
+			return c.do("PATCH", "/v1/functions/hello", "application/json", []byte(`{"async":{"on_success":"function:hello"}}`))
+		}, 400, "InvalidParameterValueException"},
+		{"patch dead letter reserved", func() resp {
+			return c.do("PATCH", "/v1/functions/hello", "application/json", []byte(`{"async":{"dead_letter":"catalog"}}`))
+		}, 400, "InvalidParameterValueException"},
+		{"patch schedule expression", func() resp {
+			return c.do("PATCH", "/v1/functions/hello", "application/json", []byte(`{"schedules":[{"expression":"rate(0 minutes)"}]}`))
+		}, 400, "InvalidParameterValueException"},
+		{"patch schedule cron L", func() resp {
+			return c.do("PATCH", "/v1/functions/hello", "application/json", []byte(`{"schedules":[{"expression":"cron(0 12 L * ? *)"}]}`))
+		}, 400, "InvalidParameterValueException"},
+		{"patch schedule timezone", func() resp {
+			return c.do("PATCH", "/v1/functions/hello", "application/json", []byte(`{"schedules":[{"expression":"rate(5 minutes)","timezone":"Mars/Olympus"}]}`))
+		}, 400, "InvalidParameterValueException"},
+		{"patch schedule names twice", func() resp {
+			return c.do("PATCH", "/v1/functions/hello", "application/json", []byte(`{"schedules":[{"name":"a","expression":"rate(5 minutes)"},{"name":"a","expression":"rate(1 hour)"}]}`))
+		}, 400, "InvalidParameterValueException"},
+		{"patch schedule bad qualifier", func() resp {
+			return c.do("PATCH", "/v1/functions/hello", "application/json", []byte(`{"schedules":[{"expression":"rate(5 minutes)","qualifier":"0"}]}`))
+		}, 400, "InvalidParameterValueException"},
+		{"patch schedules too many", func() resp {
+			return c.do("PATCH", "/v1/functions/hello", "application/json", []byte(`{"schedules":[{"expression":"rate(5 minutes)"},{"expression":"rate(5 minutes)"},{"expression":"rate(5 minutes)"},{"expression":"rate(5 minutes)"},{"expression":"rate(5 minutes)"},{"expression":"rate(5 minutes)"},{"expression":"rate(5 minutes)"},{"expression":"rate(5 minutes)"},{"expression":"rate(5 minutes)"},{"expression":"rate(5 minutes)"},{"expression":"rate(5 minutes)"}]}`))
+		}, 400, "InvalidParameterValueException"},
 		{"missing function", func() resp { return c.json("PATCH", "/v1/functions/nope", map[string]int{"memory_mb": 256}) }, 404, "ResourceNotFoundException"},
 		{"missing function code", func() resp {
 			return c.do("PUT", "/v1/functions/nope/code", "application/zip", zipOf(t, helloCode))

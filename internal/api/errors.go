@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/wisp-dev/wisp/internal/archive"
+	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/registry"
 )
 
@@ -43,6 +44,10 @@ func errorFor(err error) *Error {
 		return &Error{http.StatusBadRequest, "InvalidCodeException", arcErr.Error()}
 	case errors.As(err, &maxErr), errors.Is(err, registry.ErrTooLarge):
 		return &Error{http.StatusRequestEntityTooLarge, "RequestTooLargeException", "request body is too large: " + err.Error()}
+	case errors.Is(err, events.ErrTooLarge):
+		return &Error{http.StatusRequestEntityTooLarge, "RequestTooLargeException", err.Error()}
+	case errors.Is(err, events.ErrNotFound):
+		return &Error{http.StatusNotFound, "ResourceNotFoundException", trimSentinel(err, events.ErrNotFound)}
 	case errors.Is(err, registry.ErrNotFound):
 		return &Error{http.StatusNotFound, "ResourceNotFoundException", trimSentinel(err, registry.ErrNotFound)}
 	case errors.Is(err, registry.ErrExists):

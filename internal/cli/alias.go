@@ -15,13 +15,7 @@ func newAliasCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "alias",
 		Short: "Manage a function's aliases (names for its versions)",
-		// Runnable, so that a mistyped subcommand is an error, not help.
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usageErrorf("unknown command %q for %q", args[0], cmd.CommandPath())
-			}
-			return cmd.Help()
-		},
+		RunE:  runGroup,
 	}
 	cmd.AddCommand(newAliasSetCmd(g), newAliasGetCmd(g), newAliasLsCmd(g), newAliasRmCmd(g))
 	return cmd

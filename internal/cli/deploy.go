@@ -36,6 +36,16 @@ type deployFlags struct {
 	keepWarm     time.Duration
 	network      string
 	reuse        bool
+
+	schedules []string // --schedule, each an expression
+	timezone  string
+	catchUp   bool
+
+	retries     int
+	maxEventAge time.Duration
+	onSuccess   string
+	onFailure   string
+	deadLetter  string
 }
 
 func newDeployCmd(g *globals) *cobra.Command {
@@ -49,11 +59,25 @@ The directory is zipped and uploaded. The function is created if it does not
 exist; otherwise its code is replaced and then the flags given change its
 config (flags not given keep their value).
 
+--schedule invokes the function on a clock, with the event EventBridge sends
+a scheduled Lambda: rate(5 minutes), cron(0 12 * * ? *) or a five-field cron
+such as '*/10 * * * *', read in --timezone. Repeat it for several schedules
+(named schedule-1, schedule-2, …); the schedules given replace the function's
+schedules, and --schedule '' removes them all.
+
+--retries, --max-event-age and the destinations shape async invocations
+(wisp invoke --async, schedules, subscriptions): how often a failed event is
+tried again, how old it may get, and where its outcome goes. A destination is
+function:NAME[:QUALIFIER] or topic:NAME; '' clears it. A failed event with no
+--on-failure goes to the --dead-letter topic (default dlq.NAME).
+
 With --runtime go, a directory with a go.mod and no executable 'bootstrap' is
 built first for linux (CGO_ENABLED=0, -tags lambda.norpc) and only the
 resulting bootstrap is uploaded.`,
 		Example: `  wisp deploy ./hello --runtime nodejs --handler index.handler
-  wisp deploy --runtime go --memory 256 --env GREETING=hi`,
+  wisp deploy --runtime go --memory 256 --env GREETING=hi
+  wisp deploy --schedule 'rate(5 minutes)' --retries 0 --on-failure topic:failed
+  wisp deploy --schedule 'cron(0 8 ? * MON-FRI *)' --timezone Europe/Paris`,
 		Args: wantArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := "."
@@ -65,7 +89,7 @@ resulting bootstrap is uploaded.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.name, "name", "", "the function's name (default: the directory's name, lower-cased)")
-	fl.StringVar(&f.runtime, "runtime", "", "provided, go, nodejs or python (needed to create)")
+	fl.StringVar(&f.runtime, "runtime", "", "provided, go, nodejs, python or wasm (needed to create)")
 	fl.StringVar(&f.handler, "handler", "", "the entry point, such as index.handler (default for provided and go: bootstrap)")
 	fl.IntVar(&f.memory, "memory", 0, "memory in MB, 128 to 10240 (default 128)")
 	fl.IntVar(&f.timeout, "timeout", 0, "timeout in seconds, 1 to 900 (default 3)")
@@ -77,6 +101,14 @@ resulting bootstrap is uploaded.`,
 	fl.IntVar(&f.concurrency, "concurrency", 0, "reserved concurrency; 0 throttles every call, -1 un-reserves (default unreserved)")
 	fl.IntVar(&f.minInstances, "min-instances", 0, "instances kept warm (default 0)")
 	fl.DurationVar(&f.keepWarm, "keep-warm", 0, "how long an idle instance is kept before it stops, e.g. 30s or 1h (default: the node's, 10m)")
+	fl.StringArrayVar(&f.schedules, "schedule", nil, "invoke on a clock: rate(…), cron(…) or a five-field cron; repeatable; replaces all schedules ('' removes them)")
+	fl.StringVar(&f.timezone, "timezone", "", "the time zone of the --schedule expressions, such as Europe/Paris (default UTC)")
+	fl.BoolVar(&f.catchUp, "catch-up", false, "fire a --schedule once for the ticks missed while no node ran (default: skip them)")
+	fl.IntVar(&f.retries, "retries", 0, "async: how many times a failed event is tried again, 0 to 10 (default 2)")
+	fl.DurationVar(&f.maxEventAge, "max-event-age", 0, "async: how old an event may get, retries included, 1m to 6h (default 6h)")
+	fl.StringVar(&f.onSuccess, "on-success", "", "async: where a success record goes: function:NAME[:QUALIFIER] or topic:NAME")
+	fl.StringVar(&f.onFailure, "on-failure", "", "async: where a failure record goes: function:NAME[:QUALIFIER] or topic:NAME")
+	fl.StringVar(&f.deadLetter, "dead-letter", "", "async: the topic a failed event goes to without --on-failure (default dlq.NAME)")
 	return cmd
 }
 
@@ -140,6 +172,41 @@ func configFromFlags(flags *pflag.FlagSet, f *deployFlags) (cfg client.Config, c
 		}
 		s := int(f.keepWarm / time.Second)
 		cfg.KeepWarm = &s
+	}
+	if set("schedule") {
+		ss := []client.Schedule{}
+		for _, expr := range f.schedules {
+			if expr != "" {
+				// Unnamed, the node names them schedule-1, schedule-2, ….
+				ss = append(ss, client.Schedule{Expression: expr, Timezone: f.timezone, CatchUp: f.catchUp})
+			}
+		}
+		cfg.Schedules = &ss
+	} else if set("timezone") || set("catch-up") {
+		return client.Config{}, false, usageErrorf("--timezone and --catch-up apply to the --schedule expressions given with them")
+	}
+	var async client.AsyncPatch
+	if set("retries") {
+		async.Retries = &f.retries
+	}
+	if set("max-event-age") {
+		if f.maxEventAge%time.Second != 0 {
+			return client.Config{}, false, usageErrorf("--max-event-age %s is not whole seconds", f.maxEventAge)
+		}
+		s := int(f.maxEventAge / time.Second)
+		async.MaxEventAge = &s
+	}
+	if set("on-success") {
+		async.OnSuccess = &f.onSuccess
+	}
+	if set("on-failure") {
+		async.OnFailure = &f.onFailure
+	}
+	if set("dead-letter") {
+		async.DeadLetter = &f.deadLetter
+	}
+	if async != (client.AsyncPatch{}) {
+		cfg.Async = &async
 	}
 	return cfg, changed, nil
 }

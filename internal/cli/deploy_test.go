@@ -201,6 +201,32 @@ func TestDeploy(t *testing.T) {
 			wantOut:    "updated hello  sha256:abc123  revision 6\n",
 		},
 		{
+			name: "create with schedules and async",
+			args: []string{"--runtime", "nodejs", "--schedule", "rate(5 minutes)", "--schedule", "cron(0 8 * * ? *)",
+				"--timezone", "Europe/Paris", "--catch-up", "--retries", "0", "--max-event-age", "1h", "--on-failure", "topic:failed"},
+			wantCalls: []string{"GET /v1/functions/hello", "POST /v1/functions"},
+			wantConfig: `{"async":{"max_event_age":3600,"on_failure":"topic:failed","retries":0},"name":"hello","runtime":"nodejs",` +
+				`"schedules":[{"catch_up":true,"expression":"rate(5 minutes)","name":"","timezone":"Europe/Paris"},` +
+				`{"catch_up":true,"expression":"cron(0 8 * * ? *)","name":"","timezone":"Europe/Paris"}]}`,
+			wantOut: "created hello  sha256:abc123  revision 1\n",
+		},
+		{
+			name:       "update removes schedules and clears destinations",
+			exists:     true,
+			args:       []string{"--schedule", "", "--on-success", "", "--dead-letter", ""},
+			wantCalls:  []string{"GET /v1/functions/hello", `PUT /v1/functions/hello/code "4"`, `PATCH /v1/functions/hello "5"`},
+			wantConfig: `{"async":{"dead_letter":"","on_success":""},"schedules":[]}`,
+			wantOut:    "updated hello  sha256:abc123  revision 6\n",
+		},
+		{
+			name:       "update one async setting",
+			exists:     true,
+			args:       []string{"--on-success", "function:audit:live"},
+			wantCalls:  []string{"GET /v1/functions/hello", `PUT /v1/functions/hello/code "4"`, `PATCH /v1/functions/hello "5"`},
+			wantConfig: `{"async":{"on_success":"function:audit:live"}}`,
+			wantOut:    "updated hello  sha256:abc123  revision 6\n",
+		},
+		{
 			name:      "update code only",
 			exists:    true,
 			wantCalls: []string{"GET /v1/functions/hello", `PUT /v1/functions/hello/code "4"`},

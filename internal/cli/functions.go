@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/internal/registry"
 )
 
 func newLsCmd(g *globals) *cobra.Command {
@@ -105,6 +106,23 @@ func functionFields(f client.Function, now time.Time) []field {
 		}
 		fields = append(fields, field{key, k + "=" + f.Env[k]})
 	}
+	fields = append(fields,
+		field{"retries", strconv.Itoa(f.Async.Retries)},
+		field{"max_event_age", (time.Duration(f.Async.MaxEventAge) * time.Second).String()},
+		field{"on_success", f.Async.OnSuccess},
+		field{"on_failure", f.Async.OnFailure},
+		field{"dead_letter", registry.DeadLetterTopic(f)},
+	)
+	if len(f.Schedules) == 0 {
+		fields = append(fields, field{"schedules", ""})
+	}
+	for i, s := range f.Schedules {
+		key := "" // one schedule a line, under "schedules:"
+		if i == 0 {
+			key = "schedules"
+		}
+		fields = append(fields, field{key, scheduleText(s)})
+	}
 	return append(fields,
 		field{"code_sha256", fullSHA(f.CodeSHA256)},
 		field{"code_size", fmt.Sprintf("%d (%s)", f.CodeSize, humanBytes(f.CodeSize))},
@@ -131,6 +149,22 @@ func newRmCmd(g *globals) *cobra.Command {
 			return err
 		},
 	}
+}
+
+// scheduleText is a schedule on one line:
+// "schedule-1: cron(0 8 * * ? *) in Europe/Paris, catch-up, qualifier live".
+func scheduleText(s client.Schedule) string {
+	text := s.Name + ": " + s.Expression
+	if s.Timezone != "" {
+		text += " in " + s.Timezone
+	}
+	if s.CatchUp {
+		text += ", catch-up"
+	}
+	if s.Qualifier != "" {
+		text += ", qualifier " + s.Qualifier
+	}
+	return text
 }
 
 func keepWarmText(seconds int) string {

@@ -92,7 +92,10 @@ func TestGet(t *testing.T) {
 			t.Errorf("request %s %s, want GET /v1/functions/hello", r.Method, r.URL.Path)
 		}
 		answer(w, 200, `{"name":"hello","runtime":"nodejs","handler":"index.handler","memory_mb":256,"timeout":10,
-			"env":{"B":"2","A":"1"},"concurrency":5,"min_instances":1,"description":"says hi","url_auth":"none","network":"none",
+			"env":{"B":"2","A":"1"},"concurrency":5,
+			"async":{"retries":0,"max_event_age":3600,"on_failure":"topic:failed"},
+			"schedules":[{"name":"schedule-1","expression":"rate(5 minutes)"},
+				{"name":"morning","expression":"cron(0 8 * * ? *)","timezone":"Europe/Paris","catch_up":true,"qualifier":"live"}],"min_instances":1,"description":"says hi","url_auth":"none","network":"none",
 			"code_sha256":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","code_size":2048,
 			"created_at":"2026-11-23T14:00:00Z","updated_at":"2026-11-23T15:59:30Z","revision":7}`)
 	})
@@ -115,6 +118,13 @@ func TestGet(t *testing.T) {
 		"description:   says hi\n" +
 		"env:           A=1\n" +
 		"               B=2\n" +
+		"retries:       0\n" +
+		"max_event_age: 1h0m0s\n" +
+		"on_success:\n" +
+		"on_failure:    topic:failed\n" +
+		"dead_letter:   dlq.hello\n" +
+		"schedules:     schedule-1: rate(5 minutes)\n" +
+		"               morning: cron(0 8 * * ? *) in Europe/Paris, catch-up, qualifier live\n" +
 		"code_sha256:   sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n" +
 		"code_size:     2048 (2.0 KB)\n" +
 		"created_at:    2026-11-23T14:00:00Z (2h ago)\n" +

@@ -14,13 +14,7 @@ func newKeysCmd(g *globals) *cobra.Command {
 		Long: `Manage access keys: key pairs that AWS SDKs and the AWS CLI sign their
 requests to Wisp with (AWS Signature Version 4), as they would with an AWS
 access key. A key's secret is shown once, when it is created.`,
-		// Runnable, so that a mistyped subcommand is an error, not help.
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usageErrorf("unknown command %q for %q", args[0], cmd.CommandPath())
-			}
-			return cmd.Help()
-		},
+		RunE: runGroup,
 	}
 	cmd.AddCommand(newKeysCreateCmd(g), newKeysLsCmd(g), newKeysRmCmd(g))
 	return cmd

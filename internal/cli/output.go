@@ -132,16 +132,40 @@ func age(now, t time.Time) string {
 	switch {
 	case d < time.Second:
 		return "just now"
-	case d < time.Minute:
-		return fmt.Sprintf("%ds ago", int(d/time.Second))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm ago", int(d/time.Minute))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh ago", int(d/time.Hour))
 	case d < 365*24*time.Hour:
-		return fmt.Sprintf("%dd ago", int(d/(24*time.Hour)))
+		return roughly(d) + " ago"
 	}
 	return t.Format(time.DateOnly)
+}
+
+// until is how long after now t comes, roughly: "in 40s", "in 5m"; a date
+// past a year.
+func until(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := t.Sub(now)
+	switch {
+	case d < time.Second:
+		return "now"
+	case d < 365*24*time.Hour:
+		return "in " + roughly(d)
+	}
+	return t.Format(time.DateOnly)
+}
+
+// roughly is d in its largest whole unit: "40s", "5m", "3h" (up to two
+// days), "12d".
+func roughly(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d/time.Hour))
+	}
+	return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
 }
 
 // timestamp is t in full with its age: "2026-11-23T16:00:00Z (5m ago)".

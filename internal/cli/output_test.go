@@ -30,6 +30,30 @@ func TestAge(t *testing.T) {
 	}
 }
 
+func TestUntil(t *testing.T) {
+	tests := []struct {
+		name string
+		t    time.Time
+		want string
+	}{
+		{"never", time.Time{}, "-"},
+		{"now", testNow, "now"},
+		{"in the past", testNow.Add(-time.Minute), "now"},
+		{"seconds", testNow.Add(42 * time.Second), "in 42s"},
+		{"minutes", testNow.Add(4*time.Minute + 59*time.Second), "in 4m"},
+		{"hours", testNow.Add(47 * time.Hour), "in 47h"},
+		{"days", testNow.Add(72 * time.Hour), "in 3d"},
+		{"far off", time.Date(2028, 2, 29, 12, 0, 0, 0, time.UTC), "2028-02-29"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := until(testNow, tt.t); got != tt.want {
+				t.Errorf("until = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestSHA(t *testing.T) {
 	const hex = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 	for _, in := range []string{hex, "sha256:" + hex} {

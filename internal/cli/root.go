@@ -101,6 +101,8 @@ token the local node wrote to ` + filepath.Join(dataDirFrom((&globals{env: env})
 		newKeysCmd(g),
 		newInvokeCmd(g),
 		newStatsCmd(g),
+		newEventsCmd(g),
+		newSchedulesCmd(g),
 	)
 	return root
 }
@@ -191,6 +193,15 @@ func wantArgs(least, most int) cobra.PositionalArgs {
 		}
 		return usageErrorf("got %d argument%s, want %s", len(args), s, want)
 	}
+}
+
+// runGroup is the RunE of a command that groups subcommands: runnable, so
+// that a mistyped subcommand is an error, not help.
+func runGroup(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErrorf("unknown command %q for %q", args[0], cmd.CommandPath())
+	}
+	return cmd.Help()
 }
 
 // errorLine is err as the one line wisp prints for it.

@@ -20,13 +20,19 @@ var testNow = time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)
 // (HOME is a fresh temp dir unless env sets it), and returns what it wrote.
 func runCLI(t *testing.T, env []string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
+	return runCLIStdin(t, env, "", args...)
+}
+
+// runCLIStdin is runCLI with stdin as wisp's standard input.
+func runCLIStdin(t *testing.T, env []string, stdin string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	env = append([]string{"HOME=" + t.TempDir()}, env...)
 	root := newRootCmd(env, func() time.Time { return testNow })
 	var out, errOut bytes.Buffer
 	root.SetArgs(args)
 	root.SetOut(&out)
 	root.SetErr(&errOut)
-	root.SetIn(strings.NewReader(""))
+	root.SetIn(strings.NewReader(stdin))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = execute(ctx, root)
@@ -63,6 +69,14 @@ func TestUsageErrors(t *testing.T) {
 		{"get output format", []string{"get", "x", "-o", "table"}, `wisp: invalid argument "table" for "-o, --output" flag: must be text or json (see 'wisp get --help')`},
 		{"bad number", []string{"deploy", "--memory", "lots"}, `wisp: invalid argument "lots" for "--memory" flag: strconv.ParseInt: parsing "lots": invalid syntax (see 'wisp deploy --help')`},
 		{"bad env", []string{"deploy", "--env", "FOO"}, `wisp: --env "FOO" is not K=V (see 'wisp deploy --help')`},
+		{"timezone without a schedule", []string{"deploy", "--timezone", "UTC"}, `wisp: --timezone and --catch-up apply to the --schedule expressions given with them (see 'wisp deploy --help')`},
+		{"event age in parts of seconds", []string{"deploy", "--max-event-age", "90.5s"}, `wisp: --max-event-age 1m30.5s is not whole seconds (see 'wisp deploy --help')`},
+		{"async with the log", []string{"invoke", "hello", "--async", "--log"}, `wisp: --log is for synchronous invocations, not --async (see 'wisp invoke --help')`},
+		{"event data not JSON", []string{"events", "publish", "orders", "{oops"}, `wisp: the event's data is not valid JSON (see 'wisp events publish --help')`},
+		{"extension not a pair", []string{"events", "publish", "orders", "--ext", "tenant"}, `wisp: --ext "tenant" is not NAME=VALUE (see 'wisp events publish --help')`},
+		{"filter given twice", []string{"events", "subscribe", "orders", "ship", "--type", "a", "--filter", "type=b"}, `wisp: --filter: type is given twice (see 'wisp events subscribe --help')`},
+		{"no read limit", []string{"events", "read", "orders", "--limit", "0"}, `wisp: --limit 0 is not a positive number (see 'wisp events read --help')`},
+		{"unknown events command", []string{"events", "pub"}, `wisp: unknown command "pub" for "wisp events" (see 'wisp events --help')`},
 		{"unknown command", []string{"frobnicate"}, `wisp: unknown command "frobnicate" for "wisp" (see 'wisp --help')`},
 		{"unknown command with a suggestion", []string{"lss"}, `wisp: unknown command "lss" for "wisp" Did you mean this? ls logs (see 'wisp --help')`},
 		{"unknown alias command", []string{"alias", "sett"}, `wisp: unknown command "sett" for "wisp alias" (see 'wisp alias --help')`},

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wisp-dev/wisp/internal/auth"
+	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/invoke"
 	"github.com/wisp-dev/wisp/internal/pool"
 	"github.com/wisp-dev/wisp/internal/registry"
@@ -26,6 +27,11 @@ type Invoker interface {
 	Resolve(name, qualifier string) (registry.Target, error)
 }
 
+// Queue stores events (async invocations).
+type Queue interface {
+	Enqueue(ctx context.Context, a events.Async) (string, error)
+}
+
 // Secrets finds the secret of an access key, for SigV4.
 type Secrets interface {
 	Secret(ctx context.Context, accessKeyID string) (string, error)
@@ -33,7 +39,9 @@ type Secrets interface {
 
 // Config is what the gateway needs.
 type Config struct {
-	Invoker    Invoker
+	Invoker Invoker
+	// Queue takes invocations of type Event; nil refuses them.
+	Queue      Queue
 	AdminToken string
 	Keys       Secrets // nil: SigV4 is refused
 	Logger     *slog.Logger
@@ -99,6 +107,8 @@ func lambdaErrorFor(err error) *lambdaError {
 		return lerr(http.StatusNotFound, "ResourceNotFoundException", strings.TrimSuffix(err.Error(), ": "+registry.ErrNotFound.Error()))
 	case errors.Is(err, invoke.ErrInvalidContent):
 		return lerr(http.StatusBadRequest, "InvalidRequestContentException", "Could not parse request body into json")
+	case errors.Is(err, events.ErrTooLarge):
+		return lerr(http.StatusRequestEntityTooLarge, "RequestTooLargeException", fmt.Sprintf("Request must be smaller than %d bytes for the InvokeAsync operation", events.MaxPayload))
 	case errors.Is(err, invoke.ErrTooLarge):
 		return lerr(http.StatusRequestEntityTooLarge, "RequestTooLargeException", "Request must be smaller than 6291456 bytes for the InvokeFunction operation")
 	}
@@ -228,8 +238,7 @@ func (g *gateway) invokeAPI(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	case "Event":
-		writeLambdaError(w, lerr(http.StatusBadRequest, "InvalidParameterValueException",
-			"asynchronous invocation (X-Amz-Invocation-Type: Event) is not supported yet; use RequestResponse"))
+		g.invokeAsync(w, r, req)
 		return
 	default:
 		writeLambdaError(w, lerr(http.StatusBadRequest, "InvalidParameterValueException",
@@ -253,6 +262,26 @@ func (g *gateway) invokeAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusOK)
 	w.Write(res.Payload) //nolint:errcheck // the status is sent; the caller may have left
+}
+
+// invokeAsync stores the invocation as an event and answers 202 once it
+// is stored: it runs later, with the function's retries and destinations.
+func (g *gateway) invokeAsync(w http.ResponseWriter, r *http.Request, req invoke.Request) {
+	if g.cfg.Queue == nil {
+		writeLambdaError(w, lerr(http.StatusBadRequest, "InvalidParameterValueException", "this node does not take events"))
+		return
+	}
+	if req.Tail {
+		writeLambdaError(w, lerr(http.StatusBadRequest, "InvalidParameterValueException", "X-Amz-Log-Type Tail is for RequestResponse invocations"))
+		return
+	}
+	id, err := g.cfg.Queue.Enqueue(r.Context(), events.Async{Function: req.Function, Qualifier: req.Qualifier, Payload: req.Payload})
+	if err != nil {
+		writeLambdaError(w, lambdaErrorFor(err))
+		return
+	}
+	w.Header().Set("X-Amzn-RequestId", id)
+	w.WriteHeader(http.StatusAccepted)
 }
 
 // urlError answers a function URL request as Lambda's URLs do: a status and

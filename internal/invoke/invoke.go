@@ -437,12 +437,13 @@ func (iv *Invoker) poolFor(t registry.Target) (*pool.Pool, error) {
 	iv.mu.Lock()
 	defer iv.mu.Unlock()
 	if iv.closed {
-		return nil, errClosed
+		return nil, ErrClosed
 	}
 	return iv.poolForLocked(t), nil
 }
 
-var errClosed = errors.New("invoke: the node is shutting down")
+// ErrClosed is an invocation refused because the node is shutting down.
+var ErrClosed = errors.New("invoke: the node is shutting down")
 
 func (iv *Invoker) poolForLocked(t registry.Target) *pool.Pool {
 	slot := t.Name + "@" + t.Version

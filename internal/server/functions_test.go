@@ -121,6 +121,10 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == sandbox.InitArg {
 		os.Exit(sandbox.RunInit())
 	}
+	// TestAsyncDurability runs nodes in processes of their own, to kill.
+	if dir := os.Getenv(testNodeEnv); dir != "" {
+		os.Exit(runTestNode(dir))
+	}
 	code := m.Run()
 	if goBinDir != "" {
 		os.RemoveAll(goBinDir)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/wisp-dev/wisp/internal/api"
 	"github.com/wisp-dev/wisp/internal/auth"
+	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/gateway"
 	"github.com/wisp-dev/wisp/internal/invoke"
 	"github.com/wisp-dev/wisp/internal/pool"
@@ -65,7 +66,13 @@ type Config struct {
 	// InsecureNoSandbox runs process instances without a sandbox, as the
 	// node's user. Without it, a node that cannot sandbox refuses them.
 	InsecureNoSandbox bool
-	Logger            *slog.Logger
+	// RetryBase is the wait before a failed event's first retry, doubled
+	// for each next one up to 5 minutes; default 1 minute, as Lambda.
+	RetryBase time.Duration
+	// EventAckWait is how long a node may go silent on an event before
+	// another node (or this one, restarted) runs it; default 30s.
+	EventAckWait time.Duration
+	Logger       *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -82,6 +89,7 @@ type Node struct {
 	logs  *telemetry.Logs
 	keys  *auth.Keys
 	inv   *invoke.Invoker
+	ev    *events.Events
 	wasm  *wasm.Driver
 	// fnTokens are the function instances' own API tokens.
 	fnTokens *auth.FunctionTokens
@@ -150,8 +158,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 	mux.Handle("/v1/", api.New(api.Config{Registry: n.reg, Logs: n.logs, Keys: n.keys, FunctionTokens: n.fnTokens,
 		AdminToken: n.token, StageDir: stageDir, Logger: n.log, InsecureNoSandbox: cfg.InsecureNoSandbox,
-		CheckCode: checkCode}))
-	gw := gateway.New(gateway.Config{Invoker: n.inv, AdminToken: n.token, Keys: n.keys, Logger: n.log, Now: cfg.Now})
+		CheckCode: checkCode, Events: n.ev, Now: cfg.Now}))
+	gw := gateway.New(gateway.Config{Invoker: n.inv, Queue: n.ev, AdminToken: n.token, Keys: n.keys, Logger: n.log, Now: cfg.Now})
 	mux.Handle("/2015-03-31/", gw)
 	mux.Handle("/fn/", gw)
 	mux.Handle("GET /metrics", api.AdminOnly(n.token, n.fnTokens, n.log, n.metrics.Handler()))
@@ -211,11 +219,24 @@ func (n *Node) openParts(ctx context.Context, handler http.Handler) error {
 	n.inv, err = invoke.New(invoke.Config{Registry: n.reg, Driver: driver, Code: code, Logs: n.logs,
 		Logger: n.log, Region: cfg.Region, Now: cfg.Now, Budget: pool.NewBudget(memMB),
 		KeepWarm: cfg.KeepWarm, MaxLifetime: cfg.MaxLifetime, Metrics: n.metrics})
-	return err
+	if err != nil {
+		return err
+	}
+	n.ev, err = events.Open(ctx, events.Config{JS: n.store.JS, Invoker: n.inv, Registry: n.reg, Logs: n.logs,
+		Metrics: n.metrics, Logger: n.log, Now: cfg.Now, Region: cfg.Region,
+		RetryBase: cfg.RetryBase, ThrottleBase: min(cfg.RetryBase, time.Second), AckWait: cfg.EventAckWait})
+	if err != nil {
+		return err
+	}
+	n.metrics.CollectQueued(n.ev.Queued)
+	return nil
 }
 
 func (n *Node) closeParts(ctx context.Context) error {
 	var errs []error
+	if n.ev != nil {
+		errs = append(errs, n.ev.Close(ctx))
+	}
 	if n.inv != nil {
 		errs = append(errs, n.inv.Close(ctx))
 	}
@@ -351,6 +372,10 @@ func (n *Node) AdminToken() string { return n.token }
 
 // Instances returns the instances this node runs, by function version.
 func (n *Node) Instances() []invoke.PoolStat { return n.inv.PoolStats() }
+
+// Events is the node's part of the async queue, the bus and the
+// scheduler.
+func (n *Node) Events() *events.Events { return n.ev }
 
 // Registry is the node's view of the function registry.
 func (n *Node) Registry() *registry.Registry { return n.reg }

@@ -32,6 +32,18 @@ const (
 	// MetricQueueDepth is the callers waiting for an instance of each
 	// version.
 	MetricQueueDepth = "wisp_queue_depth"
+	// MetricAsyncEvents counts event attempts by function and outcome:
+	// success, retry, failure (sent to the failure destination or dead
+	// letter), expired (too old), throttled (waits for room).
+	MetricAsyncEvents = "wisp_async_events_total"
+	// MetricAsyncAge is a histogram of how long events waited in the
+	// queue before an attempt, by function.
+	MetricAsyncAge = "wisp_async_event_age_seconds"
+	// MetricAsyncQueued is the events stored for each function, waiting
+	// or running, over every node.
+	MetricAsyncQueued = "wisp_async_queued_events"
+	// MetricPublished counts events accepted on each topic by this node.
+	MetricPublished = "wisp_events_published_total"
 )
 
 // The label names of the metrics, and the outcome of an invocation that
@@ -42,6 +54,7 @@ const (
 	LabelOutcome   = "outcome"
 	LabelReason    = "reason"
 	LabelState     = "state"
+	LabelTopic     = "topic"
 	OutcomeSuccess = "success"
 )
 
@@ -56,6 +69,10 @@ var (
 	initBuckets = []float64{
 		0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
 		0.25, 0.5, 1, 2.5, 5, 10, 30,
+	}
+	// Events wait from milliseconds to the 6 hour maximum age.
+	ageBuckets = []float64{
+		0.001, 0.01, 0.1, 0.5, 1, 5, 30, 60, 300, 900, 3600, 21600,
 	}
 )
 
@@ -73,18 +90,23 @@ type PoolStat struct {
 // nothing on a nil *Metrics.
 type Metrics struct {
 	handler http.Handler
+	reg     *prometheus.Registry
 
 	invocations children[invocationKey, prometheus.Counter]
 	durations   children[string, prometheus.Observer] // by function
 	inits       children[string, prometheus.Observer] // by function
 	coldStarts  children[versionKey, prometheus.Counter]
 	throttles   children[throttleKey, prometheus.Counter]
+	asyncEvents children[outcomeKey, prometheus.Counter]
+	asyncAge    children[string, prometheus.Observer] // by function
+	published   children[string, prometheus.Counter]  // by topic
 }
 
 type (
 	invocationKey struct{ function, version, outcome string }
 	versionKey    struct{ function, version string }
 	throttleKey   struct{ function, reason string }
+	outcomeKey    struct{ function, outcome string }
 )
 
 // NewMetrics returns a node's metrics. stats, if not nil, is called at each
@@ -115,12 +137,27 @@ func NewMetrics(stats func() []PoolStat) *Metrics {
 		Help: "Invocations refused for want of capacity, by reason.",
 	}, []string{LabelFunction, LabelReason})
 
+	asyncEvents := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: MetricAsyncEvents,
+		Help: "Event attempts by outcome: success, retry, failure, expired, throttled.",
+	}, []string{LabelFunction, LabelOutcome})
+	asyncAge := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    MetricAsyncAge,
+		Help:    "How long events waited in the queue before an attempt, in seconds.",
+		Buckets: ageBuckets,
+	}, []string{LabelFunction})
+	published := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: MetricPublished,
+		Help: "Events accepted on each topic by this node.",
+	}, []string{LabelTopic})
+
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(invocations, durations, inits, coldStarts, throttles)
+	reg.MustRegister(invocations, durations, inits, coldStarts, throttles, asyncEvents, asyncAge, published)
 	if stats != nil {
 		reg.MustRegister(newPoolCollector(stats))
 	}
 	m := &Metrics{
+		reg: reg,
 		// A scrape gets what could be gathered; what could not is counted
 		// in promhttp_metric_handler_errors_total.
 		handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
@@ -143,7 +180,70 @@ func NewMetrics(stats func() []PoolStat) *Metrics {
 	m.throttles.init(func(k throttleKey) (prometheus.Counter, error) {
 		return throttles.GetMetricWithLabelValues(k.function, k.reason)
 	})
+	m.asyncEvents.init(func(k outcomeKey) (prometheus.Counter, error) {
+		return asyncEvents.GetMetricWithLabelValues(k.function, k.outcome)
+	})
+	m.asyncAge.init(func(fn string) (prometheus.Observer, error) {
+		return asyncAge.GetMetricWithLabelValues(fn)
+	})
+	m.published.init(func(topic string) (prometheus.Counter, error) {
+		return published.GetMetricWithLabelValues(topic)
+	})
 	return m
+}
+
+// AsyncOutcome records an event attempt's outcome.
+func (m *Metrics) AsyncOutcome(function, outcome string) {
+	if m == nil {
+		return
+	}
+	if c, ok := m.asyncEvents.get(outcomeKey{function, outcome}); ok {
+		c.Inc()
+	}
+}
+
+// AsyncAge records how long an event waited before an attempt.
+func (m *Metrics) AsyncAge(function string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	if o, ok := m.asyncAge.get(function); ok {
+		o.Observe(d.Seconds())
+	}
+}
+
+// Published records an event accepted on a topic.
+func (m *Metrics) Published(topic string) {
+	if m == nil {
+		return
+	}
+	if c, ok := m.published.get(topic); ok {
+		c.Inc()
+	}
+}
+
+// CollectQueued reports, at each scrape, the events stored for each
+// function as queued calls.
+func (m *Metrics) CollectQueued(queued func() map[string]uint64) {
+	m.reg.MustRegister(&queuedCollector{queued: queued, desc: prometheus.NewDesc(MetricAsyncQueued,
+		"Events stored for each function, waiting or running, over every node.", []string{LabelFunction}, nil)})
+}
+
+type queuedCollector struct {
+	queued func() map[string]uint64
+	desc   *prometheus.Desc
+}
+
+func (c *queuedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *queuedCollector) Collect(ch chan<- prometheus.Metric) {
+	for fn, n := range c.queued() {
+		m, err := prometheus.NewConstMetric(c.desc, prometheus.GaugeValue, float64(n), fn)
+		if err != nil {
+			m = prometheus.NewInvalidMetric(c.desc, err)
+		}
+		ch <- m
+	}
 }
 
 // Handler serves the metrics in Prometheus' exposition formats (text

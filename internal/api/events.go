@@ -1,0 +1,181 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/wisp-dev/wisp/internal/events"
+	"github.com/wisp-dev/wisp/internal/events/cloudevent"
+)
+
+// Events serves /v1/events, /v1/subscriptions and /v1/schedules.
+type Events interface {
+	Publish(ctx context.Context, topic string, ev cloudevent.Event, principal string) error
+	Read(ctx context.Context, topic string, after uint64, limit int) ([]events.TopicEvent, error)
+	Catalog(ctx context.Context) ([]events.Topic, error)
+	Subscribe(ctx context.Context, s events.Subscription) (events.Subscription, error)
+	Unsubscribe(ctx context.Context, id string) error
+	Subscriptions(topic, function string) []events.Subscription
+	Schedules(ctx context.Context, function string) ([]events.ScheduleInfo, error)
+}
+
+func (a *api) eventsOn() (Events, error) {
+	if a.events == nil {
+		return nil, &Error{http.StatusNotImplemented, "ServiceException", "events are not enabled on this node"}
+	}
+	return a.events, nil
+}
+
+// publisher authorizes a publish: the admin token, or a function's own
+// token (functions publish through WISP_API_URL). It returns who it is.
+func (a *api) publisher(r *http.Request) (string, error) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if a.fnTokens != nil {
+		if fn, isFn := a.fnTokens.Function(tok); ok && isFn {
+			return "function:" + fn, nil
+		}
+	}
+	if ok && a.token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(a.token)) == 1 {
+		return "admin", nil
+	}
+	return "", &Error{http.StatusUnauthorized, "UnauthorizedException", "missing or wrong bearer token"}
+}
+
+// publishEvent accepts a CloudEvent in structured or binary mode, or any
+// JSON, which it wraps into one; 202 once it is stored.
+func (a *api) publishEvent(w http.ResponseWriter, r *http.Request) error {
+	principal, err := a.publisher(r)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="wisp"`)
+		return err
+	}
+	ev, err := a.eventsOn()
+	if err != nil {
+		return err
+	}
+	topic := r.PathValue("topic")
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, events.MaxPayload))
+	if err != nil {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			return &Error{http.StatusRequestEntityTooLarge, "RequestTooLargeException",
+				fmt.Sprintf("an event must be at most %d bytes", events.MaxPayload)}
+		}
+		return badRequest("reading the body: " + err.Error())
+	}
+	source := "wisp://api"
+	if fn, ok := strings.CutPrefix(principal, "function:"); ok {
+		source = "wisp://functions/" + fn
+	}
+	e, err := cloudevent.FromHTTP(r.Header, body, cloudevent.Wrap{Source: source, Type: "wisp.event", Now: a.now().UTC()})
+	switch {
+	case errors.Is(err, cloudevent.ErrUnsupported):
+		return &Error{http.StatusUnsupportedMediaType, "UnsupportedMediaTypeException", err.Error()}
+	case err != nil:
+		return &Error{http.StatusBadRequest, "InvalidRequestContentException", err.Error()}
+	}
+	if err := ev.Publish(r.Context(), topic, e, principal); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"id": e.ID, "source": e.Source, "topic": topic})
+	return nil
+}
+
+func (a *api) readEvents(w http.ResponseWriter, r *http.Request) error {
+	ev, err := a.eventsOn()
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	limit := defaultPage
+	if s := q.Get("limit"); s != "" {
+		if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > maxPage {
+			return badRequest(fmt.Sprintf("limit %q must be 1 to %d", s, maxPage))
+		}
+	}
+	var after uint64
+	if s := q.Get("after"); s != "" {
+		if after, err = strconv.ParseUint(s, 10, 64); err != nil {
+			return badRequest(fmt.Sprintf("after %q must be a sequence number", s))
+		}
+	}
+	list, err := ev.Read(r.Context(), r.PathValue("topic"), after, limit)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": list})
+	return nil
+}
+
+func (a *api) eventCatalog(w http.ResponseWriter, r *http.Request) error {
+	ev, err := a.eventsOn()
+	if err != nil {
+		return err
+	}
+	topics, err := ev.Catalog(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"topics": topics})
+	return nil
+}
+
+func (a *api) subscribe(w http.ResponseWriter, r *http.Request) error {
+	ev, err := a.eventsOn()
+	if err != nil {
+		return err
+	}
+	var s events.Subscription
+	if err := decodeJSON(r.Body, &s, false); err != nil {
+		return err
+	}
+	if s.ID != "" || !s.CreatedAt.IsZero() {
+		return badRequest("id and created_at are set by the node")
+	}
+	if s, err = ev.Subscribe(r.Context(), s); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, s)
+	return nil
+}
+
+func (a *api) listSubscriptions(w http.ResponseWriter, r *http.Request) error {
+	ev, err := a.eventsOn()
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	writeJSON(w, http.StatusOK, map[string]any{"subscriptions": ev.Subscriptions(q.Get("topic"), q.Get("function"))})
+	return nil
+}
+
+func (a *api) unsubscribe(w http.ResponseWriter, r *http.Request) error {
+	ev, err := a.eventsOn()
+	if err != nil {
+		return err
+	}
+	if err := ev.Unsubscribe(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *api) listSchedules(w http.ResponseWriter, r *http.Request) error {
+	ev, err := a.eventsOn()
+	if err != nil {
+		return err
+	}
+	list, err := ev.Schedules(r.Context(), r.URL.Query().Get("function"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"schedules": list})
+	return nil
+}

@@ -1,0 +1,215 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const (
+	catalogBucket = "wisp_catalog"
+	// maxPublishers bounds the publishers a topic remembers: the most
+	// recently seen stay.
+	maxPublishers = 50
+)
+
+// Topic is what the catalog knows of a topic: who publishes on it and who
+// listens.
+type Topic struct {
+	Topic         string       `json:"topic"`
+	Events        uint64       `json:"events"` // accepted since the topic was first seen
+	LastPublished time.Time    `json:"last_published,omitzero"`
+	Publishers    []Publisher  `json:"publishers"`
+	Subscribers   []Subscriber `json:"subscribers"`
+}
+
+// Publisher is one source seen publishing on a topic, and as whom.
+type Publisher struct {
+	Source    string    `json:"source"`
+	Principal string    `json:"principal"`
+	Events    uint64    `json:"events"`
+	LastSeen  time.Time `json:"last_seen"`
+}
+
+// Subscriber is a subscription, as the catalog lists it.
+type Subscriber struct {
+	ID        string `json:"id"`
+	Function  string `json:"function"`
+	Qualifier string `json:"qualifier,omitempty"`
+}
+
+// catalog counts publishes in memory and merges them into the bucket
+// every second, so a publish costs no extra write.
+type catalog struct {
+	kv      jetstream.KeyValue
+	now     func() time.Time
+	log     *slog.Logger
+	mu      sync.Mutex
+	pending map[string]map[[2]string]*Publisher // guarded by mu; topic → (source, principal)
+}
+
+func openCatalog(ctx context.Context, js jetstream.JetStream, now func() time.Time, log *slog.Logger) (*catalog, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: catalogBucket,
+		Description: "wisp: topics and their publishers", History: 1, Storage: jetstream.FileStorage})
+	if err != nil {
+		return nil, fmt.Errorf("events: catalog bucket: %w", err)
+	}
+	return &catalog{kv: kv, now: now, log: log, pending: map[string]map[[2]string]*Publisher{}}, nil
+}
+
+func (c *catalog) saw(topic, source, principal string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sawLocked(topic, Publisher{Source: source, Principal: principal, Events: 1, LastSeen: c.now().UTC()})
+}
+
+func (c *catalog) flushEvery(ctx context.Context, d time.Duration) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := c.flush(ctx); err != nil && ctx.Err() == nil {
+				c.log.Warn("events: updating the catalog", "err", err)
+			}
+		}
+	}
+}
+
+// flush merges what was counted into the bucket, under optimistic
+// concurrency with the other nodes; what fails stays to be merged later.
+func (c *catalog) flush(ctx context.Context) error {
+	c.mu.Lock()
+	pending := c.pending
+	c.pending = map[string]map[[2]string]*Publisher{}
+	c.mu.Unlock()
+	var errs []error
+	for topic, ps := range pending {
+		if err := c.merge(ctx, topic, ps); err != nil {
+			errs = append(errs, err)
+			c.mu.Lock()
+			for _, p := range ps {
+				c.sawLocked(topic, *p)
+			}
+			c.mu.Unlock()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *catalog) sawLocked(topic string, p Publisher) {
+	ps := c.pending[topic]
+	if ps == nil {
+		ps = map[[2]string]*Publisher{}
+		c.pending[topic] = ps
+	}
+	k := [2]string{p.Source, p.Principal}
+	if q := ps[k]; q != nil {
+		q.Events += p.Events
+		q.LastSeen = later(q.LastSeen, p.LastSeen)
+		return
+	}
+	ps[k] = &p
+}
+
+func (c *catalog) merge(ctx context.Context, topic string, ps map[[2]string]*Publisher) error {
+	for range 10 {
+		var t Topic
+		var rev uint64
+		entry, err := c.kv.Get(ctx, topic)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			t.Topic = topic
+		case err != nil:
+			return err
+		default:
+			rev = entry.Revision()
+			if err := json.Unmarshal(entry.Value(), &t); err != nil {
+				t = Topic{Topic: topic}
+			}
+		}
+		for _, p := range ps {
+			t.Events += p.Events
+			t.LastPublished = later(t.LastPublished, p.LastSeen)
+			i := slices.IndexFunc(t.Publishers, func(x Publisher) bool { return x.Source == p.Source && x.Principal == p.Principal })
+			if i < 0 {
+				t.Publishers = append(t.Publishers, Publisher{Source: p.Source, Principal: p.Principal})
+				i = len(t.Publishers) - 1
+			}
+			t.Publishers[i].Events += p.Events
+			t.Publishers[i].LastSeen = later(t.Publishers[i].LastSeen, p.LastSeen)
+		}
+		slices.SortFunc(t.Publishers, func(a, b Publisher) int { return b.LastSeen.Compare(a.LastSeen) })
+		if len(t.Publishers) > maxPublishers {
+			t.Publishers = t.Publishers[:maxPublishers]
+		}
+		data, err := json.Marshal(t)
+		if err != nil {
+			return err
+		}
+		if rev == 0 {
+			_, err = c.kv.Create(ctx, topic, data)
+		} else {
+			_, err = c.kv.Update(ctx, topic, data, rev)
+		}
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !strings.Contains(err.Error(), "wrong last sequence") {
+			return err
+		}
+	}
+	return fmt.Errorf("events: the catalog entry of %s kept changing", topic)
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// Catalog lists every topic seen published on or subscribed to, by name.
+func (e *Events) Catalog(ctx context.Context) ([]Topic, error) {
+	byName := map[string]*Topic{}
+	lister, err := e.cat.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for k := range lister.Keys() {
+		entry, err := e.cat.kv.Get(ctx, k)
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		var t Topic
+		if err := json.Unmarshal(entry.Value(), &t); err != nil {
+			continue
+		}
+		t.Subscribers = []Subscriber{}
+		byName[k] = &t
+	}
+	for _, s := range e.Subscriptions("", "") {
+		t := byName[s.Topic]
+		if t == nil {
+			t = &Topic{Topic: s.Topic, Publishers: []Publisher{}, Subscribers: []Subscriber{}}
+			byName[s.Topic] = t
+		}
+		t.Subscribers = append(t.Subscribers, Subscriber{ID: s.ID, Function: s.Function, Qualifier: s.Qualifier})
+	}
+	out := make([]Topic, 0, len(byName))
+	for _, t := range byName {
+		out = append(out, *t)
+	}
+	slices.SortFunc(out, func(a, b Topic) int { return strings.Compare(a.Topic, b.Topic) })
+	return out, nil
+}

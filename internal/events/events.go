@@ -1,0 +1,218 @@
+// Package events owns what invokes functions besides a caller waiting for
+// the answer: the async queue (events with retries, destinations and dead
+// letters), the event bus (topics of CloudEvents and the subscriptions that
+// bind them to functions) and schedules.
+//
+// All of it lives in JetStream, so every node sharing the NATS shares the
+// work: an accepted event is stored before it is acknowledged, consumed by
+// whichever node pulls it first, and acknowledged only once its outcome is
+// stored in turn. Delivery is at least once; a function that must not run
+// twice for one event keeps the request id, which stays the same across
+// retries.
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wisp-dev/wisp/internal/invoke"
+	"github.com/wisp-dev/wisp/internal/registry"
+	"github.com/wisp-dev/wisp/internal/telemetry"
+)
+
+// Invoker runs invocations through the node's pools and limits.
+type Invoker interface {
+	Invoke(ctx context.Context, req invoke.Request) (*invoke.Response, error)
+	Resolve(name, qualifier string) (registry.Target, error)
+}
+
+// Registry lists the functions and says when they change.
+type Registry interface {
+	Functions() []registry.Function
+	Watch(ctx context.Context) (<-chan registry.Change, error)
+}
+
+// LogSink stores log records.
+type LogSink interface {
+	Append(telemetry.Record)
+}
+
+// Metrics hears of events.
+type Metrics interface {
+	// AsyncOutcome counts an attempt's outcome: success, retry,
+	// failure (dead-lettered or sent to the failure destination),
+	// expired, throttled.
+	AsyncOutcome(function, outcome string)
+	// AsyncAge observes how long an event waited before an attempt.
+	AsyncAge(function string, d time.Duration)
+	// Published counts an event accepted on a topic.
+	Published(topic string)
+}
+
+// Config is what Events needs. JS, Invoker and Registry are required.
+type Config struct {
+	JS       jetstream.JetStream
+	Invoker  Invoker
+	Registry Registry
+	Logs     LogSink // nil: none
+	Metrics  Metrics // nil: none
+	Logger   *slog.Logger
+	// Now is the clock of event ages and schedules; default time.Now.
+	Now func() time.Time
+	// Region and Account go into scheduled events and ARNs.
+	Region, Account string
+	// RetryBase is the wait before a failed event's first retry; each
+	// retry waits twice the one before, up to RetryMax, with jitter.
+	// Defaults 1 minute and 5 minutes, as Lambda.
+	RetryBase, RetryMax time.Duration
+	// ThrottleBase is the first wait of an event its function had no
+	// room for; it grows as RetryBase does. Default 1s.
+	ThrottleBase time.Duration
+	// AckWait is how long a node may go silent on an event before
+	// another takes it over; default 30s. Busy events are kept alive.
+	AckWait time.Duration
+	// Workers bounds the events of one function a node runs at once;
+	// default 32, and never more than the function's reserved concurrency.
+	Workers int
+	// ScheduleEvery is how often schedules are checked; default 1s.
+	ScheduleEvery time.Duration
+}
+
+// Events is a node's part of the async queue, the bus and the scheduler.
+type Events struct {
+	cfg    Config
+	log    *slog.Logger
+	async  jetstream.Stream
+	bus    jetstream.Stream
+	subs   *subscriptions
+	sched  jetstream.KeyValue
+	cat    *catalog
+	stop   context.CancelFunc
+	wg     sync.WaitGroup // the loops
+	mu     sync.Mutex
+	groups map[string]*group // guarded by mu; the running worker groups, by function
+	closed bool              // guarded by mu
+}
+
+// Open creates the streams and buckets if need be and starts the node's
+// workers, the router of the bus and the scheduler; Close stops them.
+func Open(ctx context.Context, cfg Config) (*Events, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
+	}
+	if cfg.RetryBase == 0 {
+		cfg.RetryBase = time.Minute
+	}
+	if cfg.RetryMax == 0 {
+		cfg.RetryMax = 5 * time.Minute
+	}
+	if cfg.ThrottleBase == 0 {
+		cfg.ThrottleBase = time.Second
+	}
+	if cfg.AckWait == 0 {
+		cfg.AckWait = 30 * time.Second
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 32
+	}
+	if cfg.ScheduleEvery == 0 {
+		cfg.ScheduleEvery = time.Second
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	if cfg.Account == "" {
+		cfg.Account = "000000000000"
+	}
+	e := &Events{cfg: cfg, log: cfg.Logger, groups: map[string]*group{}}
+	var err error
+	if e.async, err = cfg.JS.CreateOrUpdateStream(ctx, asyncStream()); err != nil {
+		return nil, fmt.Errorf("events: async stream: %w", err)
+	}
+	if e.bus, err = cfg.JS.CreateOrUpdateStream(ctx, busStream()); err != nil {
+		return nil, fmt.Errorf("events: event stream: %w", err)
+	}
+	if e.sched, err = cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: scheduleBucket, Description: "wisp: the last tick each schedule fired", History: 1,
+		Storage: jetstream.FileStorage}); err != nil {
+		return nil, fmt.Errorf("events: schedule bucket: %w", err)
+	}
+	if e.cat, err = openCatalog(ctx, cfg.JS, cfg.Now, e.log); err != nil {
+		return nil, err
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	e.stop = cancel
+	if e.subs, err = openSubscriptions(lctx, cfg.JS, e.log); err != nil {
+		cancel()
+		return nil, err
+	}
+	changes, err := cfg.Registry.Watch(lctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	e.goLoop(func() { e.superviseWorkers(lctx, changes) })
+	e.goLoop(func() { e.route(lctx) })
+	e.goLoop(func() { e.runSchedules(lctx) })
+	e.goLoop(func() { e.cat.flushEvery(lctx, time.Second) })
+	return e, nil
+}
+
+func (e *Events) goLoop(f func()) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		f()
+	}()
+}
+
+// Close stops taking events and waits, until ctx ends, for the events
+// being run to finish; an event cut off is run again, here after a restart
+// or on another node.
+func (e *Events) Close(ctx context.Context) error {
+	e.mu.Lock()
+	e.closed = true
+	groups := e.groups
+	e.groups = map[string]*group{}
+	e.mu.Unlock()
+	e.stop()
+	for _, g := range groups {
+		g.stop()
+	}
+	done := make(chan struct{})
+	go func() {
+		for _, g := range groups {
+			g.wait()
+		}
+		e.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = errors.New("events: events still running at shutdown will run again")
+	}
+	if ferr := e.cat.flush(context.WithoutCancel(ctx)); ferr != nil {
+		err = errors.Join(err, ferr)
+	}
+	return err
+}
+
+type noMetrics struct{}
+
+func (noMetrics) AsyncOutcome(string, string)    {}
+func (noMetrics) AsyncAge(string, time.Duration) {}
+func (noMetrics) Published(string)               {}

@@ -1,0 +1,206 @@
+package events
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wisp-dev/wisp/internal/events/cloudevent"
+	"github.com/wisp-dev/wisp/internal/registry"
+)
+
+const (
+	subscriptionBucket = "wisp_subscriptions"
+	// MaxSubscriptionsPerTopic bounds one event's fan-out.
+	MaxSubscriptionsPerTopic = 100
+)
+
+// Subscription delivers a topic's events that pass its filter to a
+// function, as events with the function's retries and destinations.
+type Subscription struct {
+	ID        string `json:"id"`
+	Topic     string `json:"topic"`
+	Function  string `json:"function"`
+	Qualifier string `json:"qualifier,omitempty"`
+	cloudevent.Filter
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// ErrNotFound is a subscription that does not exist.
+var ErrNotFound = errors.New("events: not found")
+
+// subscriptions is this node's copy of every subscription, kept current by
+// a watch on the bucket.
+type subscriptions struct {
+	kv      jetstream.KeyValue
+	mu      sync.RWMutex
+	byID    map[string]Subscription   // guarded by mu
+	byTopic map[string][]Subscription // guarded by mu
+}
+
+func openSubscriptions(ctx context.Context, js jetstream.JetStream, log *slog.Logger) (*subscriptions, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: subscriptionBucket,
+		Description: "wisp: topic subscriptions", History: 1, Storage: jetstream.FileStorage})
+	if err != nil {
+		return nil, fmt.Errorf("events: subscription bucket: %w", err)
+	}
+	s := &subscriptions{kv: kv, byID: map[string]Subscription{}, byTopic: map[string][]Subscription{}}
+	ready := make(chan struct{})
+	go s.watch(ctx, ready, log)
+	select {
+	case <-ready:
+		return s, nil
+	case <-time.After(30 * time.Second):
+		return nil, errors.New("events: subscriptions did not load within 30s")
+	}
+}
+
+// watch applies the bucket's entries until ctx ends, starting the watch
+// again if NATS ends it; ready closes once what the bucket held is loaded.
+func (s *subscriptions) watch(ctx context.Context, ready chan struct{}, log *slog.Logger) {
+	var once sync.Once
+	defer once.Do(func() { close(ready) })
+	for ctx.Err() == nil {
+		w, err := s.kv.WatchAll(ctx)
+		if err != nil {
+			log.Warn("events: watching subscriptions", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for entry := range w.Updates() {
+			if entry == nil {
+				once.Do(func() { close(ready) })
+				continue
+			}
+			s.apply(entry, log)
+		}
+		w.Stop() //nolint:errcheck // it ended
+	}
+}
+
+func (s *subscriptions) apply(entry jetstream.KeyValueEntry, log *slog.Logger) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := entry.Key()
+	if old, ok := s.byID[id]; ok {
+		delete(s.byID, id)
+		s.byTopic[old.Topic] = slices.DeleteFunc(s.byTopic[old.Topic], func(x Subscription) bool { return x.ID == id })
+	}
+	if entry.Operation() != jetstream.KeyValuePut {
+		return
+	}
+	var sub Subscription
+	if err := json.Unmarshal(entry.Value(), &sub); err != nil {
+		log.Error("events: an unreadable subscription is ignored", "id", id, "err", err)
+		return
+	}
+	s.byID[id] = sub
+	s.byTopic[sub.Topic] = append(s.byTopic[sub.Topic], sub)
+}
+
+func (s *subscriptions) forTopic(topic string) []Subscription {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.byTopic[topic]
+}
+
+// Subscribe binds a topic to a function (which must exist) through a
+// filter.
+func (e *Events) Subscribe(ctx context.Context, sub Subscription) (Subscription, error) {
+	if err := registry.CheckTopic(sub.Topic); err != nil {
+		return Subscription{}, err
+	}
+	if err := registry.ValidName("function", sub.Function); err != nil {
+		return Subscription{}, err
+	}
+	if err := registry.CheckQualifier(sub.Qualifier); err != nil {
+		return Subscription{}, err
+	}
+	if err := sub.Filter.Validate(); err != nil {
+		return Subscription{}, &registry.ValidationError{Msg: err.Error()}
+	}
+	if _, err := e.cfg.Invoker.Resolve(sub.Function, sub.Qualifier); err != nil {
+		return Subscription{}, err
+	}
+	if n := len(e.subs.forTopic(sub.Topic)); n >= MaxSubscriptionsPerTopic {
+		return Subscription{}, &registry.ValidationError{Msg: fmt.Sprintf("topic %q has %d subscriptions; at most %d", sub.Topic, n, MaxSubscriptionsPerTopic)}
+	}
+	var b [8]byte
+	rand.Read(b[:]) //nolint:errcheck // crypto/rand.Read never fails (Go 1.24+)
+	sub.ID = "sub-" + hex.EncodeToString(b[:])
+	sub.CreatedAt = e.cfg.Now().UTC()
+	data, err := json.Marshal(sub)
+	if err != nil {
+		return Subscription{}, err
+	}
+	if _, err := e.subs.kv.Create(ctx, sub.ID, data); err != nil {
+		return Subscription{}, fmt.Errorf("events: storing a subscription: %w", err)
+	}
+	e.subs.waitFor(sub.ID, true)
+	return sub, nil
+}
+
+// Unsubscribe deletes a subscription.
+func (e *Events) Unsubscribe(ctx context.Context, id string) error {
+	if _, ok := e.subscription(id); !ok {
+		return fmt.Errorf("subscription %q: %w", id, ErrNotFound)
+	}
+	if err := e.subs.kv.Delete(ctx, id); err != nil {
+		return fmt.Errorf("events: deleting a subscription: %w", err)
+	}
+	e.subs.waitFor(id, false)
+	return nil
+}
+
+// waitFor waits briefly for this node's copy to show a write it made, so
+// the caller reads its own write.
+func (s *subscriptions) waitFor(id string, present bool) {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		s.mu.RLock()
+		_, ok := s.byID[id]
+		s.mu.RUnlock()
+		if ok == present {
+			return
+		}
+	}
+}
+
+func (e *Events) subscription(id string) (Subscription, bool) {
+	e.subs.mu.RLock()
+	defer e.subs.mu.RUnlock()
+	s, ok := e.subs.byID[id]
+	return s, ok
+}
+
+// Subscriptions lists the subscriptions of a topic and of a function (an
+// empty one means any), by topic, then id.
+func (e *Events) Subscriptions(topic, function string) []Subscription {
+	e.subs.mu.RLock()
+	out := []Subscription{}
+	for _, s := range e.subs.byID {
+		if (topic == "" || s.Topic == topic) && (function == "" || s.Function == function) {
+			out = append(out, s)
+		}
+	}
+	e.subs.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Subscription) int {
+		if c := strings.Compare(a.Topic, b.Topic); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}

@@ -55,6 +55,8 @@ type Config struct {
 	// Events serves topics, subscriptions and schedules; nil answers
 	// those calls 501.
 	Events Events
+	// Usage serves /v1/usage; nil answers it 501.
+	Usage  Usage
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -67,6 +69,7 @@ type api struct {
 	keys   *auth.Keys
 	logs   *telemetry.Logs
 	events Events
+	usage  Usage
 	log    *slog.Logger
 	now    func() time.Time
 	// token and fnTokens authorize the calls functions may make too.
@@ -92,7 +95,7 @@ func (a *api) checkCode(ctx context.Context, runtime, handler string, code *regi
 func New(cfg Config) http.Handler {
 	a := &api{check: cfg.CheckCode, reg: cfg.Registry, stage: cfg.StageDir, insecure: cfg.InsecureNoSandbox,
 		limits: cfg.Limits.WithDefaults(), keys: cfg.Keys, logs: cfg.Logs, log: cfg.Logger,
-		events: cfg.Events, now: cfg.Now, token: cfg.AdminToken, fnTokens: cfg.FunctionTokens}
+		events: cfg.Events, usage: cfg.Usage, now: cfg.Now, token: cfg.AdminToken, fnTokens: cfg.FunctionTokens}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -125,6 +128,8 @@ func New(cfg Config) http.Handler {
 		{"GET /v1/subscriptions", a.listSubscriptions},
 		{"DELETE /v1/subscriptions/{id}", a.unsubscribe},
 		{"GET /v1/schedules", a.listSchedules},
+		{"GET /v1/usage", a.getUsage},
+		{"GET /v1/usage/records", a.usageRecords},
 	}
 	for _, rt := range routes {
 		mux.Handle(rt.pattern, a.handle(rt.h))

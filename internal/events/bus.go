@@ -26,8 +26,7 @@ const (
 	// busMaxAge is how long an event stays on its topic, to be read back
 	// (dead letters, say) after it was delivered.
 	busMaxAge = 7 * 24 * time.Hour
-	// busMaxBytes bounds the topics' storage; when it is full, new events
-	// are refused, never old ones dropped before delivery.
+	// busMaxBytes bounds the topics' storage.
 	busMaxBytes = 1 << 30
 )
 
@@ -38,20 +37,29 @@ func busStream() jetstream.StreamConfig {
 		Subjects:    []string{busPrefix + ">"},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
-		Discard:     jetstream.DiscardNew,
-		MaxAge:      busMaxAge,
-		MaxBytes:    busMaxBytes,
-		MaxMsgSize:  1 << 20,
-		Duplicates:  dedupWindow,
+		// Delivered events are history: the oldest go when it is full.
+		// Undelivered ones are kept by refusing events (ErrBusy) while
+		// the router is behind.
+		Discard:    jetstream.DiscardOld,
+		MaxAge:     busMaxAge,
+		MaxBytes:   busMaxBytes,
+		MaxMsgSize: 1 << 20,
+		Duplicates: dedupWindow,
 	}
 }
 
 // Publish stores an event on a topic, for every subscription that matches
 // it; it returns once the event cannot be lost. principal names who
 // published it (the admin, a function, the platform), for the catalog.
-// An event with the source and id of one published in the last two
-// minutes is stored once.
+// An event with the source and id of one published on the topic in the
+// last two minutes is stored once.
 func (e *Events) Publish(ctx context.Context, topic string, ev cloudevent.Event, principal string) error {
+	return e.publish(ctx, topic, ev, principal, MaxPayload)
+}
+
+// publish is Publish with a size limit: the platform's own records may be
+// larger than what callers may send.
+func (e *Events) publish(ctx context.Context, topic string, ev cloudevent.Event, principal string, limit int) error {
 	if err := registry.CheckTopic(topic); err != nil {
 		return err
 	}
@@ -62,21 +70,36 @@ func (e *Events) Publish(ctx context.Context, topic string, ev cloudevent.Event,
 	if err != nil {
 		return err
 	}
-	if len(data) > MaxPayload {
-		return fmt.Errorf("the event is %d bytes; at most %d: %w", len(data), MaxPayload, ErrTooLarge)
+	if len(data) > limit {
+		return fmt.Errorf("the event is %d bytes; at most %d: %w", len(data), limit, ErrTooLarge)
+	}
+	if n := e.routerBacklog.Load(); n > maxBacklog {
+		return fmt.Errorf("%d events wait to be routed: %w", n, ErrBusy)
 	}
 	m := nats.NewMsg(busPrefix + topic)
 	m.Data = data
 	m.Header.Set(hPrincipal, principal)
-	sum := sha256.Sum256([]byte(ev.Source + "\x00" + ev.ID))
+	sum := sha256.Sum256([]byte(topic + "\x00" + ev.Source + "\x00" + ev.ID))
 	m.Header.Set(jetstream.MsgIDHeader, hex.EncodeToString(sum[:16]))
-	if _, err := e.cfg.JS.PublishMsg(ctx, m); err != nil {
+	ack, err := e.cfg.JS.PublishMsg(ctx, m)
+	if err != nil {
 		return fmt.Errorf("events: storing an event on %s: %w", topic, err)
 	}
-	e.cat.saw(topic, ev.Source, principal)
-	e.cfg.Metrics.Published(topic)
+	if !ack.Duplicate {
+		e.cat.saw(topic, ev.Source, principal)
+		e.cfg.Metrics.Published(topic)
+	}
 	return nil
 }
+
+// ErrBusy is an event refused because the router is too far behind: the
+// topics keep a bounded history, and an event must not age out of it
+// before it is delivered.
+var ErrBusy = errors.New("events: too many events wait to be delivered; try again later")
+
+// maxBacklog is how many events may wait to be routed before new ones are
+// refused.
+const maxBacklog = 200_000
 
 // route delivers the events of every topic to the subscriptions that
 // match them, as events for their functions, until ctx ends. Every node
@@ -84,35 +107,42 @@ func (e *Events) Publish(ctx context.Context, topic string, ev cloudevent.Event,
 // its deliveries are stored, and stored again after a crash is stored once.
 func (e *Events) route(ctx context.Context) {
 	var cons jetstream.Consumer
-	for cons == nil {
-		var err error
-		cons, err = e.bus.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-			Durable: routerName, Description: "wisp: fans events out to subscriptions",
-			AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxDeliver: -1, MaxAckPending: 1000,
-		})
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			e.log.Warn("events: the router's consumer", "err", err)
-			time.Sleep(time.Second)
-		}
-	}
+	lastInfo := time.Time{}
 	for ctx.Err() == nil {
-		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		batch, err := cons.Fetch(256, jetstream.FetchContext(fctx))
-		if err != nil {
-			cancel()
-			if ctx.Err() == nil {
-				e.log.Warn("events: fetching events to route", "err", err)
-				time.Sleep(time.Second)
+		if cons == nil {
+			var err error
+			cons, err = e.bus.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+				Durable: routerName, Description: "wisp: fans events out to subscriptions",
+				AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxDeliver: -1, MaxAckPending: 1000,
+			})
+			if err != nil {
+				if ctx.Err() == nil {
+					e.log.Warn("events: the router's consumer", "err", err)
+				}
+				sleep(ctx, time.Second)
+				continue
 			}
-			continue
 		}
-		for m := range batch.Messages() {
-			e.routeOne(ctx, m)
+		if time.Since(lastInfo) > time.Second {
+			if info, err := cons.Info(ctx); err == nil {
+				e.routerBacklog.Store(int64(info.NumPending) + int64(info.NumAckPending))
+				lastInfo = time.Now()
+			}
+		}
+		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		batch, err := cons.Fetch(64, jetstream.FetchContext(fctx))
+		if err == nil {
+			for m := range batch.Messages() {
+				e.routeOne(ctx, m)
+			}
+			err = batch.Error()
 		}
 		cancel()
+		if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			e.log.Warn("events: fetching events to route", "err", err)
+			cons = nil // made again, if it was deleted
+			sleep(ctx, time.Second)
+		}
 	}
 }
 
@@ -168,7 +198,7 @@ func (e *Events) Read(ctx context.Context, topic string, after uint64, limit int
 	if err := registry.CheckTopic(topic); err != nil {
 		return nil, err
 	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{busPrefix + topic}}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{busPrefix + topic}, InactiveThreshold: 10 * time.Second}
 	if after > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
 	}
@@ -185,14 +215,13 @@ func (e *Events) Read(ctx context.Context, topic string, after uint64, limit int
 	if err != nil {
 		return nil, err
 	}
-	for len(out) < limit {
-		m, err := c.Next(jetstream.FetchMaxWait(200 * time.Millisecond))
-		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
+	// Fetch waits for a full batch; the last message says when there is
+	// no more.
+	batch, err := c.Fetch(limit, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		return nil, err
+	}
+	for m := range batch.Messages() {
 		md, err := m.Metadata()
 		if err != nil {
 			return nil, err
@@ -200,8 +229,11 @@ func (e *Events) Read(ctx context.Context, topic string, after uint64, limit int
 		out = append(out, TopicEvent{Seq: md.Sequence.Stream, Time: md.Timestamp.UTC(),
 			Principal: m.Headers().Get(hPrincipal), Event: m.Data()})
 		if md.NumPending == 0 {
-			break
+			return out, nil
 		}
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+		return nil, err
 	}
 	return out, nil
 }

@@ -17,10 +17,12 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wisp-dev/wisp/internal/events/schedule"
 	"github.com/wisp-dev/wisp/internal/invoke"
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/telemetry"
@@ -92,12 +94,18 @@ type Events struct {
 	bus    jetstream.Stream
 	subs   *subscriptions
 	sched  jetstream.KeyValue
+	scheds schedules
 	cat    *catalog
 	stop   context.CancelFunc
 	wg     sync.WaitGroup // the loops
 	mu     sync.Mutex
 	groups map[string]*group // guarded by mu; the running worker groups, by function
-	closed bool              // guarded by mu
+	// retired are groups stopped while their last events may still run;
+	// Close waits for them too. Guarded by mu.
+	retired []*group
+	closed  bool // guarded by mu
+	// routerBacklog is how many events wait to be routed, as last seen.
+	routerBacklog atomic.Int64
 }
 
 // Open creates the streams and buckets if need be and starts the node's
@@ -136,7 +144,8 @@ func Open(ctx context.Context, cfg Config) (*Events, error) {
 	if cfg.Account == "" {
 		cfg.Account = "000000000000"
 	}
-	e := &Events{cfg: cfg, log: cfg.Logger, groups: map[string]*group{}}
+	e := &Events{cfg: cfg, log: cfg.Logger, groups: map[string]*group{},
+		scheds: schedules{parsed: map[string]*schedule.Schedule{}, states: map[string]knownState{}}}
 	var err error
 	if e.async, err = cfg.JS.CreateOrUpdateStream(ctx, asyncStream()); err != nil {
 		return nil, fmt.Errorf("events: async stream: %w", err)
@@ -154,7 +163,7 @@ func Open(ctx context.Context, cfg Config) (*Events, error) {
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	e.stop = cancel
-	if e.subs, err = openSubscriptions(lctx, cfg.JS, e.log); err != nil {
+	if e.subs, err = openSubscriptions(lctx, cfg.JS, &e.wg, e.log); err != nil {
 		cancel()
 		return nil, err
 	}
@@ -183,9 +192,16 @@ func (e *Events) goLoop(f func()) {
 // or on another node.
 func (e *Events) Close(ctx context.Context) error {
 	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
 	e.closed = true
-	groups := e.groups
-	e.groups = map[string]*group{}
+	groups := e.retired
+	for _, g := range e.groups {
+		groups = append(groups, g)
+	}
+	e.groups, e.retired = map[string]*group{}, nil
 	e.mu.Unlock()
 	e.stop()
 	for _, g := range groups {

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wisp-dev/wisp/internal/invoke"
+	"github.com/wisp-dev/wisp/internal/meter"
 	"github.com/wisp-dev/wisp/internal/pool"
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/telemetry"
@@ -40,7 +41,15 @@ const (
 	hEnqueued  = "Wisp-Enqueued"   // unix nanos of the first enqueue
 	hAttempt   = "Wisp-Attempt"    // attempts made before this one
 	hNotBefore = "Wisp-Not-Before" // unix nanos; a retry waits for it
+	// An outcome whose record could not be sent at once is stored as an
+	// event of its own, which sends the record and runs nothing.
+	hRecordTo   = "Wisp-Record-To" // the destination, "" for the dead-letter topic
+	hRecordKind = "Wisp-Record-Kind"
 )
+
+// maxInternal bounds what the platform itself stores (destination records
+// hold a request and a response): under the streams' 1 MiB messages.
+const maxInternal = 1<<20 - 64<<10
 
 // Triggers: what put an event in the queue.
 const (
@@ -100,7 +109,14 @@ func (e *Events) Enqueue(ctx context.Context, a Async) (string, error) {
 
 // store writes an event to the queue and waits for JetStream to hold it.
 func (e *Events) store(ctx context.Context, a Async, enqueued time.Time, attempt int, notBefore time.Time) error {
+	return e.publishAsync(ctx, a, enqueued, attempt, notBefore, nil)
+}
+
+func (e *Events) publishAsync(ctx context.Context, a Async, enqueued time.Time, attempt int, notBefore time.Time, extra map[string]string) error {
 	m := nats.NewMsg(asyncPrefix + a.Function)
+	for k, v := range extra {
+		m.Header.Set(k, v)
+	}
 	m.Data = a.Payload
 	m.Header.Set(hRequestID, a.RequestID)
 	m.Header.Set(hFunction, a.Function)
@@ -161,8 +177,9 @@ func readQueued(m jetstream.Msg) (queued, error) {
 
 // handle runs one event and settles it: acknowledged once its outcome
 // (a retry, a destination record, a dead letter) is stored, or handed
-// back to the queue to run later.
-func (e *Events) handle(ctx context.Context, m jetstream.Msg) {
+// back to the queue to run later. Once the function has run, the event is
+// never handed back: its outcome is stored whatever happens.
+func (e *Events) handle(ctx context.Context, m jetstream.Msg, keepAlivePeriod time.Duration) {
 	q, err := readQueued(m)
 	if err != nil {
 		// Only a foreign writer makes one; it can never run.
@@ -179,43 +196,77 @@ func (e *Events) handle(ctx context.Context, m jetstream.Msg) {
 		m.Nak() //nolint:errcheck // as above
 		return
 	}
+	stop := keepAlive(m, keepAlivePeriod)
+	defer stop()
+	// Settling stores things: it must not be cut off by a stopping node.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if kind := m.Headers().Get(hRecordKind); kind != "" {
+		e.resend(sctx, m, q, kind)
+		return
+	}
 	t, err := e.cfg.Invoker.Resolve(q.Function, q.Qualifier)
 	if err != nil {
-		e.settle(ctx, m, q, t.Function, outcome{condition: conditionNotFound, err: err})
+		if now.Sub(q.enqueued) < notFoundGrace {
+			// A function or version just made may not have reached this
+			// node yet.
+			m.NakWithDelay(e.cfg.ThrottleBase) //nolint:errcheck // as above
+			return
+		}
+		e.settle(sctx, m, q, t.Function, outcome{condition: conditionNotFound, err: err, attempts: q.attempt})
 		return
 	}
 	f := t.Function
 	age := now.Sub(q.enqueued)
 	if age > time.Duration(f.Async.MaxEventAge)*time.Second {
-		e.settle(ctx, m, q, f, outcome{condition: conditionAgeExceeded})
+		e.settle(sctx, m, q, f, outcome{condition: conditionAgeExceeded, attempts: q.attempt})
 		return
 	}
-	e.cfg.Metrics.AsyncAge(q.Function, age)
-	stop := keepAlive(m, e.cfg.AckWait/3)
 	res, err := e.cfg.Invoker.Invoke(ctx, invoke.Request{Function: q.Function, Qualifier: q.Qualifier,
-		Payload: q.Payload, RequestID: q.RequestID})
-	stop()
-	var te *pool.ThrottleError
+		Payload: q.Payload, RequestID: q.RequestID, Trigger: q.Trigger})
+	var (
+		te *pool.ThrottleError
+		ce *meter.CapError
+	)
 	switch {
+	case errors.As(err, &ce) && f.Quota != nil && f.Quota.Async == registry.QuotaFail:
+		e.settle(sctx, m, q, f, outcome{condition: meter.ReasonSpendCap, err: err, attempts: q.attempt})
+	case errors.As(err, &ce):
+		// Used up: the event waits for the next period.
+		e.cfg.Metrics.AsyncOutcome(q.Function, "capped")
+		e.wait(m, min(e.cfg.RetryMax, max(ce.Until.Sub(e.cfg.Now()), e.cfg.ThrottleBase)))
 	case errors.As(err, &te):
 		// No room now: the event waits, without using up a retry.
 		e.cfg.Metrics.AsyncOutcome(q.Function, "throttled")
-		n := 1
-		if md, err := m.Metadata(); err == nil {
-			n = int(md.NumDelivered)
-		}
-		m.NakWithDelay(backoff(e.cfg.ThrottleBase, e.cfg.RetryMax, n)) //nolint:errcheck // as above
-	case errors.Is(err, invoke.ErrClosed) || ctx.Err() != nil:
-		m.Nak() //nolint:errcheck // as above
+		e.wait(m, e.cfg.RetryMax)
+	case errors.Is(err, invoke.ErrClosed) || errors.Is(err, context.Canceled):
+		m.Nak() //nolint:errcheck // it did not run; as above
 	case errors.Is(err, registry.ErrNotFound):
-		e.settle(ctx, m, q, f, outcome{condition: conditionNotFound, err: err})
+		e.settle(sctx, m, q, f, outcome{condition: conditionNotFound, err: err, attempts: q.attempt})
 	case err != nil:
-		e.failed(ctx, m, q, f, outcome{err: err, attempts: q.attempt + 1})
+		e.cfg.Metrics.AsyncAge(q.Function, age)
+		e.failed(sctx, m, q, f, outcome{err: err, attempts: q.attempt + 1})
 	case res.FunctionError != "":
-		e.failed(ctx, m, q, f, outcome{res: res, attempts: q.attempt + 1})
+		e.cfg.Metrics.AsyncAge(q.Function, age)
+		e.failed(sctx, m, q, f, outcome{res: res, attempts: q.attempt + 1})
 	default:
-		e.settle(ctx, m, q, f, outcome{condition: conditionSuccess, res: res, attempts: q.attempt + 1})
+		e.cfg.Metrics.AsyncAge(q.Function, age)
+		e.settle(sctx, m, q, f, outcome{condition: conditionSuccess, res: res, attempts: q.attempt + 1})
 	}
+}
+
+// notFoundGrace is how long an event of a function this node does not
+// know waits for the registry to catch up before it fails.
+const notFoundGrace = 30 * time.Second
+
+// wait hands an event back to run after a backoff that grows with its
+// deliveries, up to most.
+func (e *Events) wait(m jetstream.Msg, most time.Duration) {
+	n := 1
+	if md, err := m.Metadata(); err == nil {
+		n = int(md.NumDelivered)
+	}
+	m.NakWithDelay(backoff(e.cfg.ThrottleBase, most, n)) //nolint:errcheck // redelivered after AckWait if lost
 }
 
 // failed decides after a failed attempt: retry later or give up.
@@ -240,26 +291,31 @@ func (e *Events) failed(ctx context.Context, m jetstream.Msg, q queued, f regist
 }
 
 // settle sends a final outcome where the function's config says, then
-// acknowledges the event. What cannot be sent now is tried again later:
-// the event stays in the queue until its outcome is stored.
+// acknowledges the event. A record that cannot be sent now is stored as
+// an event of its own, to be sent later: the function does not run again.
 func (e *Events) settle(ctx context.Context, m jetstream.Msg, q queued, f registry.Function, o outcome) {
 	if f.Name == "" { // the function is gone: its events go to its default dead-letter topic
 		f = registry.Function{Name: q.Function}
 	}
-	dest, sent := "", ""
-	switch o.condition {
-	case conditionSuccess:
-		dest = f.Async.OnSuccess
-	default:
-		dest = f.Async.OnFailure
+	kind, dest := "failure", f.Async.OnFailure
+	if o.condition == conditionSuccess {
+		kind, dest = "success", f.Async.OnSuccess
 	}
-	if dest != "" || o.condition != conditionSuccess {
+	sent := ""
+	if dest != "" || kind == "failure" {
+		rec := e.record(q, f, o)
 		var err error
-		if sent, err = e.deliverRecord(ctx, q, f, o, dest); err != nil {
-			e.log.Warn("events: sending an outcome; trying again later", "function", q.Function,
+		if sent, err = e.deliverRecord(ctx, q, f.Name, kind, dest, rec); err != nil {
+			e.log.Warn("events: sending an outcome; it is kept to send later", "function", q.Function,
 				"request_id", q.RequestID, "to", sent, "err", err)
-			m.NakWithDelay(e.cfg.ThrottleBase) //nolint:errcheck // redelivered after AckWait if lost
-			return
+			later := q.Async
+			later.Payload, later.DedupID = rec, q.RequestID+"."+kind+".record"
+			if err := e.storeRecord(ctx, later, kind, dest); err != nil {
+				e.log.Error("events: keeping an outcome failed; the event runs again", "function", q.Function,
+					"request_id", q.RequestID, "err", err)
+				m.NakWithDelay(e.cfg.ThrottleBase) //nolint:errcheck // redelivered after AckWait if lost
+				return
+			}
 		}
 	}
 	switch o.condition {
@@ -277,40 +333,56 @@ func (e *Events) settle(ctx context.Context, m jetstream.Msg, q queued, f regist
 		e.platformLog(q, fmt.Sprintf("ASYNC RequestId: %s\tCondition: %s\tAttempts: %d\tError: %s\tSent to: %s",
 			q.RequestID, o.condition, o.attempts, o.errorText(), sent))
 	}
-	m.Ack() //nolint:errcheck // as above
+	m.Ack() //nolint:errcheck // a lost ack runs the event again: at least once
 }
 
-// deliverRecord sends the outcome's record to dest, or to the function's
-// dead-letter topic when dest is empty or names a function that is gone.
-// It returns where the record went.
-func (e *Events) deliverRecord(ctx context.Context, q queued, f registry.Function, o outcome, dest string) (string, error) {
-	rec := e.record(q, f, o)
-	kind := "failure"
-	if o.condition == conditionSuccess {
-		kind = "success"
+// storeRecord keeps a record to send later, as an event of the function
+// that sends it to dest when it comes round.
+func (e *Events) storeRecord(ctx context.Context, a Async, kind, dest string) error {
+	return e.publishAsync(ctx, a, e.cfg.Now(), 0, e.cfg.Now().Add(e.cfg.ThrottleBase), map[string]string{hRecordKind: kind, hRecordTo: dest})
+}
+
+// resend sends a record kept by settle; until it can, it stays queued.
+func (e *Events) resend(ctx context.Context, m jetstream.Msg, q queued, kind string) {
+	sent, err := e.deliverRecord(ctx, q, q.Function, kind, m.Headers().Get(hRecordTo), q.Payload)
+	if err != nil {
+		e.log.Warn("events: sending an outcome; trying again later", "function", q.Function, "request_id", q.RequestID, "to", sent, "err", err)
+		e.wait(m, e.cfg.RetryMax)
+		return
 	}
+	e.platformLog(q, fmt.Sprintf("ASYNC RequestId: %s\tRecord: %s\tSent to: %s", q.RequestID, kind, sent))
+	m.Ack() //nolint:errcheck // a lost ack sends it again
+}
+
+// deliverRecord sends a record to dest, or to the function's dead-letter
+// topic when dest is empty or names a function that is gone. It returns
+// where the record went.
+func (e *Events) deliverRecord(ctx context.Context, q queued, fn, kind, dest string, rec []byte) (string, error) {
 	if dest != "" {
 		d, err := registry.ParseDestination(dest)
 		if err != nil {
 			return dest, err // validated on write; cannot happen
 		}
-		if d.Function != "" {
-			_, err := e.Enqueue(ctx, Async{Function: d.Function, Qualifier: d.Qualifier, Payload: rec,
-				Trigger: TriggerDestination, DedupID: q.RequestID + "." + kind})
-			if !errors.Is(err, registry.ErrNotFound) {
-				return dest, err
-			}
-			e.log.Warn("events: a destination function is gone; the record goes to the dead-letter topic",
-				"function", q.Function, "destination", dest)
-			if kind == "success" {
-				return dest, nil // a success record has no dead-letter topic
-			}
-		} else {
-			return dest, e.publishRecord(ctx, d.Topic, q, f, kind, rec)
+		if d.Topic != "" {
+			return dest, e.publishRecord(ctx, d.Topic, q, fn, kind, rec)
+		}
+		_, err = e.cfg.Invoker.Resolve(d.Function, d.Qualifier)
+		if err == nil {
+			return dest, e.store(ctx, Async{Function: d.Function, Qualifier: d.Qualifier, Payload: rec,
+				RequestID: invoke.NewRequestID(), Trigger: TriggerDestination, DedupID: q.RequestID + "." + kind}, e.cfg.Now(), 0, time.Time{})
+		}
+		e.log.Warn("events: a destination function is gone; a failure record goes to the dead-letter topic",
+			"function", q.Function, "destination", dest)
+		if kind == "success" {
+			return dest, nil // a success has no dead-letter topic
 		}
 	}
+	f := registry.Function{Name: fn}
+	if t, err := e.cfg.Invoker.Resolve(fn, ""); err == nil {
+		f = t.Function
+	}
 	topic := registry.DeadLetterTopic(f)
-	return "topic:" + topic, e.publishRecord(ctx, topic, q, f, kind, rec)
+	return "topic:" + topic, e.publishRecord(ctx, topic, q, fn, kind, rec)
 }
 
 // outcome is how an event ended, or an attempt of it.

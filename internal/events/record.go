@@ -9,8 +9,9 @@ import (
 	"github.com/wisp-dev/wisp/internal/registry"
 )
 
-// maxRecordResponse bounds the response a destination record carries; a
-// larger one is left out and its size given instead.
+// maxRecordResponse bounds the request and the response a destination
+// record carries, so it always fits in a message; a larger one is left
+// out and its size given instead.
 const maxRecordResponse = 256 << 10
 
 // record is an event's outcome in the format of Lambda's destination
@@ -38,6 +39,7 @@ func (e *Events) record(q queued, f registry.Function, o outcome) []byte {
 		RequestContext      requestContext   `json:"requestContext"`
 		RequestPayload      json.RawMessage  `json:"requestPayload"`
 		ResponseContext     *responseContext `json:"responseContext,omitempty"`
+		RequestPayloadSize  int              `json:"requestPayloadSize,omitempty"`
 		ResponsePayload     json.RawMessage  `json:"responsePayload,omitempty"`
 		ResponsePayloadSize int              `json:"responsePayloadSize,omitempty"`
 	}{
@@ -46,6 +48,9 @@ func (e *Events) record(q queued, f registry.Function, o outcome) []byte {
 		RequestContext: requestContext{RequestID: q.RequestID, FunctionARN: e.arn(q.Function, qualifier),
 			Condition: o.condition, ApproximateInvokeCount: o.attempts},
 		RequestPayload: jsonOrNull(q.Payload),
+	}
+	if len(q.Payload) > maxRecordResponse { // a record of a record: it must still fit
+		rec.RequestPayload, rec.RequestPayloadSize = json.RawMessage("null"), len(q.Payload)
 	}
 	switch {
 	case o.res != nil:
@@ -89,9 +94,9 @@ func jsonOrString(b []byte) json.RawMessage {
 
 // publishRecord puts a destination record on a topic as a CloudEvent of
 // type wisp.async.success or wisp.async.failure.
-func (e *Events) publishRecord(ctx context.Context, topic string, q queued, f registry.Function, kind string, rec []byte) error {
-	ev := cloudevent.Event{SpecVersion: "1.0", ID: q.RequestID + "." + kind, Source: "wisp://functions/" + f.Name,
+func (e *Events) publishRecord(ctx context.Context, topic string, q queued, fn, kind string, rec []byte) error {
+	ev := cloudevent.Event{SpecVersion: "1.0", ID: q.RequestID + "." + kind, Source: "wisp://functions/" + fn,
 		Type: "wisp.async." + kind, Subject: q.RequestID, Time: e.cfg.Now().UTC().Truncate(time.Millisecond),
 		DataContentType: "application/json", Data: rec}
-	return e.Publish(ctx, topic, ev, "wisp")
+	return e.publish(ctx, topic, ev, "wisp", maxInternal)
 }

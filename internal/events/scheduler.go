@@ -19,7 +19,7 @@ const (
 	scheduleBucket = "wisp_schedules"
 	// onTime is how late a tick may be seen and still count as on time;
 	// older ones were missed (no node ran) and are caught up or skipped.
-	onTime = 30 * time.Second
+	onTime = 2 * time.Minute
 )
 
 // tickState is a schedule's record in the bucket: the last tick it fired
@@ -33,20 +33,49 @@ type tickState struct {
 	Created    time.Time `json:"created"` // the function's
 }
 
-// parsedSchedules caches parsed expressions.
-var parsedSchedules sync.Map // expression + "\x00" + timezone → *schedule.Schedule
+// schedules is the scheduler's memory: parsed expressions, and the state
+// of each schedule as this node last read or wrote it, so that a schedule
+// with no tick due costs no read of the bucket.
+type schedules struct {
+	mu     sync.Mutex
+	parsed map[string]*schedule.Schedule // guarded by mu; by expression and time zone
+	states map[string]knownState         // guarded by mu; by bucket key
+}
 
-func parseSchedule(expr, tz string) (*schedule.Schedule, error) {
+type knownState struct {
+	st  tickState
+	rev uint64
+}
+
+func (e *Events) parseSchedule(expr, tz string) (*schedule.Schedule, error) {
 	k := expr + "\x00" + tz
-	if s, ok := parsedSchedules.Load(k); ok {
-		return s.(*schedule.Schedule), nil
+	e.scheds.mu.Lock()
+	s, ok := e.scheds.parsed[k]
+	e.scheds.mu.Unlock()
+	if ok {
+		return s, nil
 	}
 	s, err := schedule.Parse(expr, tz)
 	if err != nil {
 		return nil, err
 	}
-	parsedSchedules.Store(k, s)
+	e.scheds.mu.Lock()
+	e.scheds.parsed[k] = s
+	e.scheds.mu.Unlock()
 	return s, nil
+}
+
+func (e *Events) knownState(key string) (knownState, bool) {
+	e.scheds.mu.Lock()
+	defer e.scheds.mu.Unlock()
+	k, ok := e.scheds.states[key]
+	return k, ok
+}
+
+func (e *Events) rememberState(key string, st tickState, rev uint64) {
+	e.scheds.mu.Lock()
+	defer e.scheds.mu.Unlock()
+	e.scheds.states[key] = knownState{st, rev}
 }
 
 func (e *Events) runSchedules(ctx context.Context) {
@@ -82,26 +111,36 @@ func (e *Events) CheckSchedules(ctx context.Context) error {
 }
 
 func (e *Events) checkSchedule(ctx context.Context, f registry.Function, s registry.Schedule, now time.Time) error {
-	sched, err := parseSchedule(s.Expression, s.Timezone)
+	sched, err := e.parseSchedule(s.Expression, s.Timezone)
 	if err != nil {
 		return err // validated on write; cannot happen
 	}
 	key := f.Name + "." + s.Name
+	if k, ok := e.knownState(key); ok && k.st.matches(f, s) {
+		if _, n := sched.Missed(k.st.Last, now); n == 0 {
+			return nil // nothing due since this node last looked
+		}
+	}
 	for range 5 {
 		st, rev, err := e.tickState(ctx, key)
 		if err != nil {
 			return err
 		}
-		if rev == 0 || st.Expression != s.Expression || st.Timezone != s.Timezone || !st.Created.Equal(f.CreatedAt) {
+		if rev == 0 || !st.matches(f, s) {
 			// A new schedule starts now: it has missed nothing.
 			st = tickState{Last: now, Expression: s.Expression, Timezone: s.Timezone, Created: f.CreatedAt}
-			if err := e.putTickState(ctx, key, st, rev); err != nil && !isConflict(err) {
-				return err
+			rev, err := e.putTickState(ctx, key, st, rev)
+			if isConflict(err) {
+				continue
 			}
-			return nil
+			if err == nil {
+				e.rememberState(key, st, rev)
+			}
+			return err
 		}
 		latest, n := sched.Missed(st.Last, now)
 		if n == 0 {
+			e.rememberState(key, st, rev)
 			return nil
 		}
 		fire := now.Sub(latest) <= onTime || s.CatchUp
@@ -114,13 +153,14 @@ func (e *Events) checkSchedule(ctx context.Context, f registry.Function, s regis
 			st.Fired = latest
 		}
 		st.Last = latest
-		err = e.putTickState(ctx, key, st, rev)
+		rev, err = e.putTickState(ctx, key, st, rev)
 		if isConflict(err) {
 			continue // another node moved it; look again
 		}
 		if err != nil {
 			return err
 		}
+		e.rememberState(key, st, rev)
 		switch {
 		case !fire:
 			e.log.Info("events: schedule skipped missed ticks", "function", f.Name, "schedule", s.Name, "missed", n, "latest", latest)
@@ -160,17 +200,23 @@ func (e *Events) tickState(ctx context.Context, key string) (tickState, uint64, 
 	return st, entry.Revision(), nil
 }
 
-func (e *Events) putTickState(ctx context.Context, key string, st tickState, rev uint64) error {
+// putTickState writes a schedule's state if its revision is still rev,
+// and returns the new revision.
+func (e *Events) putTickState(ctx context.Context, key string, st tickState, rev uint64) (uint64, error) {
 	data, err := json.Marshal(st)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if rev == 0 {
-		_, err = e.sched.Create(ctx, key, data)
-	} else {
-		_, err = e.sched.Update(ctx, key, data, rev)
+		return e.sched.Create(ctx, key, data)
 	}
-	return err
+	return e.sched.Update(ctx, key, data, rev)
+}
+
+// matches says whether the state is of this schedule as it is now: a
+// schedule changed, or its function made again, starts afresh.
+func (st tickState) matches(f registry.Function, s registry.Schedule) bool {
+	return st.Expression == s.Expression && st.Timezone == s.Timezone && st.Created.Equal(f.CreatedAt)
 }
 
 func isConflict(err error) bool {
@@ -197,14 +243,14 @@ func (e *Events) Schedules(ctx context.Context, function string) ([]ScheduleInfo
 		}
 		for _, s := range f.Schedules {
 			info := ScheduleInfo{Function: f.Name, Schedule: s}
-			if sched, err := parseSchedule(s.Expression, s.Timezone); err == nil {
+			if sched, err := e.parseSchedule(s.Expression, s.Timezone); err == nil {
 				info.Next = sched.Next(now).UTC()
 			}
 			st, rev, err := e.tickState(ctx, f.Name+"."+s.Name)
 			if err != nil {
 				return nil, err
 			}
-			if rev != 0 && st.Expression == s.Expression && st.Created.Equal(f.CreatedAt) {
+			if rev != 0 && st.matches(f, s) {
 				info.LastTick = st.Fired.UTC()
 			}
 			out = append(out, info)

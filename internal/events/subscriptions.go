@@ -48,7 +48,7 @@ type subscriptions struct {
 	byTopic map[string][]Subscription // guarded by mu
 }
 
-func openSubscriptions(ctx context.Context, js jetstream.JetStream, log *slog.Logger) (*subscriptions, error) {
+func openSubscriptions(ctx context.Context, js jetstream.JetStream, wg *sync.WaitGroup, log *slog.Logger) (*subscriptions, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: subscriptionBucket,
 		Description: "wisp: topic subscriptions", History: 1, Storage: jetstream.FileStorage})
 	if err != nil {
@@ -56,7 +56,11 @@ func openSubscriptions(ctx context.Context, js jetstream.JetStream, log *slog.Lo
 	}
 	s := &subscriptions{kv: kv, byID: map[string]Subscription{}, byTopic: map[string][]Subscription{}}
 	ready := make(chan struct{})
-	go s.watch(ctx, ready, log)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.watch(ctx, ready, log)
+	}()
 	select {
 	case <-ready:
 		return s, nil
@@ -74,10 +78,7 @@ func (s *subscriptions) watch(ctx context.Context, ready chan struct{}, log *slo
 		w, err := s.kv.WatchAll(ctx)
 		if err != nil {
 			log.Warn("events: watching subscriptions", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
+			sleep(ctx, time.Second)
 			continue
 		}
 		for entry := range w.Updates() {
@@ -95,9 +96,11 @@ func (s *subscriptions) apply(entry jetstream.KeyValueEntry, log *slog.Logger) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id := entry.Key()
+	// The topic's list is made anew, never changed in place: routers
+	// range over the lists forTopic handed out.
 	if old, ok := s.byID[id]; ok {
 		delete(s.byID, id)
-		s.byTopic[old.Topic] = slices.DeleteFunc(s.byTopic[old.Topic], func(x Subscription) bool { return x.ID == id })
+		s.byTopic[old.Topic] = slices.DeleteFunc(slices.Clone(s.byTopic[old.Topic]), func(x Subscription) bool { return x.ID == id })
 	}
 	if entry.Operation() != jetstream.KeyValuePut {
 		return
@@ -108,7 +111,7 @@ func (s *subscriptions) apply(entry jetstream.KeyValueEntry, log *slog.Logger) {
 		return
 	}
 	s.byID[id] = sub
-	s.byTopic[sub.Topic] = append(s.byTopic[sub.Topic], sub)
+	s.byTopic[sub.Topic] = append(slices.Clone(s.byTopic[sub.Topic]), sub)
 }
 
 func (s *subscriptions) forTopic(topic string) []Subscription {

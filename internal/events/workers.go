@@ -3,10 +3,12 @@ package events
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wisp-dev/wisp/internal/registry"
@@ -20,11 +22,21 @@ type group struct {
 	fn      string
 	workers int
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // the pull loop and the events it runs
+	done    chan struct{}  // closed when wg is done
 }
 
 func (g *group) stop() { g.cancel() }
-func (g *group) wait() { g.wg.Wait() }
+func (g *group) wait() { <-g.done }
+
+func (g *group) ended() bool {
+	select {
+	case <-g.done:
+		return true
+	default:
+		return false
+	}
+}
 
 func consumerName(fn string) string { return "fn-" + fn }
 
@@ -68,15 +80,13 @@ func (e *Events) syncGroups(ctx context.Context) {
 		want[f.Name] = e.workersFor(f)
 	}
 	// Events of a deleted function still run, to their dead-letter topic.
-	var orphans map[string]uint64
 	info, err := e.async.Info(ctx, jetstream.WithSubjectFilter(asyncPrefix+">"))
 	if err != nil {
 		if ctx.Err() == nil {
 			e.log.Warn("events: reading the queue", "err", err)
 		}
 	} else {
-		orphans = info.State.Subjects
-		for subj := range orphans {
+		for subj := range info.State.Subjects {
 			if fn := strings.TrimPrefix(subj, asyncPrefix); want[fn] == 0 {
 				want[fn] = 1
 			}
@@ -87,10 +97,12 @@ func (e *Events) syncGroups(ctx context.Context) {
 	if e.closed {
 		return
 	}
+	e.retired = slices.DeleteFunc(e.retired, (*group).ended)
 	for fn, g := range e.groups {
 		if n, ok := want[fn]; !ok || n != g.workers {
 			g.stop()
 			delete(e.groups, fn)
+			e.retired = append(e.retired, g)
 			if !ok && err == nil {
 				// Nothing is left for it: its consumer goes too.
 				if derr := e.async.DeleteConsumer(ctx, consumerName(fn)); derr != nil && !errors.Is(derr, jetstream.ErrConsumerNotFound) {
@@ -100,49 +112,71 @@ func (e *Events) syncGroups(ctx context.Context) {
 		}
 	}
 	for fn, n := range want {
-		if _, ok := e.groups[fn]; ok {
-			continue
+		if _, ok := e.groups[fn]; !ok {
+			e.groups[fn] = e.startGroup(ctx, fn, n)
 		}
-		g, err := e.startGroup(ctx, fn, n)
-		if err != nil {
-			e.log.Warn("events: starting the workers of a function", "function", fn, "err", err)
-			continue
-		}
-		e.groups[fn] = g
 	}
 }
 
-func (e *Events) startGroup(ctx context.Context, fn string, workers int) (*group, error) {
-	cons, err := e.async.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       consumerName(fn),
-		Description:   "wisp: the workers of " + fn + "'s events",
-		FilterSubject: asyncPrefix + fn,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       e.cfg.AckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: 10000,
-	})
-	if err != nil {
-		return nil, err
+// consumer returns the durable consumer of a function's events, made if
+// need be. An existing one is not changed: its AckWait is the one every
+// node keeps events alive by.
+func (e *Events) consumer(ctx context.Context, fn string) (jetstream.Consumer, error) {
+	cons, err := e.async.Consumer(ctx, consumerName(fn))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		cons, err = e.async.CreateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable:       consumerName(fn),
+			Description:   "wisp: the workers of " + fn + "'s events",
+			FilterSubject: asyncPrefix + fn,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       e.cfg.AckWait,
+			MaxDeliver:    -1,
+			// Events waiting for a retry or for room count as pending.
+			MaxAckPending: 100_000,
+		})
+		if errors.Is(err, jetstream.ErrConsumerExists) {
+			cons, err = e.async.Consumer(ctx, consumerName(fn))
+		}
 	}
+	return cons, err
+}
+
+func (e *Events) startGroup(ctx context.Context, fn string, workers int) *group {
 	gctx, cancel := context.WithCancel(ctx)
-	g := &group{fn: fn, workers: workers, cancel: cancel}
+	g := &group{fn: fn, workers: workers, cancel: cancel, done: make(chan struct{})}
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
-		e.pull(gctx, g, cons)
+		e.pull(gctx, g)
 	}()
-	return g, nil
+	// The pull loop holds wg until it ends, and only it adds to wg.
+	go func() {
+		g.wg.Wait()
+		close(g.done)
+	}()
+	return g
 }
 
 // pull fetches as many events as there are free workers and runs each
-// as it arrives, until ctx ends.
-func (e *Events) pull(ctx context.Context, g *group, cons jetstream.Consumer) {
+// as it arrives, until ctx ends; it makes the consumer again if it goes.
+func (e *Events) pull(ctx context.Context, g *group) {
 	free := make(chan struct{}, g.workers)
 	for range g.workers {
 		free <- struct{}{}
 	}
+	var cons jetstream.Consumer
 	for ctx.Err() == nil {
+		if cons == nil {
+			var err error
+			if cons, err = e.consumer(ctx, g.fn); err != nil {
+				if ctx.Err() == nil {
+					e.log.Warn("events: the consumer of a function's events", "function", g.fn, "err", err)
+				}
+				sleep(ctx, time.Second)
+				continue
+			}
+		}
+		ackWait := cons.CachedInfo().Config.AckWait
 		n := 0
 		select {
 		case <-free:
@@ -159,32 +193,41 @@ func (e *Events) pull(ctx context.Context, g *group, cons jetstream.Consumer) {
 				break more
 			}
 		}
-		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		fctx, cancel := context.WithTimeout(ctx, fetchWait)
 		batch, err := cons.Fetch(n, jetstream.FetchContext(fctx))
-		if err != nil {
-			cancel()
-			for range n {
-				free <- struct{}{}
+		if err == nil {
+			for m := range batch.Messages() {
+				n--
+				g.wg.Add(1)
+				go func() {
+					defer g.wg.Done()
+					defer func() { free <- struct{}{} }()
+					e.handle(ctx, m, ackWait/3)
+				}()
 			}
-			if ctx.Err() == nil {
-				e.log.Warn("events: fetching events", "function", g.fn, "err", err)
-				time.Sleep(time.Second)
-			}
-			continue
-		}
-		for m := range batch.Messages() {
-			n--
-			g.wg.Add(1)
-			go func() {
-				defer g.wg.Done()
-				defer func() { free <- struct{}{} }()
-				e.handle(ctx, m)
-			}()
+			err = batch.Error()
 		}
 		cancel()
 		for range n {
 			free <- struct{}{}
 		}
+		if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			e.log.Warn("events: fetching events", "function", g.fn, "err", err)
+			cons = nil // made again, if it was deleted
+			sleep(ctx, time.Second)
+		}
+	}
+}
+
+// fetchWait is how long a pull waits for events: an idle function costs a
+// request per node this often.
+const fetchWait = 30 * time.Second
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/invoke"
+	"github.com/wisp-dev/wisp/internal/meter"
 	"github.com/wisp-dev/wisp/internal/pool"
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/runtime"
@@ -97,12 +98,15 @@ func lambdaErrorFor(err error) *lambdaError {
 	var (
 		le *lambdaError
 		te *pool.ThrottleError
+		ce *meter.CapError
 	)
 	switch {
 	case errors.As(err, &le):
 		return le
 	case errors.As(err, &te):
 		return &lambdaError{http.StatusTooManyRequests, "TooManyRequestsException", "Rate Exceeded: " + te.Msg, te.Reason}
+	case errors.As(err, &ce):
+		return &lambdaError{http.StatusTooManyRequests, "TooManyRequestsException", "Spend cap exceeded: " + ce.Error(), meter.ReasonSpendCap}
 	case errors.Is(err, registry.ErrNotFound):
 		return lerr(http.StatusNotFound, "ResourceNotFoundException", strings.TrimSuffix(err.Error(), ": "+registry.ErrNotFound.Error()))
 	case errors.Is(err, invoke.ErrInvalidContent):
@@ -339,7 +343,7 @@ func (g *gateway) functionURL(w http.ResponseWriter, r *http.Request) {
 		urlError(w, http.StatusRequestEntityTooLarge, "Request Entity Too Large")
 		return
 	}
-	res, err := g.cfg.Invoker.Invoke(r.Context(), invoke.Request{Function: name, Qualifier: qualifier, Payload: event, RequestID: id})
+	res, err := g.cfg.Invoker.Invoke(r.Context(), invoke.Request{Function: name, Qualifier: qualifier, Payload: event, RequestID: id, Trigger: "url"})
 	w.Header().Set("X-Amzn-RequestId", id)
 	if err != nil {
 		le := lambdaErrorFor(err)

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wisp-dev/wisp/internal/meter"
 	"github.com/wisp-dev/wisp/internal/pool"
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/runtime"
@@ -55,6 +56,13 @@ type LogSink interface {
 	Append(telemetry.Record)
 }
 
+// Usage meters invocations: it may refuse one (a used-up quota) and
+// records each that ran.
+type Usage interface {
+	Allow(f registry.Function) error
+	Record(meter.Record)
+}
+
 // Config is what an Invoker needs.
 type Config struct {
 	Registry Registry
@@ -78,6 +86,7 @@ type Config struct {
 	// default 1s.
 	TickEvery time.Duration
 	Metrics   Metrics // nil: none
+	Usage     Usage   // nil: no metering
 }
 
 // Invoker runs invocations.
@@ -238,6 +247,9 @@ type Request struct {
 	TraceID         string
 	// RequestID, if set, is used instead of a new one.
 	RequestID string
+	// Trigger is what invoked it, for the usage record: sync (default),
+	// url, or an event's trigger.
+	Trigger string
 }
 
 // Response is how an invocation went. A function error is a Response too,
@@ -305,9 +317,14 @@ func (iv *Invoker) Invoke(ctx context.Context, req Request) (*Response, error) {
 	t, lease, err := iv.acquire(ctx, req)
 	var ie *runtime.InitError
 	if err != nil && !errors.As(err, &ie) {
-		var te *pool.ThrottleError
+		var (
+			te *pool.ThrottleError
+			ce *meter.CapError
+		)
 		if errors.As(err, &te) {
 			iv.cfg.Metrics.Throttled(req.Function, te.Reason)
+		} else if errors.As(err, &ce) {
+			iv.cfg.Metrics.Throttled(req.Function, meter.ReasonSpendCap)
 		}
 		return nil, err
 	}
@@ -320,13 +337,14 @@ func (iv *Invoker) Invoke(ctx context.Context, req Request) (*Response, error) {
 		iv.platformLog(t, "", id, telemetry.StartLine(id, t.Version))
 		iv.platformLog(t, "", id, fmt.Sprintf("INIT_REPORT Init Duration: %.2f ms\tPhase: init\tStatus: error\tError Type: %s",
 			float64(res.Duration.Microseconds())/1000, ie.Type))
-		iv.finish(t, "", res, tail)
+		iv.finish(t, "", req, start, "error", res, tail)
 		iv.cfg.Metrics.Invoked(t.Name, t.Version, "error", res.Duration)
 		return res, nil
 	}
 	var (
-		r      runtime.Result
-		instID string
+		r        runtime.Result
+		instID   string
+		invStart time.Time
 	)
 	for tries := 1; ; tries++ {
 		inst := lease.Instance
@@ -338,7 +356,7 @@ func (iv *Invoker) Invoke(ctx context.Context, req Request) (*Response, error) {
 		if tries == 1 {
 			iv.platformLog(t, instID, id, telemetry.StartLine(id, t.Version))
 		}
-		invStart := iv.cfg.Now()
+		invStart = iv.cfg.Now()
 		// The invocation runs to its end or deadline even if the caller
 		// leaves, as on Lambda: a function cut off halfway could leave
 		// work half done.
@@ -368,7 +386,7 @@ func (iv *Invoker) Invoke(ctx context.Context, req Request) (*Response, error) {
 				iv.cfg.Now().UTC().Format("2006-01-02T15:04:05.000Z"), id, timeout.Seconds()))
 		}
 	}
-	iv.finish(t, instID, res, tail)
+	iv.finish(t, instID, req, invStart, outcome(r), res, tail)
 	iv.cfg.Metrics.Invoked(t.Name, t.Version, outcome(r), res.Duration)
 	return res, nil
 }
@@ -397,6 +415,11 @@ func (iv *Invoker) acquire(ctx context.Context, req Request) (registry.Target, *
 		if err != nil {
 			return t, nil, err
 		}
+		if iv.cfg.Usage != nil {
+			if err := iv.cfg.Usage.Allow(t.Function); err != nil {
+				return t, nil, err
+			}
+		}
 		p, err := iv.poolFor(t)
 		if err != nil {
 			return t, nil, err
@@ -414,10 +437,21 @@ func (iv *Invoker) acquire(ctx context.Context, req Request) (registry.Target, *
 	}
 }
 
-// finish writes the END and REPORT lines and collects the tail.
-func (iv *Invoker) finish(t registry.Target, instID string, res *Response, tail *tailBuffer) {
+// finish writes the END and REPORT lines and the usage record (billed as
+// the REPORT line says), and collects the tail.
+func (iv *Invoker) finish(t registry.Target, instID string, req Request, start time.Time, outcome string, res *Response, tail *tailBuffer) {
 	iv.platformLog(t, instID, res.RequestID, telemetry.EndLine(res.RequestID))
 	iv.platformLog(t, instID, res.RequestID, telemetry.ReportLine(res.RequestID, res.Duration, res.MemoryMB, res.MaxMemoryMB, res.InitDuration))
+	if iv.cfg.Usage != nil {
+		trigger := req.Trigger
+		if trigger == "" {
+			trigger = "sync"
+		}
+		iv.cfg.Usage.Record(meter.Record{Function: t.Name, Version: t.Version, RequestID: res.RequestID,
+			Trigger: trigger, Start: start.UTC(), DurationUs: res.Duration.Microseconds(),
+			BilledMs: telemetry.BilledMs(res.Duration), MemoryMB: res.MemoryMB, Cold: res.Cold,
+			InitUs: res.InitDuration.Microseconds(), Outcome: outcome})
+	}
 	if tail != nil {
 		res.LogTail = tail.bytes()
 	}

@@ -4,7 +4,10 @@
 // sharing the NATS sees the same registry and can watch it change.
 package registry
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Latest is the qualifier of a function's mutable head.
 const Latest = "$LATEST"
@@ -39,17 +42,31 @@ type Function struct {
 	// and where their outcomes go.
 	Async AsyncConfig `json:"async"`
 	// Schedules invoke the function on a clock.
-	Schedules  []Schedule `json:"schedules,omitempty"`
-	CodeSHA256 string     `json:"code_sha256"`
-	CodeSize   int64      `json:"code_size"`
-	CreatedAt  time.Time  `json:"created_at"`
-	UpdatedAt  time.Time  `json:"updated_at"`
+	Schedules []Schedule `json:"schedules,omitempty"`
+	// Quota caps the function's usage per period; nil: no cap.
+	Quota      *Quota    `json:"quota,omitempty"`
+	CodeSHA256 string    `json:"code_sha256"`
+	CodeSize   int64     `json:"code_size"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
 	// Revision changes on every write; updates may name it (If-Match) to
 	// refuse a stale write.
 	Revision uint64 `json:"revision"`
 	// InsecureNoSandbox is not stored: the API sets it on every function
 	// of a node that runs them without a sandbox, so nobody misses it.
 	InsecureNoSandbox bool `json:"insecure_no_sandbox,omitempty"`
+}
+
+// UnmarshalJSON reads a function, giving records stored before a field
+// existed that field's default.
+func (f *Function) UnmarshalJSON(b []byte) error {
+	type plain Function // without this method
+	p := plain{Async: AsyncConfig{Retries: DefaultRetries, MaxEventAge: MaxEventAge}}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*f = Function(p)
+	return nil
 }
 
 // Config is the part of a function a caller sets. Nil fields are left as
@@ -72,6 +89,9 @@ type Config struct {
 	// Schedules, when set, replaces the function's schedules; an empty
 	// list removes them all.
 	Schedules *[]Schedule `json:"schedules,omitempty"`
+	// Quota, when set, replaces the function's quota; one with no period
+	// removes it.
+	Quota *Quota `json:"quota,omitempty"`
 	// ClearConcurrency sets Concurrency back to unreserved.
 	ClearConcurrency bool `json:"clear_concurrency,omitempty"`
 }
@@ -138,3 +158,26 @@ type Schedule struct {
 	// Qualifier is what the schedule invokes; default $LATEST.
 	Qualifier string `json:"qualifier,omitempty"`
 }
+
+// Quota caps usage in each period (an hour, a day or a month, UTC): at
+// most MaxInvocations calls, MaxGBSeconds of billed memory-time, MaxCost
+// under the node's prices; a zero field is no cap. A capped function's
+// calls are refused (429, SpendCapExceeded) until the next period.
+type Quota struct {
+	Period         string  `json:"period"`
+	MaxInvocations int64   `json:"max_invocations,omitempty"`
+	MaxGBSeconds   float64 `json:"max_gb_seconds,omitempty"`
+	MaxCost        float64 `json:"max_cost,omitempty"`
+	// Async is what a capped function's events do: "wait" (the default)
+	// for the next period, or "fail" to the failure destination.
+	Async string `json:"async,omitempty"`
+}
+
+// Quota periods and async behaviours.
+const (
+	PeriodHour  = "hour"
+	PeriodDay   = "day"
+	PeriodMonth = "month"
+	QuotaWait   = "wait"
+	QuotaFail   = "fail"
+)

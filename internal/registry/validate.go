@@ -184,14 +184,18 @@ func apply(f *Function, cfg Config, create bool) error {
 		f.Reuse = *cfg.Reuse
 	}
 	if p := cfg.Async; p != nil {
-		if p.MaxEventAge != nil && (*p.MaxEventAge < MinEventAge || *p.MaxEventAge > MaxEventAge) {
-			return invalid("async max_event_age %d is out of range (%d to %d seconds)", *p.MaxEventAge, MinEventAge, MaxEventAge)
-		}
 		setIf(&f.Async.Retries, p.Retries)
 		setIf(&f.Async.MaxEventAge, p.MaxEventAge)
 		setIf(&f.Async.OnSuccess, p.OnSuccess)
 		setIf(&f.Async.OnFailure, p.OnFailure)
 		setIf(&f.Async.DeadLetter, p.DeadLetter)
+	}
+	if cfg.Quota != nil {
+		f.Quota = nil
+		if cfg.Quota.Period != "" {
+			q := *cfg.Quota
+			f.Quota = &q
+		}
 	}
 	if cfg.Schedules != nil {
 		f.Schedules = append([]Schedule(nil), *cfg.Schedules...)
@@ -253,6 +257,11 @@ func check(f *Function) error {
 	if err := checkAsync(f); err != nil {
 		return err
 	}
+	if f.Quota != nil {
+		if err := CheckQuota(*f.Quota); err != nil {
+			return err
+		}
+	}
 	return checkSchedules(f.Schedules)
 }
 
@@ -264,9 +273,6 @@ func setIf[T any](dst *T, v *T) {
 
 func checkAsync(f *Function) error {
 	a := &f.Async
-	if a.MaxEventAge == 0 {
-		a.MaxEventAge = MaxEventAge // records made before the field
-	}
 	if a.Retries < 0 || a.Retries > MaxRetries {
 		return invalid("async retries %d is out of range (0 to %d)", a.Retries, MaxRetries)
 	}
@@ -384,6 +390,23 @@ func checkAlias(a Alias) error {
 	}
 	if len(a.Description) > MaxDescription {
 		return invalid("description is longer than %d characters", MaxDescription)
+	}
+	return nil
+}
+
+// CheckQuota checks a function's or the node's quota.
+func CheckQuota(q Quota) error {
+	if q.Period != PeriodHour && q.Period != PeriodDay && q.Period != PeriodMonth {
+		return invalid("quota period %q must be %s, %s or %s", q.Period, PeriodHour, PeriodDay, PeriodMonth)
+	}
+	if q.MaxInvocations < 0 || q.MaxGBSeconds < 0 || q.MaxCost < 0 {
+		return invalid("quota maximums must not be negative")
+	}
+	if q.MaxInvocations == 0 && q.MaxGBSeconds == 0 && q.MaxCost == 0 {
+		return invalid("a quota needs max_invocations, max_gb_seconds or max_cost")
+	}
+	if q.Async != "" && q.Async != QuotaWait && q.Async != QuotaFail {
+		return invalid("quota async %q must be %q or %q", q.Async, QuotaWait, QuotaFail)
 	}
 	return nil
 }

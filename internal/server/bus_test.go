@@ -172,6 +172,13 @@ func TestEventGateway(t *testing.T) {
 		t.Errorf("orders got %d events after unsubscribing, want 2", got)
 	}
 
+	// The same event on another topic is another event.
+	status, body := postJSON(t, n, "/v1/events/shop-copy", `{"specversion":"1.0","id":"e1","source":"/shop/web","type":"order.created","data":{"n":1}}`,
+		map[string]string{"Content-Type": "application/cloudevents+json"})
+	if list, _ := n.Events().Read(ctx, "shop-copy", 0, 10); status != http.StatusAccepted || len(list) != 1 {
+		t.Errorf("the same event on another topic: %d %s, %d stored", status, body, len(list))
+	}
+
 	// The catalog: the topic, its publishers and its subscribers.
 	var shop client.Topic
 	waitUntil(t, 10*time.Second, "the catalog counts every publish", func() bool {

@@ -81,6 +81,7 @@ const recorderJS = `exports.handler = async (event, context) => {
     body: JSON.stringify({fn: context.functionName, id: context.awsRequestId, event})});
   const {count} = await r.json();
   if (event && (event.fail_always || count <= (event.fail_times || 0))) throw new Error("planned failure " + count);
+  if (event && event.big) return {ok: true, count, pad: "x".repeat(event.big)};
   return {ok: true, count};
 };`
 
@@ -212,6 +213,28 @@ func TestAsyncInvoke(t *testing.T) {
 	}
 	if got := len(rec.of("worker")); got != 2 {
 		t.Errorf("%d calls, want 2", got)
+	}
+}
+
+// TestAsyncLargeOutcome: a record holding a request and a response near
+// their limits still reaches its destination, and the function runs once.
+func TestAsyncLargeOutcome(t *testing.T) {
+	needTool(t, "node")
+	n := startEventNode(t, server.Config{})
+	rec := newRecorder(t)
+	n.deployRecorder(t, rec, "big", client.Config{Async: &registry.AsyncPatch{OnSuccess: ptr2("topic:big-done")}})
+	pad := strings.Repeat("y", events.MaxPayload-100)
+	id, err := n.c.InvokeAsync(context.Background(), "big", []byte(`{"big": 250000, "p": "`+pad+`"}`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := n.topicRecords(t, "big-done", 1)[0]
+	if r.RequestContext.RequestID != id || len(r.ResponsePayload) < 250000 || len(r.RequestPayload) < events.MaxPayload-100 {
+		t.Errorf("record of %s: %d bytes of request, %d of response", r.RequestContext.RequestID, len(r.RequestPayload), len(r.ResponsePayload))
+	}
+	time.Sleep(time.Second)
+	if got := len(rec.of("big")); got != 1 {
+		t.Errorf("the function ran %d times, want once", got)
 	}
 }
 

@@ -66,7 +66,7 @@ func TestSchedules(t *testing.T) {
 
 	// An hour with no node: ticker skips the 12 ticks, catcher fires the
 	// latest once.
-	clock.Advance(time.Hour + 2*time.Minute)
+	clock.Advance(time.Hour + 3*time.Minute)
 	check()
 	check()
 	waitUntil(t, 20*time.Second, "catcher catches up", func() bool { return len(rec.of("catcher")) == 2 })

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,8 +22,10 @@ import (
 	"github.com/wisp-dev/wisp/internal/api"
 	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/events"
+	"github.com/wisp-dev/wisp/internal/events/cloudevent"
 	"github.com/wisp-dev/wisp/internal/gateway"
 	"github.com/wisp-dev/wisp/internal/invoke"
+	"github.com/wisp-dev/wisp/internal/meter"
 	"github.com/wisp-dev/wisp/internal/pool"
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/runtime"
@@ -72,7 +75,11 @@ type Config struct {
 	// EventAckWait is how long a node may go silent on an event before
 	// another node (or this one, restarted) runs it; default 30s.
 	EventAckWait time.Duration
-	Logger       *slog.Logger
+	// Prices turn usage into cost; default Lambda's x86 prices.
+	Prices *meter.Prices
+	// Quota caps all functions together per period; nil: none.
+	Quota  *registry.Quota
+	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -90,6 +97,7 @@ type Node struct {
 	keys  *auth.Keys
 	inv   *invoke.Invoker
 	ev    *events.Events
+	meter *meter.Meter
 	wasm  *wasm.Driver
 	// fnTokens are the function instances' own API tokens.
 	fnTokens *auth.FunctionTokens
@@ -117,6 +125,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Quota != nil {
+		if err := registry.CheckQuota(*cfg.Quota); err != nil {
+			return nil, fmt.Errorf("server: the node's quota: %w", err)
+		}
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, done: make(chan error, 1), fnTokens: auth.NewFunctionTokens()}
 	stageDir := filepath.Join(cfg.DataDir, "tmp")
@@ -158,7 +171,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 	mux.Handle("/v1/", api.New(api.Config{Registry: n.reg, Logs: n.logs, Keys: n.keys, FunctionTokens: n.fnTokens,
 		AdminToken: n.token, StageDir: stageDir, Logger: n.log, InsecureNoSandbox: cfg.InsecureNoSandbox,
-		CheckCode: checkCode, Events: n.ev, Now: cfg.Now}))
+		CheckCode: checkCode, Events: n.ev, Usage: n.meter, Now: cfg.Now}))
 	gw := gateway.New(gateway.Config{Invoker: n.inv, Queue: n.ev, AdminToken: n.token, Keys: n.keys, Logger: n.log, Now: cfg.Now})
 	mux.Handle("/2015-03-31/", gw)
 	mux.Handle("/fn/", gw)
@@ -216,7 +229,11 @@ func (n *Node) openParts(ctx context.Context, handler http.Handler) error {
 	}
 	n.log.Info("instance memory budget", "mb", memMB)
 	n.metrics = telemetry.NewMetrics(n.poolStats)
-	n.inv, err = invoke.New(invoke.Config{Registry: n.reg, Driver: driver, Code: code, Logs: n.logs,
+	if n.meter, err = meter.Open(ctx, meter.Config{JS: n.store.JS, Now: cfg.Now, Logger: n.log,
+		Prices: cfg.Prices, Quota: cfg.Quota, Publish: n.publishCap}); err != nil {
+		return err
+	}
+	n.inv, err = invoke.New(invoke.Config{Usage: n.meter, Registry: n.reg, Driver: driver, Code: code, Logs: n.logs,
 		Logger: n.log, Region: cfg.Region, Now: cfg.Now, Budget: pool.NewBudget(memMB),
 		KeepWarm: cfg.KeepWarm, MaxLifetime: cfg.MaxLifetime, Metrics: n.metrics})
 	if err != nil {
@@ -242,6 +259,9 @@ func (n *Node) closeParts(ctx context.Context) error {
 	}
 	if n.wasm != nil {
 		errs = append(errs, n.wasm.Close(ctx))
+	}
+	if n.meter != nil {
+		errs = append(errs, n.meter.Close(ctx))
 	}
 	if n.keys != nil {
 		errs = append(errs, n.keys.Close())
@@ -373,6 +393,28 @@ func (n *Node) AdminToken() string { return n.token }
 // Instances returns the instances this node runs, by function version.
 func (n *Node) Instances() []invoke.PoolStat { return n.inv.PoolStats() }
 
+// publishCap tells a topic that a quota is used up.
+func (n *Node) publishCap(ctx context.Context, topic string, e *meter.CapError) error {
+	if n.ev == nil {
+		return errors.New("server: events are not open")
+	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	subject := e.Scope
+	if e.Scope == "function" {
+		subject = e.Function
+	}
+	return n.ev.Publish(ctx, topic, cloudevent.Event{SpecVersion: cloudevent.SpecVersion,
+		ID: e.Scope + "/" + subject + "/" + e.Start.Format(time.RFC3339), Source: "wisp://meter",
+		Type: "wisp.cap.exceeded", Subject: subject, Time: n.cfg.Now().UTC().Truncate(time.Millisecond),
+		DataContentType: "application/json", Data: data}, "wisp")
+}
+
+// Meter is the node's usage meter.
+func (n *Node) Meter() *meter.Meter { return n.meter }
+
 // Events is the node's part of the async queue, the bus and the
 // scheduler.
 func (n *Node) Events() *events.Events { return n.ev }
@@ -385,9 +427,15 @@ func (n *Node) Registry() *registry.Registry { return n.reg }
 func (n *Node) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
 	defer cancel()
-	err := n.srv.Shutdown(ctx)
-	if err != nil {
-		n.log.Warn("in-flight requests cut off at shutdown", "err", err)
+	// Events stop first, while the API they may call back is still up;
+	// the queue keeps what they did not finish for another node.
+	var err error
+	if n.ev != nil {
+		err = n.ev.Close(ctx)
+	}
+	if serr := n.srv.Shutdown(ctx); serr != nil {
+		err = errors.Join(err, serr)
+		n.log.Warn("in-flight requests cut off at shutdown", "err", serr)
 		n.srv.Close()
 	}
 	if serr := <-n.done; serr != nil && !errors.Is(serr, http.ErrServerClosed) {

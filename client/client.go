@@ -6,6 +6,7 @@ package client
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -40,6 +41,10 @@ type (
 	AsyncPatch = registry.AsyncPatch
 	// Schedule invokes a function on a clock.
 	Schedule = registry.Schedule
+	// Quota caps a function's usage (or, set on the node, every
+	// function's) per hour, day or month. In Config, one with no period
+	// removes the function's quota.
+	Quota = registry.Quota
 )
 
 // Error types the control API answers with (docs/api.md, "Errors").
@@ -62,6 +67,9 @@ type Error struct {
 	Status  int    // the HTTP status
 	Type    string // the stable error type; empty when the body was not an API error
 	Message string // the API's message, or the status text
+	// Reason says why a 429 of the Lambda API refused a call: a throttle
+	// (Lambda's reasons) or ReasonSpendCap.
+	Reason string
 }
 
 func (e *Error) Error() string {
@@ -192,12 +200,14 @@ const maxErrorBody = 64 << 10
 func decodeError(resp *http.Response) *Error {
 	e := &Error{Status: resp.StatusCode}
 	var body struct {
-		Type    string `json:"type"`
-		Message string `json:"message"`
+		Type       string `json:"type"`
+		LambdaType string `json:"__type"` // the Lambda API's
+		Message    string `json:"message"`
+		Reason     string `json:"Reason"` // the Lambda API's throttles'
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	if err == nil && json.Unmarshal(b, &body) == nil {
-		e.Type, e.Message = body.Type, body.Message
+		e.Type, e.Message, e.Reason = cmp.Or(body.Type, body.LambdaType), body.Message, body.Reason
 	}
 	// The Lambda API names the type in a header, as AWS does.
 	if t := resp.Header.Get("X-Amzn-ErrorType"); t != "" {

@@ -19,17 +19,6 @@ type Usage interface {
 	Prices() meter.Prices
 }
 
-// UsageReport is the answer of GET /v1/usage.
-type UsageReport struct {
-	Granularity string                `json:"granularity"`
-	From        time.Time             `json:"from"`
-	To          time.Time             `json:"to"`
-	Prices      meter.Prices          `json:"prices"`
-	LambdaX86   meter.Prices          `json:"lambda_x86_prices"` // for comparison
-	Functions   []meter.FunctionUsage `json:"functions"`
-	Total       meter.Bucket          `json:"total"` // Start is From
-}
-
 func (a *api) usageOn() (Usage, error) {
 	if a.usage == nil {
 		return nil, &Error{http.StatusNotImplemented, "ServiceException", "metering is not enabled on this node"}
@@ -72,7 +61,7 @@ func (a *api) getUsage(w http.ResponseWriter, r *http.Request) error {
 	}
 	q := r.URL.Query()
 	now := a.now()
-	rep := UsageReport{To: now, Granularity: q.Get("granularity")}
+	rep := meter.Report{To: now, Granularity: q.Get("granularity")}
 	if s := q.Get("to"); s != "" {
 		if rep.To, err = timeParam(s, now, "to"); err != nil {
 			return err
@@ -102,6 +91,8 @@ func (a *api) getUsage(w http.ResponseWriter, r *http.Request) error {
 	if rep.Functions, err = u.Usage(meter.Query{Functions: fns, From: rep.From, To: rep.To, Granularity: rep.Granularity}); err != nil {
 		return badRequest(err.Error())
 	}
+	// The buckets start on whole hours or days: so does the report.
+	rep.From = meter.BucketStart(rep.Granularity, rep.From)
 	rep.Prices, rep.LambdaX86 = u.Prices(), meter.LambdaX86
 	rep.From, rep.To = rep.From.UTC(), rep.To.UTC()
 	rep.Total.Start = rep.From

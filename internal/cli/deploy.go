@@ -46,6 +46,8 @@ type deployFlags struct {
 	onSuccess   string
 	onFailure   string
 	deadLetter  string
+
+	quota quotaFlags
 }
 
 func newDeployCmd(g *globals) *cobra.Command {
@@ -71,13 +73,22 @@ tried again, how old it may get, and where its outcome goes. A destination is
 function:NAME[:QUALIFIER] or topic:NAME; '' clears it. A failed event with no
 --on-failure goes to the --dead-letter topic (default dlq.NAME).
 
+The --quota flags cap the function's usage per --quota-period (an hour, day
+or month, UTC): once its invocations, GB-seconds or cost (at the node's
+prices) in the period reach a cap, its calls are refused (429
+TooManyRequestsException, reason SpendCapExceeded) until the next period,
+and the spend-caps topic is told. The flags given change the function's
+quota (the others keep their value; 0 lifts a cap); --quota-period ''
+removes it. See what a function used with 'wisp usage'.
+
 With --runtime go, a directory with a go.mod and no executable 'bootstrap' is
 built first for linux (CGO_ENABLED=0, -tags lambda.norpc) and only the
 resulting bootstrap is uploaded.`,
 		Example: `  wisp deploy ./hello --runtime nodejs --handler index.handler
   wisp deploy --runtime go --memory 256 --env GREETING=hi
   wisp deploy --schedule 'rate(5 minutes)' --retries 0 --on-failure topic:failed
-  wisp deploy --schedule 'cron(0 8 ? * MON-FRI *)' --timezone Europe/Paris`,
+  wisp deploy --schedule 'cron(0 8 ? * MON-FRI *)' --timezone Europe/Paris
+  wisp deploy --quota-period day --quota-invocations 10000 --quota-cost 1.50`,
 		Args: wantArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := "."
@@ -109,6 +120,7 @@ resulting bootstrap is uploaded.`,
 	fl.StringVar(&f.onSuccess, "on-success", "", "async: where a success record goes: function:NAME[:QUALIFIER] or topic:NAME")
 	fl.StringVar(&f.onFailure, "on-failure", "", "async: where a failure record goes: function:NAME[:QUALIFIER] or topic:NAME")
 	fl.StringVar(&f.deadLetter, "dead-letter", "", "async: the topic a failed event goes to without --on-failure (default dlq.NAME)")
+	f.quota.add(fl, "the function's", true)
 	return cmd
 }
 
@@ -208,6 +220,13 @@ func configFromFlags(flags *pflag.FlagSet, f *deployFlags) (cfg client.Config, c
 	if async != (client.AsyncPatch{}) {
 		cfg.Async = &async
 	}
+	// The quota is sent once the function's current one is known (deploy).
+	if f.quota.given(flags) {
+		if err := f.quota.check(flags); err != nil {
+			return client.Config{}, false, err
+		}
+		changed = true
+	}
 	return cfg, changed, nil
 }
 
@@ -260,6 +279,12 @@ func deploy(cmd *cobra.Command, g *globals, dir string, f *deployFlags) error {
 	}
 	if create && rt == "" {
 		return usageErrorf("function %q does not exist yet: pass --runtime to create it", name)
+	}
+	if f.quota.given(cmd.Flags()) {
+		// The node replaces the quota: the flags not given keep their value.
+		if cfg.Quota, err = f.quota.apply(cmd.Flags(), current.Quota); err != nil {
+			return err
+		}
 	}
 
 	tmp, err := os.MkdirTemp("", "wisp-deploy-")

@@ -53,6 +53,7 @@ type deployNode struct {
 
 	mu       sync.Mutex
 	exists   bool                   // whether the function exists; guarded by mu
+	quota    string                 // the existing function's quota as JSON, if any
 	calls    []string               // "METHOD /path If-Match"; guarded by mu
 	config   map[string]any         // the last config sent; guarded by mu
 	code     map[string]string      // the last code uploaded, by entry; guarded by mu
@@ -72,7 +73,11 @@ func (n *deployNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			answer(w, 404, `{"type":"ResourceNotFoundException","message":"function \"hello\" not found"}`)
 			return
 		}
-		answer(w, 200, strings.Replace(fn, "%d", "4", 1))
+		f := strings.Replace(fn, "%d", "4", 1)
+		if n.quota != "" {
+			f = strings.Replace(f, "{", `{"quota":`+n.quota+",", 1)
+		}
+		answer(w, 200, f)
 	case r.Method == "POST" && r.URL.Path == "/v1/functions":
 		_, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		if err != nil {
@@ -178,6 +183,7 @@ func TestDeploy(t *testing.T) {
 	tests := []struct {
 		name       string
 		exists     bool
+		quota      string // the existing function's
 		args       []string
 		wantCalls  []string
 		wantConfig string // the last config sent, as JSON
@@ -227,6 +233,31 @@ func TestDeploy(t *testing.T) {
 			wantOut:    "updated hello  sha256:abc123  revision 6\n",
 		},
 		{
+			name:       "create with a quota",
+			args:       []string{"--runtime", "nodejs", "--quota-period", "day", "--quota-invocations", "1000", "--quota-async", "fail"},
+			wantCalls:  []string{"GET /v1/functions/hello", "POST /v1/functions"},
+			wantConfig: `{"name":"hello","quota":{"async":"fail","max_invocations":1000,"period":"day"},"runtime":"nodejs"}`,
+			wantOut:    "created hello  sha256:abc123  revision 1\n",
+		},
+		{
+			name:       "update one cap of the quota",
+			exists:     true,
+			quota:      `{"period":"day","max_invocations":1000,"max_cost":5}`,
+			args:       []string{"--quota-cost", "2.5", "--quota-invocations", "0"},
+			wantCalls:  []string{"GET /v1/functions/hello", `PUT /v1/functions/hello/code "4"`, `PATCH /v1/functions/hello "5"`},
+			wantConfig: `{"quota":{"max_cost":2.5,"period":"day"}}`,
+			wantOut:    "updated hello  sha256:abc123  revision 6\n",
+		},
+		{
+			name:       "update removes the quota",
+			exists:     true,
+			quota:      `{"period":"day","max_invocations":1000}`,
+			args:       []string{"--quota-period", ""},
+			wantCalls:  []string{"GET /v1/functions/hello", `PUT /v1/functions/hello/code "4"`, `PATCH /v1/functions/hello "5"`},
+			wantConfig: `{"quota":{"period":""}}`,
+			wantOut:    "updated hello  sha256:abc123  revision 6\n",
+		},
+		{
 			name:      "update code only",
 			exists:    true,
 			wantCalls: []string{"GET /v1/functions/hello", `PUT /v1/functions/hello/code "4"`},
@@ -235,7 +266,7 @@ func TestDeploy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			node := &deployNode{t: t, exists: tt.exists}
+			node := &deployNode{t: t, exists: tt.exists, quota: tt.quota}
 			dir := nodeDir(t)
 			stdout, stderr, err := runCLI(t, fakeNode(t, node.ServeHTTP), append([]string{"deploy", dir}, tt.args...)...)
 			if err != nil {
@@ -281,6 +312,11 @@ func TestDeployRefuses(t *testing.T) {
 			name: "a bad --name",
 			args: func(dir string) []string { return []string{dir, "--name", "Hello"} },
 			want: `wisp: function name "Hello" must match [a-z][a-z0-9-]{0,62} (see 'wisp deploy --help')`,
+		},
+		{
+			name: "a quota without a period",
+			args: func(dir string) []string { return []string{dir, "--runtime", "nodejs", "--quota-cost", "1"} },
+			want: `wisp: --quota-period (hour, day or month) is needed to set a quota (see 'wisp deploy --help')`,
 		},
 		{
 			name: "go without go.mod or bootstrap",

@@ -124,6 +124,7 @@ func functionFields(f client.Function, now time.Time) []field {
 		fields = append(fields, field{key, scheduleText(s)})
 	}
 	return append(fields,
+		field{"quota", quotaText(f.Quota)},
 		field{"code_sha256", fullSHA(f.CodeSHA256)},
 		field{"code_size", fmt.Sprintf("%d (%s)", f.CodeSize, humanBytes(f.CodeSize))},
 		field{"created_at", timestamp(now, f.CreatedAt)},

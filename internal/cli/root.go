@@ -101,6 +101,7 @@ token the local node wrote to ` + filepath.Join(dataDirFrom((&globals{env: env})
 		newKeysCmd(g),
 		newInvokeCmd(g),
 		newStatsCmd(g),
+		newUsageCmd(g),
 		newEventsCmd(g),
 		newSchedulesCmd(g),
 	)
@@ -218,6 +219,9 @@ func errorLine(cmd *cobra.Command, err error) string {
 		what := apiErr.Type
 		if what == "" {
 			what = fmt.Sprintf("HTTP %d", apiErr.Status)
+		}
+		if apiErr.Reason != "" {
+			what += ", " + apiErr.Reason
 		}
 		msg = strings.Replace(msg, apiErr.Error(), apiErr.Message+" ("+what+")", 1)
 	case errors.As(err, &urlErr) && errors.Is(err, syscall.ECONNREFUSED):

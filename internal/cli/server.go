@@ -2,29 +2,48 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/wisp-dev/wisp/internal/meter"
+	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/server"
 )
 
 func newServerCmd(g *globals) *cobra.Command {
 	cfg := server.Config{}
-	var logJSON bool
+	var (
+		logJSON  bool
+		metering meterFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run a Wisp node",
 		Long: `Run a Wisp node: the control API, the function gateway and the embedded
 state store, with no configuration needed. Stop it with Ctrl-C (SIGINT) or
-SIGTERM: in-flight requests finish and the state is flushed to disk.`,
+SIGTERM: in-flight requests finish and the state is flushed to disk.
+
+Every invocation is metered ('wisp usage'): billed as Lambda bills, per
+request and per GB-second, at --price-request and --price-gb-second (by
+default AWS Lambda's x86 prices). The --quota flags cap all functions'
+usage together per hour, day or month (UTC); functions may have their own
+quotas too ('wisp deploy --quota-…').`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if cfg.Prices, cfg.Quota, err = metering.config(cmd.Flags()); err != nil {
+				return err
+			}
 			if cfg.AdminToken == "" {
 				cfg.AdminToken = g.getenv("WISP_ADMIN_TOKEN")
 			}
@@ -63,6 +82,55 @@ SIGTERM: in-flight requests finish and the state is flushed to disk.`,
 	f.DurationVar(&cfg.KeepWarm, "keep-warm", 10*time.Minute, "how long an idle instance is kept before it stops (functions may set their own)")
 	f.DurationVar(&cfg.MaxLifetime, "max-lifetime", 2*time.Hour, "instances this old are replaced at their next idle moment")
 	f.BoolVar(&cfg.InsecureNoSandbox, "insecure-no-sandbox", false, "run function instances WITHOUT a sandbox, as the node's user (only where namespaces and cgroups cannot be had)")
+	metering.add(f)
 	f.BoolVar(&logJSON, "log-json", false, "log as JSON lines")
 	return cmd
+}
+
+// meterFlags are the node's prices and its quota over all functions.
+type meterFlags struct {
+	perRequest, perGBSecond priceValue
+	quota                   quotaFlags
+}
+
+func (m *meterFlags) add(fl *pflag.FlagSet) {
+	m.perRequest, m.perGBSecond = priceValue(meter.LambdaX86.PerRequest), priceValue(meter.LambdaX86.PerGBSecond)
+	fl.Var(&m.perRequest, "price-request", "dollars per request, as AWS Lambda's x86 by default")
+	fl.Var(&m.perGBSecond, "price-gb-second", "dollars per GB-second of billed memory-time, as AWS Lambda's x86 by default")
+	m.quota.add(fl, "all functions'", false)
+}
+
+// config is the node's prices and quota (nil: none) as the flags give
+// them.
+func (m *meterFlags) config(fl *pflag.FlagSet) (*meter.Prices, *registry.Quota, error) {
+	prices := &meter.Prices{PerRequest: float64(m.perRequest), PerGBSecond: float64(m.perGBSecond)}
+	if !m.quota.given(fl) {
+		return prices, nil, nil
+	}
+	if err := m.quota.check(fl); err != nil {
+		return nil, nil, err
+	}
+	q, err := m.quota.apply(fl, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if q.Period == "" { // an empty --quota-period is no quota, as without the flags
+		return prices, nil, nil
+	}
+	return prices, q, nil
+}
+
+// priceValue is a price flag: dollars, in full (0.0000002, not 2e-07).
+type priceValue float64
+
+func (p *priceValue) String() string { return strconv.FormatFloat(float64(*p), 'f', -1, 64) }
+func (p *priceValue) Type() string   { return "dollars" }
+
+func (p *priceValue) Set(s string) error {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		return errors.New("must be a number of dollars, 0 or more")
+	}
+	*p = priceValue(v)
+	return nil
 }

@@ -229,7 +229,7 @@ func (e *Events) handle(ctx context.Context, m jetstream.Msg, keepAlivePeriod ti
 		ce *meter.CapError
 	)
 	switch {
-	case errors.As(err, &ce) && f.Quota != nil && f.Quota.Async == registry.QuotaFail:
+	case errors.As(err, &ce) && ce.Async == registry.QuotaFail:
 		e.settle(sctx, m, q, f, outcome{condition: meter.ReasonSpendCap, err: err, attempts: q.attempt})
 	case errors.As(err, &ce):
 		// Used up: the event waits for the next period.

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -73,9 +75,16 @@ type lambdaError struct {
 	typ    string
 	msg    string
 	reason string // a throttle's, as Lambda gives it
+	// retryAfter is when to try again, for a throttle; 0 means 1s.
+	retryAfter time.Duration
 }
 
 func (e *lambdaError) Error() string { return e.typ + ": " + e.msg }
+
+// retryAfterHeader is Retry-After in whole seconds, at least 1.
+func (e *lambdaError) retryAfterHeader() string {
+	return strconv.Itoa(max(1, int(math.Ceil(e.retryAfter.Seconds()))))
+}
 
 func lerr(status int, typ, msg string) *lambdaError {
 	return &lambdaError{status: status, typ: typ, msg: msg}
@@ -88,7 +97,7 @@ func writeLambdaError(w http.ResponseWriter, e *lambdaError) {
 	body := map[string]string{"__type": e.typ, "message": e.msg}
 	if e.reason != "" {
 		body["Reason"] = e.reason
-		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Retry-After", e.retryAfterHeader())
 	}
 	json.NewEncoder(w).Encode(body) //nolint:errcheck // the status is sent
 }
@@ -104,9 +113,10 @@ func lambdaErrorFor(err error) *lambdaError {
 	case errors.As(err, &le):
 		return le
 	case errors.As(err, &te):
-		return &lambdaError{http.StatusTooManyRequests, "TooManyRequestsException", "Rate Exceeded: " + te.Msg, te.Reason}
+		return &lambdaError{status: http.StatusTooManyRequests, typ: "TooManyRequestsException", msg: "Rate Exceeded: " + te.Msg, reason: te.Reason}
 	case errors.As(err, &ce):
-		return &lambdaError{http.StatusTooManyRequests, "TooManyRequestsException", "Spend cap exceeded: " + ce.Error(), meter.ReasonSpendCap}
+		return &lambdaError{status: http.StatusTooManyRequests, typ: "TooManyRequestsException", msg: "Spend cap exceeded: " + ce.Error(),
+			reason: meter.ReasonSpendCap, retryAfter: time.Until(ce.Until)}
 	case errors.Is(err, registry.ErrNotFound):
 		return lerr(http.StatusNotFound, "ResourceNotFoundException", strings.TrimSuffix(err.Error(), ": "+registry.ErrNotFound.Error()))
 	case errors.Is(err, invoke.ErrInvalidContent):
@@ -348,7 +358,7 @@ func (g *gateway) functionURL(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		le := lambdaErrorFor(err)
 		if le.status == http.StatusTooManyRequests {
-			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Retry-After", le.retryAfterHeader())
 		}
 		urlError(w, le.status, http.StatusText(le.status))
 		return

@@ -333,6 +333,7 @@ func (iv *Invoker) Invoke(ctx context.Context, req Request) (*Response, error) {
 	if ie != nil {
 		// Lambda answers a failed init as the function's error.
 		res.Duration = iv.cfg.Now().Sub(start)
+		res.Cold = true // it failed starting an instance
 		res.Payload, res.FunctionError, res.ErrorType = ie.Payload, "Unhandled", ie.Type
 		iv.platformLog(t, "", id, telemetry.StartLine(id, t.Version))
 		iv.platformLog(t, "", id, fmt.Sprintf("INIT_REPORT Init Duration: %.2f ms\tPhase: init\tStatus: error\tError Type: %s",
@@ -416,7 +417,14 @@ func (iv *Invoker) acquire(ctx context.Context, req Request) (registry.Target, *
 			return t, nil, err
 		}
 		if iv.cfg.Usage != nil {
-			if err := iv.cfg.Usage.Allow(t.Function); err != nil {
+			// The quota is the function's, whatever version runs.
+			latest := t.Function
+			if t.Version != registry.Latest {
+				if l, err := iv.Resolve(t.Name, ""); err == nil {
+					latest = l.Function
+				}
+			}
+			if err := iv.cfg.Usage.Allow(latest); err != nil {
 				return t, nil, err
 			}
 		}

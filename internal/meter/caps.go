@@ -3,6 +3,7 @@ package meter
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -30,6 +31,8 @@ type CapError struct {
 	Period   string    `json:"period"`
 	Start    time.Time `json:"period_start"`
 	Until    time.Time `json:"until"` // when the next period starts
+	// Async is what the quota says capped events do: wait or fail.
+	Async string `json:"async,omitempty"`
 }
 
 func (e *CapError) Error() string {
@@ -37,16 +40,37 @@ func (e *CapError) Error() string {
 	if e.Scope == "node" {
 		who = "the node's"
 	}
-	return fmt.Sprintf("%s %s quota of %g %s is used up (%g); calls resume at %s",
-		who, e.Period, e.Max, e.Limit, e.Used, e.Until.UTC().Format(time.RFC3339))
+	return fmt.Sprintf("%s %s quota of %s %s is used up (%s); calls resume at %s", who, e.Period,
+		strconv.FormatFloat(e.Max, 'f', -1, 64), e.Limit, strconv.FormatFloat(e.Used, 'f', -1, 64), e.Until.UTC().Format(time.RFC3339))
 }
 
 // capState caches period usage briefly, so a check on every call costs a
-// map lookup, and remembers which caps were told.
+// map lookup; counts what this node admitted and ran, which the rollups
+// show only a moment later; and remembers which caps were told.
 type capState struct {
 	mu    sync.Mutex
-	cache map[string]cachedUsage // guarded by mu; by scope and period start
+	cache map[string]cachedUsage // guarded by mu; by capKey
+	local map[string]*localUsage // guarded by mu; by capKey
 	told  map[string]bool        // guarded by mu
+}
+
+// localUsage is this node's own part of a period: the calls it let
+// through and the usage they recorded. A period's usage is at least that,
+// so one node stops at its cap exactly, whatever the rollups' lag.
+type localUsage struct {
+	admitted int64
+	recorded Usage
+	until    time.Time
+}
+
+// capKey names a quota's period: its scope, period and start, and the
+// function for a function's quota.
+func capKey(scope, p string, start time.Time, fn string) string {
+	k := scope + "/" + p + "/" + start.Format(time.RFC3339)
+	if scope == "function" {
+		k += "/" + fn
+	}
+	return k
 }
 
 type cachedUsage struct {
@@ -75,12 +99,15 @@ func (m *Meter) Allow(f registry.Function) error {
 
 func (m *Meter) check(q Quota, scope, fn string, now time.Time) error {
 	start, until := period(q.Period, now)
-	key := scope + "/" + start.Format(time.RFC3339)
-	if scope == "function" {
-		key += "/" + fn
-	}
+	key := capKey(scope, q.Period, start, fn)
 	u := m.periodUsage(key, scope, fn, q.Period, start, until)
-	e := &CapError{Function: fn, Scope: scope, Period: q.Period, Start: start, Until: until}
+	m.caps.mu.Lock()
+	if l := m.caps.local[key]; l != nil {
+		u = maxUsage(u, l.recorded)
+		u.Invocations = max(u.Invocations, l.admitted)
+	}
+	m.caps.mu.Unlock()
+	e := &CapError{Function: fn, Scope: scope, Period: q.Period, Start: start, Until: until, Async: q.Async}
 	switch {
 	case q.MaxInvocations > 0 && u.Invocations >= q.MaxInvocations:
 		e.Limit, e.Used, e.Max = "invocations", float64(u.Invocations), float64(q.MaxInvocations)
@@ -89,18 +116,56 @@ func (m *Meter) check(q Quota, scope, fn string, now time.Time) error {
 	case q.MaxCost > 0 && m.prices.Cost(u) >= q.MaxCost:
 		e.Limit, e.Used, e.Max = "cost", m.prices.Cost(u), q.MaxCost
 	default:
+		m.caps.mu.Lock()
+		m.localLocked(key, until).admitted++
+		m.caps.mu.Unlock()
 		return nil
 	}
 	m.tell(key, e)
 	return e
 }
 
+// localLocked returns this node's usage of a period, made if need be.
+func (m *Meter) localLocked(key string, until time.Time) *localUsage {
+	c := &m.caps
+	l := c.local[key]
+	if l == nil {
+		l = &localUsage{until: until}
+		c.local[key] = l
+	}
+	return l
+}
+
+// recordLocal counts a record in every period it falls in, for the caps.
+func (m *Meter) recordLocal(r Record) {
+	m.caps.mu.Lock()
+	defer m.caps.mu.Unlock()
+	for _, p := range []string{registry.PeriodHour, registry.PeriodDay, registry.PeriodMonth} {
+		start, until := period(p, r.Start)
+		m.localLocked(capKey("function", p, start, r.Function), until).recorded.Add(r)
+		m.localLocked(capKey("node", p, start, r.Function), until).recorded.Add(r)
+	}
+}
+
+// forgetLocal drops the periods that ended before now.
+func (m *Meter) forgetLocal(now time.Time) {
+	m.caps.mu.Lock()
+	defer m.caps.mu.Unlock()
+	for k, l := range m.caps.local {
+		if now.After(l.until) {
+			delete(m.caps.local, k)
+		}
+	}
+}
+
+func maxUsage(a, b Usage) Usage {
+	return Usage{max(a.Invocations, b.Invocations), max(a.Errors, b.Errors), max(a.ColdStarts, b.ColdStarts),
+		max(a.BilledMs, b.BilledMs), max(a.MBms, b.MBms), max(a.DurationUs, b.DurationUs)}
+}
+
 func (m *Meter) periodUsage(key, scope, fn, p string, start, until time.Time) Usage {
 	c := &m.caps
 	c.mu.Lock()
-	if c.cache == nil {
-		c.cache, c.told = map[string]cachedUsage{}, map[string]bool{}
-	}
 	cu, ok := c.cache[key]
 	c.mu.Unlock()
 	real := time.Now()

@@ -75,7 +75,8 @@ func Open(ctx context.Context, cfg Config) (*Meter, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Meter{cfg: cfg, log: cfg.Logger, prices: LambdaX86, pending: map[string][]Record{},
-		kick: make(chan struct{}, 1), rollups: map[string]rollup{}}
+		kick: make(chan struct{}, 1), rollups: map[string]rollup{},
+		caps: capState{cache: map[string]cachedUsage{}, local: map[string]*localUsage{}, told: map[string]bool{}}}
 	if cfg.Prices != nil {
 		m.prices = *cfg.Prices
 	}
@@ -128,6 +129,7 @@ func (m *Meter) Prices() Prices { return m.prices }
 
 // Record takes an invocation's usage; it is stored within flushEvery.
 func (m *Meter) Record(r Record) {
+	m.recordLocal(r)
 	m.mu.Lock()
 	m.pending[r.Function] = append(m.pending[r.Function], r)
 	m.npend++
@@ -149,6 +151,7 @@ func (m *Meter) flushLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			m.forgetLocal(m.cfg.Now())
 		case <-m.kick:
 		}
 		if err := m.flush(ctx); err != nil && ctx.Err() == nil {
@@ -432,12 +435,34 @@ type FunctionUsage struct {
 	Buckets   []Bucket `json:"buckets"`
 }
 
+// Report is the answer of GET /v1/usage: the usage of each function over
+// [From, To), by hour or day, its cost at the node's prices, and AWS
+// Lambda's x86 prices to compare them with.
+type Report struct {
+	Granularity string          `json:"granularity"`
+	From        time.Time       `json:"from"`
+	To          time.Time       `json:"to"`
+	Prices      Prices          `json:"prices"`
+	LambdaX86   Prices          `json:"lambda_x86_prices"`
+	Functions   []FunctionUsage `json:"functions"`
+	// Total is every function's usage together; its Start is From.
+	Total Bucket `json:"total"`
+}
+
 // Query selects usage: functions (all when empty), the buckets that start
 // in [From, To), by hour or day.
 type Query struct {
 	Functions   []string
 	From, To    time.Time
 	Granularity string
+}
+
+// BucketStart is the start of the hour or day (UTC) that holds t.
+func BucketStart(granularity string, t time.Time) time.Time {
+	if granularity == Hour {
+		return t.UTC().Truncate(time.Hour)
+	}
+	return t.UTC().Truncate(24 * time.Hour)
 }
 
 // MaxBuckets bounds the buckets of one query.
@@ -452,7 +477,7 @@ func (m *Meter) Usage(q Query) ([]FunctionUsage, error) {
 	} else if q.Granularity != Day {
 		return nil, fmt.Errorf("granularity %q must be hour or day", q.Granularity)
 	}
-	from, to := q.From.UTC().Truncate(step), q.To.UTC()
+	from, to := BucketStart(q.Granularity, q.From), q.To.UTC()
 	if !to.After(from) {
 		return nil, errors.New("the span is empty: from must be before to")
 	}

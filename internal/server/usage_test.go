@@ -193,7 +193,15 @@ func TestQuota(t *testing.T) {
 	n := startEventNode(t, server.Config{Now: clock.Now, Quota: &registry.Quota{Period: registry.PeriodDay, MaxInvocations: 1000}})
 	rec := newRecorder(t)
 	const max = 5
-	n.deployRecorder(t, rec, "capped", client.Config{Quota: &registry.Quota{Period: registry.PeriodHour, MaxInvocations: max}})
+	// Version 1 is published before the quota is set: the quota is the
+	// function's, whatever version runs.
+	n.deployRecorder(t, rec, "capped", client.Config{})
+	if _, _, err := n.c.PublishVersion(context.Background(), "capped", "", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.c.UpdateConfig(context.Background(), "capped", client.Config{Quota: &registry.Quota{Period: registry.PeriodHour, MaxInvocations: max}}, 0); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := n.c.Subscribe(context.Background(), client.Subscription{Topic: meter.CapTopic, Function: "alerts"}); err == nil {
 		t.Fatal("subscribed a function that does not exist")
 	}
@@ -228,6 +236,12 @@ func TestQuota(t *testing.T) {
 	}
 	if d := time.Since(reached); d > time.Second {
 		t.Errorf("the cap took %s to stop the function", d)
+	}
+	if ok != max {
+		t.Errorf("%d calls ran under a cap of %d", ok, max)
+	}
+	if _, err := n.c.Invoke(ctx, "capped", []byte(`{}`), client.InvokeOptions{Qualifier: "1"}); !client.IsSpendCapped(err) {
+		t.Errorf("version 1 of a capped function: %v, want refused", err)
 	}
 	var ce *client.Error
 	if !errors.As(capErr, &ce) || ce.Status != 429 || !strings.Contains(ce.Message, "quota") {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -85,7 +86,9 @@ func (a *api) getUsage(w http.ResponseWriter, r *http.Request) error {
 			if err := registry.ValidName("function", fn); err != nil {
 				return err
 			}
-			fns = append(fns, fn)
+			if !slices.Contains(fns, fn) {
+				fns = append(fns, fn)
+			}
 		}
 	}
 	if rep.Functions, err = u.Usage(meter.Query{Functions: fns, From: rep.From, To: rep.To, Granularity: rep.Granularity}); err != nil {

@@ -116,7 +116,7 @@ func lambdaErrorFor(err error) *lambdaError {
 		return &lambdaError{status: http.StatusTooManyRequests, typ: "TooManyRequestsException", msg: "Rate Exceeded: " + te.Msg, reason: te.Reason}
 	case errors.As(err, &ce):
 		return &lambdaError{status: http.StatusTooManyRequests, typ: "TooManyRequestsException", msg: "Spend cap exceeded: " + ce.Error(),
-			reason: meter.ReasonSpendCap, retryAfter: time.Until(ce.Until)}
+			reason: meter.ReasonSpendCap, retryAfter: ce.RetryAfter}
 	case errors.Is(err, registry.ErrNotFound):
 		return lerr(http.StatusNotFound, "ResourceNotFoundException", strings.TrimSuffix(err.Error(), ": "+registry.ErrNotFound.Error()))
 	case errors.Is(err, invoke.ErrInvalidContent):

@@ -56,11 +56,13 @@ type LogSink interface {
 	Append(telemetry.Record)
 }
 
-// Usage meters invocations: it may refuse one (a used-up quota) and
-// records each that ran.
+// Usage meters invocations: it admits a call under its quotas, or
+// refuses it, and records each that ran; a call admitted that did not run
+// is released.
 type Usage interface {
-	Allow(f registry.Function) error
-	Record(meter.Record)
+	Admit(f registry.Function) (*meter.Ticket, error)
+	Release(*meter.Ticket)
+	Record(meter.Record, *meter.Ticket)
 }
 
 // Config is what an Invoker needs.
@@ -100,6 +102,9 @@ type Invoker struct {
 	draining map[*pool.Pool]struct{}
 	closed   bool   // guarded by mu
 	seq      uint64 // guarded by mu; instance ids
+	// calls are the invocations under way, added to under mu while not
+	// closed, so that Close can wait for their records.
+	calls sync.WaitGroup
 
 	tails sync.Map // request id → *tailBuffer, for callers that asked for the log tail
 
@@ -304,6 +309,14 @@ func (iv *Invoker) Invoke(ctx context.Context, req Request) (*Response, error) {
 	if len(bytes.TrimSpace(req.Payload)) == 0 {
 		req.Payload = []byte("null")
 	}
+	iv.mu.Lock()
+	if iv.closed {
+		iv.mu.Unlock()
+		return nil, ErrClosed
+	}
+	iv.calls.Add(1)
+	iv.mu.Unlock()
+	defer iv.calls.Done()
 	id := req.RequestID
 	if id == "" {
 		id = NewRequestID()
@@ -314,17 +327,23 @@ func (iv *Invoker) Invoke(ctx context.Context, req Request) (*Response, error) {
 		defer iv.unwatchTail(id)
 	}
 	start := iv.cfg.Now()
+	ticket, err := iv.admit(req)
+	if err != nil {
+		var ce *meter.CapError
+		if errors.As(err, &ce) {
+			iv.cfg.Metrics.Throttled(req.Function, meter.ReasonSpendCap)
+		}
+		return nil, err
+	}
 	t, lease, err := iv.acquire(ctx, req)
 	var ie *runtime.InitError
 	if err != nil && !errors.As(err, &ie) {
-		var (
-			te *pool.ThrottleError
-			ce *meter.CapError
-		)
+		if iv.cfg.Usage != nil {
+			iv.cfg.Usage.Release(ticket)
+		}
+		var te *pool.ThrottleError
 		if errors.As(err, &te) {
 			iv.cfg.Metrics.Throttled(req.Function, te.Reason)
-		} else if errors.As(err, &ce) {
-			iv.cfg.Metrics.Throttled(req.Function, meter.ReasonSpendCap)
 		}
 		return nil, err
 	}
@@ -338,7 +357,7 @@ func (iv *Invoker) Invoke(ctx context.Context, req Request) (*Response, error) {
 		iv.platformLog(t, "", id, telemetry.StartLine(id, t.Version))
 		iv.platformLog(t, "", id, fmt.Sprintf("INIT_REPORT Init Duration: %.2f ms\tPhase: init\tStatus: error\tError Type: %s",
 			float64(res.Duration.Microseconds())/1000, ie.Type))
-		iv.finish(t, "", req, start, "error", res, tail)
+		iv.finish(t, "", req, start, "error", res, tail, ticket)
 		iv.cfg.Metrics.Invoked(t.Name, t.Version, "error", res.Duration)
 		return res, nil
 	}
@@ -387,7 +406,7 @@ func (iv *Invoker) Invoke(ctx context.Context, req Request) (*Response, error) {
 				iv.cfg.Now().UTC().Format("2006-01-02T15:04:05.000Z"), id, timeout.Seconds()))
 		}
 	}
-	iv.finish(t, instID, req, invStart, outcome(r), res, tail)
+	iv.finish(t, instID, req, invStart, outcome(r), res, tail, ticket)
 	iv.cfg.Metrics.Invoked(t.Name, t.Version, outcome(r), res.Duration)
 	return res, nil
 }
@@ -400,6 +419,20 @@ func outcome(r runtime.Result) string {
 		return "timeout"
 	}
 	return "error"
+}
+
+// admit asks the meter to let the call run under its function's quota
+// (its $LATEST's, whatever version runs). A function that does not exist
+// is left for acquire to refuse.
+func (iv *Invoker) admit(req Request) (*meter.Ticket, error) {
+	if iv.cfg.Usage == nil {
+		return nil, nil
+	}
+	latest, err := iv.Resolve(req.Function, "")
+	if err != nil {
+		return nil, nil
+	}
+	return iv.cfg.Usage.Admit(latest.Function)
 }
 
 // InitTimeout is how long an instance may take to start, as Lambda's init
@@ -415,18 +448,6 @@ func (iv *Invoker) acquire(ctx context.Context, req Request) (registry.Target, *
 		t, err := iv.Resolve(req.Function, req.Qualifier)
 		if err != nil {
 			return t, nil, err
-		}
-		if iv.cfg.Usage != nil {
-			// The quota is the function's, whatever version runs.
-			latest := t.Function
-			if t.Version != registry.Latest {
-				if l, err := iv.Resolve(t.Name, ""); err == nil {
-					latest = l.Function
-				}
-			}
-			if err := iv.cfg.Usage.Allow(latest); err != nil {
-				return t, nil, err
-			}
 		}
 		p, err := iv.poolFor(t)
 		if err != nil {
@@ -447,7 +468,7 @@ func (iv *Invoker) acquire(ctx context.Context, req Request) (registry.Target, *
 
 // finish writes the END and REPORT lines and the usage record (billed as
 // the REPORT line says), and collects the tail.
-func (iv *Invoker) finish(t registry.Target, instID string, req Request, start time.Time, outcome string, res *Response, tail *tailBuffer) {
+func (iv *Invoker) finish(t registry.Target, instID string, req Request, start time.Time, outcome string, res *Response, tail *tailBuffer, ticket *meter.Ticket) {
 	iv.platformLog(t, instID, res.RequestID, telemetry.EndLine(res.RequestID))
 	iv.platformLog(t, instID, res.RequestID, telemetry.ReportLine(res.RequestID, res.Duration, res.MemoryMB, res.MaxMemoryMB, res.InitDuration))
 	if iv.cfg.Usage != nil {
@@ -458,7 +479,7 @@ func (iv *Invoker) finish(t registry.Target, instID string, req Request, start t
 		iv.cfg.Usage.Record(meter.Record{Function: t.Name, Version: t.Version, RequestID: res.RequestID,
 			Trigger: trigger, Start: start.UTC(), DurationUs: res.Duration.Microseconds(),
 			BilledMs: telemetry.BilledMs(res.Duration), MemoryMB: res.MemoryMB, Cold: res.Cold,
-			InitUs: res.InitDuration.Microseconds(), Outcome: outcome})
+			InitUs: res.InitDuration.Microseconds(), Outcome: outcome}, ticket)
 	}
 	if tail != nil {
 		res.LogTail = tail.bytes()
@@ -603,6 +624,9 @@ func (iv *Invoker) Close(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	// The calls cut off end now; their records and log lines are written
+	// before the meter and the logs close.
+	iv.calls.Wait()
 	return nil
 }
 

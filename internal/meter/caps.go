@@ -21,6 +21,10 @@ const ReasonSpendCap = "SpendCapExceeded"
 // CloudEvent of type wisp.cap.exceeded, for a function to alert on.
 const CapTopic = "spend-caps"
 
+// nodeScope names the node's totals among the functions' rollups: no
+// function name starts with "_".
+const nodeScope = "_node"
+
 // CapError is a call refused because a quota's cap is reached.
 type CapError struct {
 	Function string    `json:"function"`
@@ -33,6 +37,8 @@ type CapError struct {
 	Until    time.Time `json:"until"` // when the next period starts
 	// Async is what the quota says capped events do: wait or fail.
 	Async string `json:"async,omitempty"`
+	// RetryAfter is the time until the next period, on the node's clock.
+	RetryAfter time.Duration `json:"-"`
 }
 
 func (e *CapError) Error() string {
@@ -44,118 +50,172 @@ func (e *CapError) Error() string {
 		strconv.FormatFloat(e.Max, 'f', -1, 64), e.Limit, strconv.FormatFloat(e.Used, 'f', -1, 64), e.Until.UTC().Format(time.RFC3339))
 }
 
-// capState caches period usage briefly, so a check on every call costs a
-// map lookup; counts what this node admitted and ran, which the rollups
-// show only a moment later; and remembers which caps were told.
+// capKey names one quota's period: a function's (fn) or the node's
+// (fn == nodeScope).
+type capKey struct {
+	fn, period string
+	start      int64 // unix seconds
+}
+
+// capState is what the caps know beyond the rollups: the calls this node
+// admitted that have not ended, and the usage of those that did, which the
+// rollups show only a moment later. A period's usage is at least what
+// this node saw, plus what it let through, so one node stops at its cap
+// exactly; other nodes' usage comes through the rollups within a second.
 type capState struct {
 	mu    sync.Mutex
-	cache map[string]cachedUsage // guarded by mu; by capKey
-	local map[string]*localUsage // guarded by mu; by capKey
-	told  map[string]bool        // guarded by mu
+	local map[capKey]*localUsage // guarded by mu
+	told  map[capKey]bool        // guarded by mu
 }
 
-// localUsage is this node's own part of a period: the calls it let
-// through and the usage they recorded. A period's usage is at least that,
-// so one node stops at its cap exactly, whatever the rollups' lag.
 type localUsage struct {
-	admitted int64
+	running  int64 // admitted calls not yet recorded
 	recorded Usage
-	until    time.Time
+	cached   Usage     // the rollups' figure, as read at cachedAt
+	cachedAt time.Time // real time
+	until    time.Time // the period's end, on the node's clock
 }
 
-// capKey names a quota's period: its scope, period and start, and the
-// function for a function's quota.
-func capKey(scope, p string, start time.Time, fn string) string {
-	k := scope + "/" + p + "/" + start.Format(time.RFC3339)
-	if scope == "function" {
-		k += "/" + fn
-	}
-	return k
-}
-
-type cachedUsage struct {
-	at time.Time
-	u  Usage
-}
-
-// capFresh is how old a cached period usage may be: caps take effect
-// within it plus the time records take to be rolled up.
+// capFresh is how old a cached rollup figure may be.
 const capFresh = 200 * time.Millisecond
 
-// Allow says whether f may run now: nil, or a *CapError when its quota or
-// the node's is used up in the current period.
-func (m *Meter) Allow(f registry.Function) error {
+// Ticket is a call admitted under its quotas: the periods it counts in
+// while it runs. Record or Release gives it back.
+type Ticket struct {
+	keys []capKey
+}
+
+// Admit lets a call of f run, and counts it as running, or refuses it
+// with a *CapError when its quota or the node's is used up now. The quota
+// is f's as given: the invoker passes the function's $LATEST.
+func (m *Meter) Admit(f registry.Function) (*Ticket, error) {
 	now := m.cfg.Now()
-	if f.Quota != nil {
-		if err := m.check(*f.Quota, "function", f.Name, now); err != nil {
-			return err
+	type check struct {
+		q     Quota
+		key   capKey
+		scope string
+		start time.Time
+		until time.Time
+	}
+	var checks []check
+	for _, c := range []struct {
+		q     *Quota
+		fn    string
+		scope string
+	}{{f.Quota, f.Name, "function"}, {m.cfg.Quota, nodeScope, "node"}} {
+		if c.q == nil {
+			continue
+		}
+		start, until := period(c.q.Period, now)
+		checks = append(checks, check{*c.q, capKey{c.fn, c.q.Period, start.Unix()}, c.scope, start, until})
+	}
+	if len(checks) == 0 {
+		return &Ticket{}, nil
+	}
+	c := &m.caps
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ch := range checks {
+		l := c.localLocked(ch.key, ch.until)
+		if time.Since(l.cachedAt) > capFresh {
+			l.cached, l.cachedAt = m.periodUsage(ch.key.fn, ch.q.Period, ch.start, ch.until), time.Now()
+		}
+		u := maxUsage(l.cached, l.recorded)
+		u.Invocations += l.running
+		if e := m.capped(ch.q, u); e != nil {
+			e.Function, e.Scope, e.Period, e.Start, e.Until, e.Async = f.Name, ch.scope, ch.q.Period, ch.start, ch.until, ch.q.Async
+			e.RetryAfter = ch.until.Sub(now)
+			m.tellLocked(ch.key, e)
+			return nil, e
 		}
 	}
-	if m.cfg.Quota != nil {
-		return m.check(*m.cfg.Quota, "node", f.Name, now)
+	t := &Ticket{keys: make([]capKey, len(checks))}
+	for i, ch := range checks {
+		c.local[ch.key].running++
+		t.keys[i] = ch.key
+	}
+	return t, nil
+}
+
+// capped says which cap of q usage u reached, if any.
+func (m *Meter) capped(q Quota, u Usage) *CapError {
+	switch {
+	case q.MaxInvocations > 0 && u.Invocations >= q.MaxInvocations:
+		return &CapError{Limit: "invocations", Used: float64(u.Invocations), Max: float64(q.MaxInvocations)}
+	case q.MaxGBSeconds > 0 && u.GBSeconds() >= q.MaxGBSeconds:
+		return &CapError{Limit: "gb_seconds", Used: u.GBSeconds(), Max: q.MaxGBSeconds}
+	case q.MaxCost > 0 && m.prices.Cost(u) >= q.MaxCost:
+		return &CapError{Limit: "cost", Used: m.prices.Cost(u), Max: q.MaxCost}
 	}
 	return nil
 }
 
-func (m *Meter) check(q Quota, scope, fn string, now time.Time) error {
-	start, until := period(q.Period, now)
-	key := capKey(scope, q.Period, start, fn)
-	u := m.periodUsage(key, scope, fn, q.Period, start, until)
+// Release gives back the ticket of a call that did not run.
+func (m *Meter) Release(t *Ticket) {
+	if t == nil || len(t.keys) == 0 {
+		return
+	}
 	m.caps.mu.Lock()
-	if l := m.caps.local[key]; l != nil {
-		u = maxUsage(u, l.recorded)
-		u.Invocations = max(u.Invocations, l.admitted)
+	defer m.caps.mu.Unlock()
+	for _, k := range t.keys {
+		if l := m.caps.local[k]; l != nil && l.running > 0 {
+			l.running--
+		}
 	}
-	m.caps.mu.Unlock()
-	e := &CapError{Function: fn, Scope: scope, Period: q.Period, Start: start, Until: until, Async: q.Async}
-	switch {
-	case q.MaxInvocations > 0 && u.Invocations >= q.MaxInvocations:
-		e.Limit, e.Used, e.Max = "invocations", float64(u.Invocations), float64(q.MaxInvocations)
-	case q.MaxGBSeconds > 0 && u.GBSeconds() >= q.MaxGBSeconds:
-		e.Limit, e.Used, e.Max = "gb_seconds", u.GBSeconds(), q.MaxGBSeconds
-	case q.MaxCost > 0 && m.prices.Cost(u) >= q.MaxCost:
-		e.Limit, e.Used, e.Max = "cost", m.prices.Cost(u), q.MaxCost
-	default:
-		m.caps.mu.Lock()
-		m.localLocked(key, until).admitted++
-		m.caps.mu.Unlock()
-		return nil
-	}
-	m.tell(key, e)
-	return e
 }
 
-// localLocked returns this node's usage of a period, made if need be.
-func (m *Meter) localLocked(key string, until time.Time) *localUsage {
-	c := &m.caps
-	l := c.local[key]
+func (c *capState) localLocked(k capKey, until time.Time) *localUsage {
+	l := c.local[k]
 	if l == nil {
 		l = &localUsage{until: until}
-		c.local[key] = l
+		c.local[k] = l
 	}
 	return l
 }
 
-// recordLocal counts a record in every period it falls in, for the caps.
-func (m *Meter) recordLocal(r Record) {
+// recordLocal counts a record in the periods its ticket ran under and in
+// every period it falls in, for the caps.
+func (m *Meter) recordLocal(r Record, t *Ticket) {
 	m.caps.mu.Lock()
 	defer m.caps.mu.Unlock()
+	if t != nil {
+		for _, k := range t.keys {
+			if l := m.caps.local[k]; l != nil && l.running > 0 {
+				l.running--
+			}
+		}
+	}
 	for _, p := range []string{registry.PeriodHour, registry.PeriodDay, registry.PeriodMonth} {
 		start, until := period(p, r.Start)
-		m.localLocked(capKey("function", p, start, r.Function), until).recorded.Add(r)
-		m.localLocked(capKey("node", p, start, r.Function), until).recorded.Add(r)
+		for _, fn := range []string{r.Function, nodeScope} {
+			m.caps.localLocked(capKey{fn, p, start.Unix()}, until).recorded.Add(r)
+		}
 	}
 }
 
-// forgetLocal drops the periods that ended before now.
+// forgetLocal drops what it knows of periods that ended before now.
 func (m *Meter) forgetLocal(now time.Time) {
 	m.caps.mu.Lock()
 	defer m.caps.mu.Unlock()
 	for k, l := range m.caps.local {
-		if now.After(l.until) {
+		if now.After(l.until) && l.running == 0 {
 			delete(m.caps.local, k)
+			delete(m.caps.told, k)
 		}
 	}
+}
+
+// periodUsage is what the rollups say of a function's (or the node's)
+// period.
+func (m *Meter) periodUsage(fn, p string, start, until time.Time) Usage {
+	if p == registry.PeriodHour {
+		return m.rollupOf(rollupKey(Hour, fn, start))
+	}
+	var u Usage
+	for d := start; d.Before(until); d = d.AddDate(0, 0, 1) {
+		u = u.Plus(m.rollupOf(rollupKey(Day, fn, d)))
+	}
+	return u
 }
 
 func maxUsage(a, b Usage) Usage {
@@ -163,56 +223,24 @@ func maxUsage(a, b Usage) Usage {
 		max(a.BilledMs, b.BilledMs), max(a.MBms, b.MBms), max(a.DurationUs, b.DurationUs)}
 }
 
-func (m *Meter) periodUsage(key, scope, fn, p string, start, until time.Time) Usage {
-	c := &m.caps
-	c.mu.Lock()
-	cu, ok := c.cache[key]
-	c.mu.Unlock()
-	real := time.Now()
-	if ok && real.Sub(cu.at) < capFresh {
-		return cu.u
-	}
-	fns := []string{fn}
-	if scope == "node" {
-		fns = m.functions()
-	}
-	var u Usage
-	for _, f := range fns {
-		if p == registry.PeriodHour {
-			u = u.Plus(m.rollupOf(rollupKey(Hour, f, start)))
-			continue
-		}
-		for d := start; d.Before(until); d = d.AddDate(0, 0, 1) {
-			u = u.Plus(m.rollupOf(rollupKey(Day, f, d)))
-		}
-	}
-	c.mu.Lock()
-	c.cache[key] = cachedUsage{at: real, u: u}
-	for k, v := range c.cache { // forget old periods
-		if real.Sub(v.at) > time.Minute {
-			delete(c.cache, k)
-		}
-	}
-	c.mu.Unlock()
-	return u
-}
-
-// tell publishes a reached cap on CapTopic, once per period per node.
-func (m *Meter) tell(key string, e *CapError) {
-	c := &m.caps
-	c.mu.Lock()
-	told := c.told[key]
-	c.told[key] = true
-	c.mu.Unlock()
-	if told || m.cfg.Publish == nil {
+// tellLocked publishes a reached cap on CapTopic, once per period per
+// node; a failed publish is tried again at the next refusal.
+func (m *Meter) tellLocked(k capKey, e *CapError) {
+	if m.caps.told[k] || m.cfg.Publish == nil {
 		return
 	}
+	m.caps.told[k] = true
 	m.log.Warn("meter: a quota is used up", "scope", e.Scope, "function", e.Function, "limit", e.Limit, "until", e.Until)
+	m.wg.Add(1)
 	go func() {
+		defer m.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := m.cfg.Publish(ctx, CapTopic, e); err != nil {
 			m.log.Warn("meter: telling a reached cap", "err", err)
+			m.caps.mu.Lock()
+			delete(m.caps.told, k)
+			m.caps.mu.Unlock()
 		}
 	}()
 }

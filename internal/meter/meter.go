@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,15 +22,21 @@ import (
 const (
 	streamName   = "wisp_usage"
 	subjectPre   = "wisp.usage." // + function
-	rollupBucket = "wisp_usage_rollups"
+	hourlyBucket = "wisp_usage_hourly"
+	dailyBucket  = "wisp_usage_daily"
 	rollupName   = "rollup"
-	// Records are kept 31 days; rollups (a few hundred bytes per
-	// function-hour) for ever.
+	// Records are kept 31 days, hourly rollups 93, daily rollups (a few
+	// hundred bytes per function-day) for ever.
 	recordMaxAge = 31 * 24 * time.Hour
+	hourlyMaxAge = 93 * 24 * time.Hour
 	// flushEvery bounds how long a record waits in memory to be stored
 	// with others; a node killed loses at most that much.
 	flushEvery = 100 * time.Millisecond
-	maxBatch   = 1000
+	// maxBatchBytes bounds one stored message of records, well under
+	// NATS's 1 MiB.
+	maxBatchBytes = 256 << 10
+	// kickAt is how many pending records make a flush start at once.
+	kickAt = 1000
 )
 
 // Config is what a Meter needs; JS is required.
@@ -49,15 +57,21 @@ type Meter struct {
 	log    *slog.Logger
 	prices Prices
 	stream jetstream.Stream
-	kv     jetstream.KeyValue
+	hourly jetstream.KeyValue
+	daily  jetstream.KeyValue
 
 	mu      sync.Mutex
 	pending map[string][]Record // guarded by mu; by function
 	npend   int                 // guarded by mu
-	kick    chan struct{}
+	// unsent are batches a flush failed to store, kept whole with their
+	// ids so that one stored after all is not stored twice. Guarded by mu.
+	unsent []batch
+	closed bool // guarded by mu
+	kick   chan struct{}
 
 	rmu     sync.RWMutex
-	rollups map[string]rollup // guarded by rmu; by key
+	rollups map[string]rollup   // guarded by rmu; by key
+	fns     map[string]struct{} // guarded by rmu; the functions with a rollup
 
 	caps capState
 
@@ -75,8 +89,8 @@ func Open(ctx context.Context, cfg Config) (*Meter, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Meter{cfg: cfg, log: cfg.Logger, prices: LambdaX86, pending: map[string][]Record{},
-		kick: make(chan struct{}, 1), rollups: map[string]rollup{},
-		caps: capState{cache: map[string]cachedUsage{}, local: map[string]*localUsage{}, told: map[string]bool{}}}
+		kick: make(chan struct{}, 1), rollups: map[string]rollup{}, fns: map[string]struct{}{},
+		caps: capState{local: map[capKey]*localUsage{}, told: map[capKey]bool{}}}
 	if cfg.Prices != nil {
 		m.prices = *cfg.Prices
 	}
@@ -88,21 +102,32 @@ func Open(ctx context.Context, cfg Config) (*Meter, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("meter: usage stream: %w", err)
 	}
-	if m.kv, err = cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: rollupBucket, Description: "wisp: usage per function per hour and per day",
+	if m.hourly, err = cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: hourlyBucket, Description: "wisp: usage per function per hour",
+		History: 1, Storage: jetstream.FileStorage, TTL: hourlyMaxAge,
+	}); err != nil {
+		return nil, fmt.Errorf("meter: rollup bucket: %w", err)
+	}
+	if m.daily, err = cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: dailyBucket, Description: "wisp: usage per function per day",
 		History: 1, Storage: jetstream.FileStorage,
 	}); err != nil {
 		return nil, fmt.Errorf("meter: rollup bucket: %w", err)
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	m.stop = cancel
-	ready := make(chan struct{})
-	m.goLoop(func() { m.watch(lctx, ready) })
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		cancel()
-		return nil, errors.New("meter: rollups did not load within 30s")
+	for _, kv := range []jetstream.KeyValue{m.hourly, m.daily} {
+		ready := make(chan struct{})
+		m.goLoop(func() { m.watch(lctx, kv, ready) })
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			cancel()
+			return nil, ctx.Err()
+		case <-time.After(time.Minute):
+			cancel()
+			return nil, errors.New("meter: rollups did not load within a minute")
+		}
 	}
 	m.goLoop(func() { m.flushLoop(lctx) })
 	m.goLoop(func() { m.rollUp(lctx) })
@@ -117,23 +142,34 @@ func (m *Meter) goLoop(f func()) {
 	}()
 }
 
-// Close stores what is pending and stops.
+// Close stores what is pending and stops; a record that comes after is
+// lost, and logged.
 func (m *Meter) Close(ctx context.Context) error {
 	m.stop()
 	m.wg.Wait()
-	return m.flush(ctx)
+	err := m.flush(ctx)
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	return err
 }
 
 // Prices is the node's price table.
 func (m *Meter) Prices() Prices { return m.prices }
 
-// Record takes an invocation's usage; it is stored within flushEvery.
-func (m *Meter) Record(r Record) {
-	m.recordLocal(r)
+// Record takes an invocation's usage, and gives back its ticket (nil if
+// it had none); the record is stored within flushEvery.
+func (m *Meter) Record(r Record, t *Ticket) {
+	m.recordLocal(r, t)
 	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		m.log.Error("meter: a usage record came after the meter closed; it is lost", "function", r.Function, "request_id", r.RequestID)
+		return
+	}
 	m.pending[r.Function] = append(m.pending[r.Function], r)
 	m.npend++
-	full := m.npend >= maxBatch
+	full := m.npend == kickAt
 	m.mu.Unlock()
 	if full {
 		select {
@@ -160,26 +196,48 @@ func (m *Meter) flushLoop(ctx context.Context) {
 	}
 }
 
-// flush stores the pending records, one message of NDJSON per function;
-// what fails is kept for the next flush.
+// batch is one message of records, NDJSON, with the id that makes
+// storing it twice store it once.
+type batch struct {
+	fn   string
+	id   string
+	data []byte
+}
+
+// batchID is a random id for a batch.
+func batchID() string {
+	var b [12]byte
+	rand.Read(b[:]) //nolint:errcheck // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
+
+// flush stores the pending records, in messages of one function each of
+// at most maxBatchBytes; what fails is kept, whole, for the next flush.
 func (m *Meter) flush(ctx context.Context) error {
 	m.mu.Lock()
-	pending := m.pending
-	m.pending, m.npend = map[string][]Record{}, 0
+	todo := m.unsent
+	for fn, recs := range m.pending {
+		var buf bytes.Buffer
+		for i, r := range recs {
+			line, _ := json.Marshal(r) // a Record always marshals
+			buf.Write(line)
+			buf.WriteByte('\n')
+			if buf.Len() >= maxBatchBytes || i == len(recs)-1 {
+				todo = append(todo, batch{fn: fn, id: batchID(), data: bytes.Clone(buf.Bytes())})
+				buf.Reset()
+			}
+		}
+	}
+	m.pending, m.npend, m.unsent = map[string][]Record{}, 0, nil
 	m.mu.Unlock()
 	var errs []error
-	for fn, recs := range pending {
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		for _, r := range recs {
-			enc.Encode(r) //nolint:errcheck // a Record always encodes
-		}
-		if _, err := m.cfg.JS.Publish(ctx, subjectPre+fn, buf.Bytes()); err != nil {
+	for i, b := range todo {
+		if _, err := m.cfg.JS.Publish(ctx, subjectPre+b.fn, b.data, jetstream.WithMsgID(b.id)); err != nil {
 			errs = append(errs, err)
 			m.mu.Lock()
-			m.pending[fn] = append(recs, m.pending[fn]...)
-			m.npend += len(recs)
+			m.unsent = append(m.unsent, todo[i:]...)
 			m.mu.Unlock()
+			break // the next flush tries again
 		}
 	}
 	return errors.Join(errs...)
@@ -323,10 +381,12 @@ func (m *Meter) rollOne(ctx context.Context, msg jetstream.Msg) error {
 	sums := map[string]Usage{}
 	for _, r := range recs {
 		for _, g := range []string{Hour, Day} {
-			k := rollupKey(g, r.Function, r.Start)
-			u := sums[k]
-			u.Add(r)
-			sums[k] = u
+			for _, fn := range []string{r.Function, nodeScope} {
+				k := rollupKey(g, fn, r.Start)
+				u := sums[k]
+				u.Add(r)
+				sums[k] = u
+			}
 		}
 	}
 	for k, u := range sums {
@@ -342,7 +402,8 @@ func (m *Meter) addRollup(ctx context.Context, key string, u Usage, seq uint64) 
 	for range 10 {
 		var r rollup
 		var rev uint64
-		entry, err := m.kv.Get(ctx, key)
+		kv := m.bucket(key)
+		entry, err := kv.Get(ctx, key)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 		case err != nil:
@@ -357,17 +418,21 @@ func (m *Meter) addRollup(ctx context.Context, key string, u Usage, seq uint64) 
 			return nil // counted before
 		}
 		r.Usage, r.Seq = r.Usage.Plus(u), seq
-		data, _ := json.Marshal(r)
+		data, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
 		if rev == 0 {
-			_, err = m.kv.Create(ctx, key, data)
+			_, err = kv.Create(ctx, key, data)
 		} else {
-			_, err = m.kv.Update(ctx, key, data, rev)
+			_, err = kv.Update(ctx, key, data, rev)
 		}
 		if err == nil {
 			m.apply(key, r)
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !strings.Contains(err.Error(), "wrong last sequence") {
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) &&
+			!strings.Contains(err.Error(), "wrong last sequence") {
 			return err
 		}
 	}
@@ -376,11 +441,11 @@ func (m *Meter) addRollup(ctx context.Context, key string, u Usage, seq uint64) 
 
 // watch keeps this node's copy of the rollups until ctx ends; ready closes
 // once what the bucket held is loaded.
-func (m *Meter) watch(ctx context.Context, ready chan struct{}) {
+func (m *Meter) watch(ctx context.Context, kv jetstream.KeyValue, ready chan struct{}) {
 	var once sync.Once
 	defer once.Do(func() { close(ready) })
 	for ctx.Err() == nil {
-		w, err := m.kv.WatchAll(ctx)
+		w, err := kv.WatchAll(ctx)
 		if err != nil {
 			m.log.Warn("meter: watching rollups", "err", err)
 			select {
@@ -409,6 +474,12 @@ func (m *Meter) apply(key string, r rollup) {
 	defer m.rmu.Unlock()
 	if old, ok := m.rollups[key]; !ok || r.Seq > old.Seq {
 		m.rollups[key] = r
+	}
+	// h.<function>.<hour> or d.<function>.<day>
+	if i, j := strings.IndexByte(key, '.'), strings.LastIndexByte(key, '.'); i > 0 && j > i {
+		if fn := key[i+1 : j]; fn != nodeScope {
+			m.fns[fn] = struct{}{}
+		}
 	}
 }
 
@@ -508,19 +579,19 @@ func (m *Meter) Usage(q Query) ([]FunctionUsage, error) {
 // functions lists every function with a rollup, by name.
 func (m *Meter) functions() []string {
 	m.rmu.RLock()
-	seen := map[string]bool{}
-	for k := range m.rollups {
-		if rest, ok := strings.CutPrefix(k, "d."); ok {
-			if i := strings.LastIndexByte(rest, '.'); i > 0 {
-				seen[rest[:i]] = true
-			}
-		}
-	}
-	m.rmu.RUnlock()
-	out := make([]string, 0, len(seen))
-	for fn := range seen {
+	out := make([]string, 0, len(m.fns))
+	for fn := range m.fns {
 		out = append(out, fn)
 	}
+	m.rmu.RUnlock()
 	slices.Sort(out)
 	return out
+}
+
+// bucket is the bucket of a rollup key.
+func (m *Meter) bucket(key string) jetstream.KeyValue {
+	if strings.HasPrefix(key, "h.") {
+		return m.hourly
+	}
+	return m.daily
 }

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/wisp-dev/wisp/internal/api"
@@ -97,8 +98,11 @@ type Node struct {
 	keys  *auth.Keys
 	inv   *invoke.Invoker
 	ev    *events.Events
-	meter *meter.Meter
-	wasm  *wasm.Driver
+	// capTopic is ev once it is open, for the meter, which opens before
+	// it and is called from events' workers as soon as they start.
+	capTopic atomic.Pointer[events.Events]
+	meter    *meter.Meter
+	wasm     *wasm.Driver
 	// fnTokens are the function instances' own API tokens.
 	fnTokens *auth.FunctionTokens
 	// metrics reads the invoker's pools at scrape time.
@@ -245,6 +249,7 @@ func (n *Node) openParts(ctx context.Context, handler http.Handler) error {
 	if err != nil {
 		return err
 	}
+	n.capTopic.Store(n.ev)
 	n.metrics.CollectQueued(n.ev.Queued)
 	return nil
 }
@@ -261,7 +266,10 @@ func (n *Node) closeParts(ctx context.Context) error {
 		errs = append(errs, n.wasm.Close(ctx))
 	}
 	if n.meter != nil {
-		errs = append(errs, n.meter.Close(ctx))
+		// Its own time: the calls before may have used up ctx's.
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		errs = append(errs, n.meter.Close(mctx))
+		cancel()
 	}
 	if n.keys != nil {
 		errs = append(errs, n.keys.Close())
@@ -395,8 +403,9 @@ func (n *Node) Instances() []invoke.PoolStat { return n.inv.PoolStats() }
 
 // publishCap tells a topic that a quota is used up.
 func (n *Node) publishCap(ctx context.Context, topic string, e *meter.CapError) error {
-	if n.ev == nil {
-		return errors.New("server: events are not open")
+	ev := n.capTopic.Load()
+	if ev == nil {
+		return errors.New("server: events are not open yet")
 	}
 	data, err := json.Marshal(e)
 	if err != nil {
@@ -406,7 +415,7 @@ func (n *Node) publishCap(ctx context.Context, topic string, e *meter.CapError) 
 	if e.Scope == "function" {
 		subject = e.Function
 	}
-	return n.ev.Publish(ctx, topic, cloudevent.Event{SpecVersion: cloudevent.SpecVersion,
+	return ev.Publish(ctx, topic, cloudevent.Event{SpecVersion: cloudevent.SpecVersion,
 		ID: e.Scope + "/" + subject + "/" + e.Start.Format(time.RFC3339), Source: "wisp://meter",
 		Type: "wisp.cap.exceeded", Subject: subject, Time: n.cfg.Now().UTC().Truncate(time.Millisecond),
 		DataContentType: "application/json", Data: data}, "wisp")

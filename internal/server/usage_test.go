@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -155,23 +156,31 @@ func TestUsageSurvivesRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	q := meter.Query{Functions: []string{"kept"}, From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour), Granularity: meter.Hour}
-	var before []meter.FunctionUsage
-	waitUntil(t, 5*time.Second, "the rollup", func() bool {
-		before, _ = a.Meter().Usage(q)
-		return before[0].Invocations == 4
-	})
+	// Stopped at once: the last records are stored on the way out.
 	stop(t, a)
 
 	b := start(t, server.Config{DataDir: dir, Listen: "127.0.0.1:0", Prices: prices})
-	defer stop(t, b)
-	after, err := b.Meter().Usage(q)
+	q := meter.Query{Functions: []string{"kept"}, From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour), Granularity: meter.Hour}
+	var after []meter.FunctionUsage
+	waitUntil(t, 5*time.Second, "the rollup", func() bool {
+		after, _ = b.Meter().Usage(q)
+		return after[0].Invocations >= 4
+	})
+	if after[0].Invocations != 4 || after[0].BilledMs < 4 {
+		t.Errorf("after a restart: %+v, want 4 invocations", after[0].Usage)
+	}
+	// A node that comes up reads the rollups as they were.
+	stop(t, b)
+	c := start(t, server.Config{DataDir: dir, Listen: "127.0.0.1:0", Prices: prices})
+	defer stop(t, c)
+	again, err := c.Meter().Usage(q)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after[0].Usage != before[0].Usage {
-		t.Errorf("after a restart: %+v, before: %+v", after[0].Usage, before[0].Usage)
+	if again[0].Usage != after[0].Usage {
+		t.Errorf("rollups read after a restart: %+v, were %+v", again[0].Usage, after[0].Usage)
 	}
+	b = c
 	if want := 4*0.001 + float64(after[0].MBms)/1024/1000*0.5; after[0].Cost != want {
 		t.Errorf("cost %v, want %v", after[0].Cost, want)
 	}
@@ -285,6 +294,50 @@ func TestQuota(t *testing.T) {
 	})
 	if got := len(rec.of("alerts")); got != 1 {
 		t.Errorf("alerts heard %d times, want once", got)
+	}
+}
+
+// TestQuotaUnderConcurrency: calls at once never pass a cap, and calls
+// throttled before they run do not use it up.
+func TestQuotaUnderConcurrency(t *testing.T) {
+	needTool(t, "node")
+	n := startEventNode(t, server.Config{})
+	rec := newRecorder(t)
+	n.deployRecorder(t, rec, "busy", client.Config{Concurrency: ptr2(0), Quota: &registry.Quota{Period: registry.PeriodDay, MaxInvocations: 5}})
+	ctx := context.Background()
+	call := func(calls int) (ran, capped int) {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for range calls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := n.c.Invoke(ctx, "busy", []byte(`{}`), client.InvokeOptions{})
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					ran++
+				case client.IsSpendCapped(err):
+					capped++
+				}
+			}()
+		}
+		wg.Wait()
+		return ran, capped
+	}
+	// Throttled (concurrency 0): none runs, none is counted.
+	if ran, capped := call(20); ran != 0 || capped != 0 {
+		t.Fatalf("throttled: %d ran, %d capped", ran, capped)
+	}
+	if _, err := n.c.UpdateConfig(ctx, "busy", client.Config{ClearConcurrency: true}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if ran, capped := call(40); ran != 5 || capped != 35 {
+		t.Errorf("40 calls at once under a cap of 5: %d ran, %d capped", ran, capped)
+	}
+	if got := len(rec.of("busy")); got != 5 {
+		t.Errorf("the function ran %d times", got)
 	}
 }
 

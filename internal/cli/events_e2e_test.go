@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -35,25 +34,7 @@ func failingDir(t *testing.T) string {
 // the catalog, an async invocation whose failure record lands on the
 // destination topic, and the errors of bad input.
 func TestEventsAgainstANode(t *testing.T) {
-	n, err := server.Start(context.Background(), server.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0",
-		RetryBase: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := n.Shutdown(context.Background()); err != nil {
-			t.Error(err)
-		}
-	}()
-	env := []string{"WISP_URL=" + n.URL(), "WISP_TOKEN=" + n.AdminToken()}
-	run := func(args ...string) string {
-		t.Helper()
-		out, errOut, err := runCLI(t, env, args...)
-		if err != nil {
-			t.Fatalf("wisp %s: %v\n%s", strings.Join(args, " "), err, errOut)
-		}
-		return out
-	}
+	env, run := startNode(t, server.Config{RetryBase: 10 * time.Millisecond})
 	runJSON := func(v any, args ...string) {
 		t.Helper()
 		out := run(append(args, "-o", "json")...)

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"os/exec"
 	"path/filepath"
@@ -37,24 +36,7 @@ func TestUsageAgainstANode(t *testing.T) {
 	}
 
 	prices := meter.Prices{PerRequest: 0.1 / 1e6, PerGBSecond: 0.00001}
-	n, err := server.Start(context.Background(), server.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", Prices: &prices})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := n.Shutdown(context.Background()); err != nil {
-			t.Error(err)
-		}
-	}()
-	env := []string{"WISP_URL=" + n.URL(), "WISP_TOKEN=" + n.AdminToken()}
-	run := func(args ...string) string {
-		t.Helper()
-		out, errOut, err := runCLI(t, env, args...)
-		if err != nil {
-			t.Fatalf("wisp %s: %v\n%s", strings.Join(args, " "), err, errOut)
-		}
-		return out
-	}
+	env, run := startNode(t, server.Config{Prices: &prices})
 	// poll calls ok until it holds, for up to 5 seconds.
 	poll := func(what string, ok func() bool) {
 		t.Helper()

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wisp-dev/wisp/internal/store"
 )
 
 const (
@@ -123,21 +125,8 @@ func (c *catalog) sawLocked(topic string, p Publisher) {
 }
 
 func (c *catalog) merge(ctx context.Context, topic string, ps map[[2]string]*Publisher) error {
-	for range 10 {
-		var t Topic
-		var rev uint64
-		entry, err := c.kv.Get(ctx, topic)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-			t.Topic = topic
-		case err != nil:
-			return err
-		default:
-			rev = entry.Revision()
-			if err := json.Unmarshal(entry.Value(), &t); err != nil {
-				t = Topic{Topic: topic}
-			}
-		}
+	_, err := store.UpdateJSON(ctx, c.kv, topic, func(t *Topic, _ bool) (bool, error) {
+		t.Topic = topic
 		for _, p := range ps {
 			t.Events += p.Events
 			t.LastPublished = later(t.LastPublished, p.LastSeen)
@@ -153,23 +142,9 @@ func (c *catalog) merge(ctx context.Context, topic string, ps map[[2]string]*Pub
 		if len(t.Publishers) > maxPublishers {
 			t.Publishers = t.Publishers[:maxPublishers]
 		}
-		data, err := json.Marshal(t)
-		if err != nil {
-			return err
-		}
-		if rev == 0 {
-			_, err = c.kv.Create(ctx, topic, data)
-		} else {
-			_, err = c.kv.Update(ctx, topic, data, rev)
-		}
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !strings.Contains(err.Error(), "wrong last sequence") {
-			return err
-		}
-	}
-	return fmt.Errorf("events: the catalog entry of %s kept changing", topic)
+		return true, nil
+	})
+	return err
 }
 
 func later(a, b time.Time) time.Time {

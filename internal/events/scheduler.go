@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/wisp-dev/wisp/internal/events/schedule"
 	"github.com/wisp-dev/wisp/internal/registry"
+	"github.com/wisp-dev/wisp/internal/store"
 )
 
 const (
@@ -130,7 +130,7 @@ func (e *Events) checkSchedule(ctx context.Context, f registry.Function, s regis
 			// A new schedule starts now: it has missed nothing.
 			st = tickState{Last: now, Expression: s.Expression, Timezone: s.Timezone, Created: f.CreatedAt}
 			rev, err := e.putTickState(ctx, key, st, rev)
-			if isConflict(err) {
+			if store.IsConflict(err) {
 				continue
 			}
 			if err == nil {
@@ -154,7 +154,7 @@ func (e *Events) checkSchedule(ctx context.Context, f registry.Function, s regis
 		}
 		st.Last = latest
 		rev, err = e.putTickState(ctx, key, st, rev)
-		if isConflict(err) {
+		if store.IsConflict(err) {
 			continue // another node moved it; look again
 		}
 		if err != nil {
@@ -217,10 +217,6 @@ func (e *Events) putTickState(ctx context.Context, key string, st tickState, rev
 // schedule changed, or its function made again, starts afresh.
 func (st tickState) matches(f registry.Function, s registry.Schedule) bool {
 	return st.Expression == s.Expression && st.Timezone == s.Timezone && st.Created.Equal(f.CreatedAt)
-}
-
-func isConflict(err error) bool {
-	return err != nil && (errors.Is(err, jetstream.ErrKeyExists) || strings.Contains(err.Error(), "wrong last sequence"))
 }
 
 // ScheduleInfo is a schedule as listed: its function's config and when it

@@ -17,6 +17,7 @@ import (
 
 	"github.com/wisp-dev/wisp/internal/events/cloudevent"
 	"github.com/wisp-dev/wisp/internal/registry"
+	"github.com/wisp-dev/wisp/internal/store"
 )
 
 const (
@@ -59,36 +60,13 @@ func openSubscriptions(ctx context.Context, js jetstream.JetStream, wg *sync.Wai
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		s.watch(ctx, ready, log)
+		store.Follow(ctx, kv, func(e jetstream.KeyValueEntry) { s.apply(e, log) }, ready, log)
 	}()
 	select {
 	case <-ready:
 		return s, nil
 	case <-time.After(30 * time.Second):
 		return nil, errors.New("events: subscriptions did not load within 30s")
-	}
-}
-
-// watch applies the bucket's entries until ctx ends, starting the watch
-// again if NATS ends it; ready closes once what the bucket held is loaded.
-func (s *subscriptions) watch(ctx context.Context, ready chan struct{}, log *slog.Logger) {
-	var once sync.Once
-	defer once.Do(func() { close(ready) })
-	for ctx.Err() == nil {
-		w, err := s.kv.WatchAll(ctx)
-		if err != nil {
-			log.Warn("events: watching subscriptions", "err", err)
-			sleep(ctx, time.Second)
-			continue
-		}
-		for entry := range w.Updates() {
-			if entry == nil {
-				once.Do(func() { close(ready) })
-				continue
-			}
-			s.apply(entry, log)
-		}
-		w.Stop() //nolint:errcheck // it ended
 	}
 }
 

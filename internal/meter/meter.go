@@ -17,6 +17,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wisp-dev/wisp/internal/store"
 )
 
 const (
@@ -118,7 +120,7 @@ func Open(ctx context.Context, cfg Config) (*Meter, error) {
 	m.stop = cancel
 	for _, kv := range []jetstream.KeyValue{m.hourly, m.daily} {
 		ready := make(chan struct{})
-		m.goLoop(func() { m.watch(lctx, kv, ready) })
+		m.goLoop(func() { store.Follow(lctx, kv, m.applyEntry, ready, m.log) })
 		select {
 		case <-ready:
 		case <-ctx.Done():
@@ -399,72 +401,23 @@ func (m *Meter) rollOne(ctx context.Context, msg jetstream.Msg) error {
 
 // addRollup adds u to a rollup, unless message seq was counted in it.
 func (m *Meter) addRollup(ctx context.Context, key string, u Usage, seq uint64) error {
-	for range 10 {
-		var r rollup
-		var rev uint64
-		kv := m.bucket(key)
-		entry, err := kv.Get(ctx, key)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case err != nil:
-			return err
-		default:
-			rev = entry.Revision()
-			if err := json.Unmarshal(entry.Value(), &r); err != nil {
-				return fmt.Errorf("meter: rollup %s: %w", key, err)
-			}
-		}
+	r, err := store.UpdateJSON(ctx, m.bucket(key), key, func(r *rollup, _ bool) (bool, error) {
 		if r.Seq >= seq {
-			return nil // counted before
+			return false, nil // counted before
 		}
 		r.Usage, r.Seq = r.Usage.Plus(u), seq
-		data, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		if rev == 0 {
-			_, err = kv.Create(ctx, key, data)
-		} else {
-			_, err = kv.Update(ctx, key, data, rev)
-		}
-		if err == nil {
-			m.apply(key, r)
-			return nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) &&
-			!strings.Contains(err.Error(), "wrong last sequence") {
-			return err
-		}
+		return true, nil
+	})
+	if err == nil {
+		m.apply(key, r)
 	}
-	return fmt.Errorf("meter: rollup %s kept changing", key)
+	return err
 }
 
-// watch keeps this node's copy of the rollups until ctx ends; ready closes
-// once what the bucket held is loaded.
-func (m *Meter) watch(ctx context.Context, kv jetstream.KeyValue, ready chan struct{}) {
-	var once sync.Once
-	defer once.Do(func() { close(ready) })
-	for ctx.Err() == nil {
-		w, err := kv.WatchAll(ctx)
-		if err != nil {
-			m.log.Warn("meter: watching rollups", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		for entry := range w.Updates() {
-			if entry == nil {
-				once.Do(func() { close(ready) })
-				continue
-			}
-			var r rollup
-			if entry.Operation() == jetstream.KeyValuePut && json.Unmarshal(entry.Value(), &r) == nil {
-				m.apply(entry.Key(), r)
-			}
-		}
-		w.Stop() //nolint:errcheck // it ended
+func (m *Meter) applyEntry(entry jetstream.KeyValueEntry) {
+	var r rollup
+	if entry.Operation() == jetstream.KeyValuePut && json.Unmarshal(entry.Value(), &r) == nil {
+		m.apply(entry.Key(), r)
 	}
 }
 

@@ -1,0 +1,90 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Follow keeps a copy of a bucket: it calls apply with every entry the
+// bucket holds and every change after, until ctx ends, and watches again
+// if NATS ends the watch (a restart replays the bucket). ready is closed
+// once the entries held at the start are applied, or when ctx ends first.
+func Follow(ctx context.Context, kv jetstream.KeyValue, apply func(jetstream.KeyValueEntry), ready chan<- struct{}, log *slog.Logger) {
+	var once sync.Once
+	caughtUp := func() { once.Do(func() { close(ready) }) }
+	defer caughtUp()
+	for ctx.Err() == nil {
+		w, err := kv.WatchAll(ctx)
+		if err != nil {
+			log.Warn("store: watching a bucket; trying again", "bucket", kv.Bucket(), "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for entry := range w.Updates() {
+			if entry == nil {
+				caughtUp()
+				continue
+			}
+			apply(entry)
+		}
+		w.Stop() //nolint:errcheck // it ended
+	}
+}
+
+// UpdateJSON changes the JSON value of a key under optimistic concurrency.
+// change gets the value (the zero T, and found false, when there is none)
+// and says whether to write it; a write that raced another is tried again
+// on the value that won. It returns the value written, or left.
+func UpdateJSON[T any](ctx context.Context, kv jetstream.KeyValue, key string, change func(v *T, found bool) (bool, error)) (T, error) {
+	for range 10 {
+		var v T
+		var rev uint64
+		entry, err := kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return v, err
+		default:
+			rev = entry.Revision()
+			if err := json.Unmarshal(entry.Value(), &v); err != nil {
+				return v, fmt.Errorf("store: %s of bucket %s: %w", key, kv.Bucket(), err)
+			}
+		}
+		write, err := change(&v, rev != 0)
+		if err != nil || !write {
+			return v, err
+		}
+		data, err := json.Marshal(v)
+		if err != nil {
+			return v, err
+		}
+		if rev == 0 {
+			_, err = kv.Create(ctx, key, data)
+		} else {
+			_, err = kv.Update(ctx, key, data, rev)
+		}
+		if !IsConflict(err) {
+			return v, err
+		}
+	}
+	var zero T
+	return zero, fmt.Errorf("store: %s of bucket %s kept changing", key, kv.Bucket())
+}
+
+// IsConflict says whether a KV write lost a race: the key was made, or
+// changed, since it was read.
+func IsConflict(err error) bool {
+	return err != nil && (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		strings.Contains(err.Error(), "wrong last sequence"))
+}

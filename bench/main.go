@@ -6,10 +6,13 @@
 // the sandbox costs a cold start. A third node runs WebAssembly functions
 // (the wasm runtime): warm calls of a wat and a Go guest, timed inside the
 // node from their REPORT lines and end to end, and a cold start after a
-// restart on the same data dir against the first call, which compiled. It
-// prints Markdown tables and writes them to bench/RESULTS.md.
+// restart on the same data dir against the first call, which compiled. A
+// fourth node takes async invocations (events): their durable enqueue rate
+// over the Invoke API against bare net/http and in process, and the rate
+// at which a no-op function's events all run. It prints Markdown tables
+// and writes them to bench/RESULTS.md.
 //
-//	go run ./bench [-duration 3s] [-trials 3] [-cold 30] [-burst 500] [-wasm-calls 200] …
+//	go run ./bench [-duration 3s] [-trials 3] [-cold 30] [-burst 500] [-wasm-calls 200] [-async-events 20000] …
 //
 // The nodes run in this process (server.Start on 127.0.0.1:0) and the load
 // generator talks to them over loopback HTTP like any client, so they all
@@ -54,6 +57,8 @@ type options struct {
 	burst            int
 	maxRequests      int
 	wasmCalls        int
+	asyncEvents      int
+	asyncRunEvents   int
 	out              string
 	cpuProfile       string
 }
@@ -72,11 +77,17 @@ func main() {
 	flag.IntVar(&o.burst, "burst", 500, "concurrent calls of the cold burst (0: skip it)")
 	flag.IntVar(&o.maxRequests, "max-requests", 2_000_000, "bound on the requests recorded by one load run")
 	flag.IntVar(&o.wasmCalls, "wasm-calls", 200, "measured sequential calls per WebAssembly row and kind of call (0: skip the section)")
+	flag.IntVar(&o.asyncEvents, "async-events", 20_000, "events per enqueue trial of the async section (0: skip the section)")
+	flag.IntVar(&o.asyncRunEvents, "async-run-events", 10_000, "events per end-to-end trial of the async section")
 	flag.StringVar(&o.out, "out", filepath.Join("bench", "RESULTS.md"), `results file, relative to the module root ("": none)`)
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (node and load generator) here")
 	flag.Parse()
-	if o.trials < 1 || o.conns < 1 || o.cold < 1 || o.burst < 0 || o.wasmCalls < 0 || o.duration <= 0 || o.warmup < 0 || o.maxRequests < o.conns {
+	if o.trials < 1 || o.conns < 1 || o.cold < 1 || o.burst < 0 || o.wasmCalls < 0 || o.asyncEvents < 0 || o.duration <= 0 || o.warmup < 0 || o.maxRequests < o.conns {
 		fmt.Fprintln(os.Stderr, "bench: -trials, -conns, -cold and -duration must be positive, -burst, -wasm-calls and -warmup not negative")
+		os.Exit(2)
+	}
+	if o.asyncEvents > 0 && (o.asyncEvents < max(o.conns, 64) || o.asyncRunEvents < o.conns) {
+		fmt.Fprintln(os.Stderr, "bench: -async-events must be 0 or at least 64 and -conns, -async-run-events at least -conns")
 		os.Exit(2)
 	}
 
@@ -112,6 +123,9 @@ type bench struct {
 	// them without it (InsecureNoSandbox), for the sandbox's cost.
 	sandboxed, unsandboxed *wispNode
 	seq                    int // names of fresh functions
+	// loadAtStart is the machine's 1-minute load average when the run
+	// began ("": unknown); others' work on it skews every row.
+	loadAtStart string
 
 	notes []string
 }
@@ -125,10 +139,14 @@ type wispNode struct {
 
 // startNode starts a node in dir that discards its logs.
 func startNode(ctx context.Context, dir string, insecureNoSandbox bool) (*wispNode, error) {
-	node, err := server.Start(ctx, server.Config{
-		DataDir: dir, Listen: loopback + ":0", InsecureNoSandbox: insecureNoSandbox,
-		Logger: slog.New(slog.DiscardHandler),
-	})
+	return startNodeConfig(ctx, server.Config{DataDir: dir, InsecureNoSandbox: insecureNoSandbox})
+}
+
+// startNodeConfig starts a node as cfg says, listening on loopback and
+// discarding its logs.
+func startNodeConfig(ctx context.Context, cfg server.Config) (*wispNode, error) {
+	cfg.Listen, cfg.Logger = loopback+":0", slog.New(slog.DiscardHandler)
+	node, err := server.Start(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +171,7 @@ func (b *bench) note(format string, args ...any) {
 
 func run(ctx context.Context, o options, command string) (err error) {
 	started := time.Now()
+	loadAtStart := loadAverage()
 	root, err := moduleRoot()
 	if err != nil {
 		return err
@@ -162,7 +181,7 @@ func run(ctx context.Context, o options, command string) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, os.RemoveAll(tmp)) }()
-	b := &bench{o: o, tmp: tmp, root: root}
+	b := &bench{o: o, tmp: tmp, root: root, loadAtStart: loadAtStart}
 
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
@@ -247,8 +266,15 @@ func run(ctx context.Context, o options, command string) (err error) {
 		}
 	}
 
+	var async *asyncResults
+	if o.asyncEvents > 0 {
+		if async, err = b.asyncRuns(ctx, bare.url, goCode, warm); err != nil {
+			return fmt.Errorf("async events: %w", err)
+		}
+	}
+
 	var md bytes.Buffer
-	b.render(&md, command, time.Since(started), warm, cold, wasm, burst)
+	b.render(&md, command, time.Since(started), warm, cold, wasm, burst, async)
 	if _, err := os.Stdout.Write(md.Bytes()); err != nil {
 		return err
 	}
@@ -646,16 +672,19 @@ func (b *bench) burstRun(ctx context.Context, goCode []byte) (*burstRow, error) 
 
 // render writes the results as Markdown.
 func (b *bench) render(w io.Writer, command string, took time.Duration, warm []*loadRow, cold []*coldRow,
-	wasm *wasmResults, burst *burstRow) {
+	wasm *wasmResults, burst *burstRow, async *asyncResults) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 	p("# Wisp benchmark\n\n")
 	p("- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	p("- Go: %s %s/%s; CPUs: %d (GOMAXPROCS %d)\n", goruntime.Version(), goruntime.GOOS, goruntime.GOARCH,
 		goruntime.NumCPU(), goruntime.GOMAXPROCS(0))
 	p("- command: `%s` (took %s)\n", command, took.Round(time.Second))
-	p("- three nodes (`server.Start`, each with its own data dir and embedded NATS; the third runs the WebAssembly rows\n" +
-		"  and is restarted once) and the load generator share this process and its cores; every call goes over loopback\n" +
-		"  HTTP to 127.0.0.1.\n")
+	if b.loadAtStart != "" {
+		p("- 1-minute load average at the start and the end of the run: %s, %s\n", b.loadAtStart, loadAverage())
+	}
+	p("- up to four nodes (`server.Start`, each with its own data dir and embedded NATS; the third runs the WebAssembly rows\n" +
+		"  and is restarted once, the fourth the async events rows) and the load generator share this process and its cores;\n" +
+		"  every call goes over loopback HTTP to 127.0.0.1, except the rows marked in-process.\n")
 	p("- every Wisp row runs on the default node, whose instances run in the sandbox (namespaces + cgroups, its init\n" +
 		"  re-executing this binary), except the row marked unsandboxed: that node has `InsecureNoSandbox`.\n\n")
 
@@ -764,6 +793,9 @@ func (b *bench) render(w io.Writer, command string, took time.Duration, warm []*
 	if wasm != nil {
 		b.renderWasm(w, wasm)
 	}
+	if async != nil {
+		b.renderAsync(w, async)
+	}
 
 	if len(b.notes) > 0 {
 		p("\n## Notes\n\n")
@@ -771,6 +803,17 @@ func (b *bench) render(w io.Writer, command string, took time.Duration, warm []*
 			p("- %s\n", n)
 		}
 	}
+}
+
+// loadAverage is the machine's 1-minute load average, "" where it cannot
+// be read.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	first, _, _ := strings.Cut(string(b), " ")
+	return first
 }
 
 func check(ok bool) string {

@@ -178,8 +178,10 @@ func readQueued(m jetstream.Msg) (queued, error) {
 // handle runs one event and settles it: acknowledged once its outcome
 // (a retry, a destination record, a dead letter) is stored, or handed
 // back to the queue to run later. Once the function has run, the event is
-// never handed back: its outcome is stored whatever happens.
-func (e *Events) handle(ctx context.Context, m jetstream.Msg, keepAlivePeriod time.Duration) {
+// never handed back: its outcome is stored whatever happens. It returns
+// how long the worker should rest: a function with no room now is not
+// asked again at once (its other events would only be turned away too).
+func (e *Events) handle(ctx context.Context, m jetstream.Msg, keepAlivePeriod time.Duration) (rest time.Duration) {
 	q, err := readQueued(m)
 	if err != nil {
 		// Only a foreign writer makes one; it can never run.
@@ -235,10 +237,12 @@ func (e *Events) handle(ctx context.Context, m jetstream.Msg, keepAlivePeriod ti
 		// Used up: the event waits for the next period.
 		e.cfg.Metrics.AsyncOutcome(q.Function, "capped")
 		e.wait(m, min(e.cfg.RetryMax, max(ce.Until.Sub(e.cfg.Now()), e.cfg.ThrottleBase)))
+		return e.cfg.ThrottleBase
 	case errors.As(err, &te):
 		// No room now: the event waits, without using up a retry.
 		e.cfg.Metrics.AsyncOutcome(q.Function, "throttled")
 		e.wait(m, e.cfg.RetryMax)
+		return e.cfg.ThrottleBase
 	case errors.Is(err, invoke.ErrClosed) || errors.Is(err, context.Canceled):
 		m.Nak() //nolint:errcheck // it did not run; as above
 	case errors.Is(err, registry.ErrNotFound):
@@ -253,6 +257,7 @@ func (e *Events) handle(ctx context.Context, m jetstream.Msg, keepAlivePeriod ti
 		e.cfg.Metrics.AsyncAge(q.Function, age)
 		e.settle(sctx, m, q, f, outcome{condition: conditionSuccess, res: res, attempts: q.attempt + 1})
 	}
+	return 0
 }
 
 // notFoundGrace is how long an event of a function this node does not

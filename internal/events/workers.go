@@ -202,7 +202,7 @@ func (e *Events) pull(ctx context.Context, g *group) {
 				go func() {
 					defer g.wg.Done()
 					defer func() { free <- struct{}{} }()
-					e.handle(ctx, m, ackWait/3)
+					sleep(ctx, e.handle(ctx, m, ackWait/3))
 				}()
 			}
 			err = batch.Error()

@@ -120,6 +120,8 @@ func TestAsyncDurability(t *testing.T) {
 					accepted[id] = i
 					mu.Unlock()
 					sent.Add(1)
+					// Paced, so that the kill finds events both arriving and running.
+					time.Sleep(3 * time.Millisecond)
 				}
 			}()
 		}
@@ -134,7 +136,7 @@ func TestAsyncDurability(t *testing.T) {
 	go func() {
 		defer close(killed)
 		// Midway: while events are still being accepted and run.
-		for sent.Load() < 3000 || len(rec.of("sink")) < 1500 {
+		for sent.Load() < 5000 || len(rec.of("sink")) < 200 {
 			time.Sleep(time.Millisecond)
 		}
 		p.cmd.Process.Kill() //nolint:errcheck // checked by what follows

@@ -341,6 +341,30 @@ func TestQuotaUnderConcurrency(t *testing.T) {
 	}
 }
 
+// TestQuotaFailsEvents: with async "fail", a capped function's events fail
+// at once to the dead-letter topic, with condition SpendCapExceeded.
+func TestQuotaFailsEvents(t *testing.T) {
+	needTool(t, "node")
+	n := startEventNode(t, server.Config{})
+	rec := newRecorder(t)
+	n.deployRecorder(t, rec, "strict", client.Config{Quota: &registry.Quota{Period: registry.PeriodDay, MaxInvocations: 1, Async: registry.QuotaFail}})
+	ctx := context.Background()
+	if _, err := n.c.Invoke(ctx, "strict", []byte(`{}`), client.InvokeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := n.c.InvokeAsync(ctx, "strict", []byte(`{"late": true}`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := n.topicRecords(t, "dlq.strict", 1)[0]
+	if r.RequestContext.Condition != "SpendCapExceeded" || r.RequestContext.RequestID != id {
+		t.Errorf("record %+v", r.RequestContext)
+	}
+	if got := len(rec.of("strict")); got != 1 {
+		t.Errorf("the function ran %d times, want once", got)
+	}
+}
+
 // TestNodeQuota: the node's cap counts every function together.
 func TestNodeQuota(t *testing.T) {
 	needTool(t, "node")

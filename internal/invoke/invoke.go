@@ -102,9 +102,12 @@ type Invoker struct {
 	draining map[*pool.Pool]struct{}
 	closed   bool   // guarded by mu
 	seq      uint64 // guarded by mu; instance ids
-	// calls are the invocations under way, added to under mu while not
-	// closed, so that Close can wait for their records.
-	calls sync.WaitGroup
+	// calls are the invocations under way, so that Close can wait for
+	// their records; one is added under callsMu's read lock while
+	// callsClosed is false.
+	calls       sync.WaitGroup
+	callsMu     sync.RWMutex
+	callsClosed bool // guarded by callsMu
 
 	tails sync.Map // request id → *tailBuffer, for callers that asked for the log tail
 
@@ -309,13 +312,13 @@ func (iv *Invoker) Invoke(ctx context.Context, req Request) (*Response, error) {
 	if len(bytes.TrimSpace(req.Payload)) == 0 {
 		req.Payload = []byte("null")
 	}
-	iv.mu.Lock()
-	if iv.closed {
-		iv.mu.Unlock()
+	iv.callsMu.RLock()
+	if iv.callsClosed {
+		iv.callsMu.RUnlock()
 		return nil, ErrClosed
 	}
 	iv.calls.Add(1)
-	iv.mu.Unlock()
+	iv.callsMu.RUnlock()
 	defer iv.calls.Done()
 	id := req.RequestID
 	if id == "" {
@@ -626,6 +629,9 @@ func (iv *Invoker) Close(ctx context.Context) error {
 	wg.Wait()
 	// The calls cut off end now; their records and log lines are written
 	// before the meter and the logs close.
+	iv.callsMu.Lock()
+	iv.callsClosed = true
+	iv.callsMu.Unlock()
 	iv.calls.Wait()
 	return nil
 }

@@ -110,7 +110,7 @@ func (m *Meter) Admit(f registry.Function) (*Ticket, error) {
 		checks = append(checks, check{*c.q, capKey{c.fn, c.q.Period, start.Unix()}, c.scope, start, until})
 	}
 	if len(checks) == 0 {
-		return &Ticket{}, nil
+		return nil, nil // nothing to count: no work on the invoke path
 	}
 	c := &m.caps
 	c.mu.Lock()
@@ -173,22 +173,19 @@ func (c *capState) localLocked(k capKey, until time.Time) *localUsage {
 	return l
 }
 
-// recordLocal counts a record in the periods its ticket ran under and in
-// every period it falls in, for the caps.
+// recordLocal moves a call that ended from running to recorded in the
+// periods its ticket counts it in. A call with no ticket ran under no
+// quota; the rollups count it.
 func (m *Meter) recordLocal(r Record, t *Ticket) {
+	if t == nil {
+		return
+	}
 	m.caps.mu.Lock()
 	defer m.caps.mu.Unlock()
-	if t != nil {
-		for _, k := range t.keys {
-			if l := m.caps.local[k]; l != nil && l.running > 0 {
-				l.running--
-			}
-		}
-	}
-	for _, p := range []string{registry.PeriodHour, registry.PeriodDay, registry.PeriodMonth} {
-		start, until := period(p, r.Start)
-		for _, fn := range []string{r.Function, nodeScope} {
-			m.caps.localLocked(capKey{fn, p, start.Unix()}, until).recorded.Add(r)
+	for _, k := range t.keys {
+		if l := m.caps.local[k]; l != nil {
+			l.running = max(0, l.running-1)
+			l.recorded.Add(r)
 		}
 	}
 }

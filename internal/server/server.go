@@ -175,15 +175,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 	mux.Handle("/v1/", api.New(api.Config{Registry: n.reg, Logs: n.logs, Keys: n.keys, FunctionTokens: n.fnTokens,
 		AdminToken: n.token, StageDir: stageDir, Logger: n.log, InsecureNoSandbox: cfg.InsecureNoSandbox,
-		CheckCode: checkCode, Events: n.ev, Usage: n.meter, Now: cfg.Now}))
+		CheckCode: checkCode, Events: n.ev, Usage: n.meter, Now: cfg.Now, Writable: n.store.Writable}))
 	gw := gateway.New(gateway.Config{Invoker: n.inv, Queue: n.ev, AdminToken: n.token, Keys: n.keys, Logger: n.log, Now: cfg.Now})
 	mux.Handle("/2015-03-31/", gw)
 	mux.Handle("/fn/", gw)
 	mux.Handle("GET /metrics", api.AdminOnly(n.token, n.fnTokens, n.log, n.metrics.Handler()))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		io.WriteString(w, "ok\n") //nolint:errcheck // nothing to do if the prober left
-	})
+	mux.HandleFunc("GET /healthz", n.healthz)
 
 	n.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
@@ -419,6 +416,21 @@ func (n *Node) publishCap(ctx context.Context, topic string, e *meter.CapError) 
 		ID: e.Scope + "/" + subject + "/" + e.Start.Format(time.RFC3339), Source: "wisp://meter",
 		Type: "wisp.cap.exceeded", Subject: subject, Time: n.cfg.Now().UTC().Truncate(time.Millisecond),
 		DataContentType: "application/json", Data: data}, "wisp")
+}
+
+// healthz answers "ok" while the node can do its work, and 503 with the
+// reason while it cannot write its state (a full disk, JetStream
+// restarting): invocations may still run, but deploys and events cannot
+// be taken.
+func (n *Node) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := n.store.Writable(); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "not ready: %v\n", err) //nolint:errcheck // nothing to do if the prober left
+		return
+	}
+	io.WriteString(w, "ok\n") //nolint:errcheck // as above
 }
 
 // Meter is the node's usage meter.

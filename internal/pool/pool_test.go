@@ -17,6 +17,7 @@ type fakeInstance struct {
 	done     chan struct{}
 	stopOnce sync.Once
 	stopped  atomic.Bool
+	onStop   func() // called once, as it stops
 }
 
 func newFake() *fakeInstance { return &fakeInstance{done: make(chan struct{})} }
@@ -27,7 +28,13 @@ func (f *fakeInstance) Invoke(context.Context, runtime.Invocation) runtime.Resul
 func (f *fakeInstance) InitDuration() time.Duration { return time.Millisecond }
 func (f *fakeInstance) Done() <-chan struct{}       { return f.done }
 func (f *fakeInstance) Stop() error {
-	f.stopOnce.Do(func() { f.stopped.Store(true); close(f.done) })
+	f.stopOnce.Do(func() {
+		f.stopped.Store(true)
+		if f.onStop != nil {
+			f.onStop()
+		}
+		close(f.done)
+	})
 	return nil
 }
 func (f *fakeInstance) crash() { f.Stop() } //nolint:errcheck // a fake
@@ -61,7 +68,7 @@ func (d *fakeDriver) start(ctx context.Context) (runtime.Instance, error) {
 			break
 		}
 	}
-	go func() { <-f.done; d.live.Add(-1) }()
+	f.onStop = func() { d.live.Add(-1) }
 	d.mu.Lock()
 	d.started = append(d.started, f)
 	d.mu.Unlock()

@@ -313,10 +313,11 @@ func (l *Lease) Release(reusable bool) {
 	}
 	p.busy--
 	delete(p.lent, l.m)
-	p.checkEmptiedLocked()
 	old := p.cfg.Limits.MaxLifetime > 0 && p.cfg.Now().Sub(l.m.started) >= p.cfg.Limits.MaxLifetime
 	if !reusable || p.closed || old || dead(l.m) || l.m.stopped {
 		p.stopLocked(l.m) // nothing if Kill stopped it already
+		// After the stop is counted: Drain waits for it once emptied.
+		p.checkEmptiedLocked()
 		return
 	}
 	p.giveLocked(l.m, false)

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -111,6 +112,12 @@ type Node struct {
 	ln      net.Listener
 	token   string
 	done    chan error // the HTTP server's end
+
+	// shutdownOnce runs the shutdown once; stopped is closed when it has
+	// ended, with shutdownErr its result.
+	shutdownOnce sync.Once
+	stopped      chan struct{}
+	shutdownErr  error
 }
 
 // Start starts a node and returns once it serves.
@@ -135,7 +142,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("server: the node's quota: %w", err)
 		}
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, done: make(chan error, 1), fnTokens: auth.NewFunctionTokens()}
+	n := &Node{cfg: cfg, log: cfg.Logger, done: make(chan error, 1), stopped: make(chan struct{}), fnTokens: auth.NewFunctionTokens()}
 	stageDir := filepath.Join(cfg.DataDir, "tmp")
 	if err := os.MkdirAll(stageDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
@@ -444,8 +451,23 @@ func (n *Node) Events() *events.Events { return n.ev }
 func (n *Node) Registry() *registry.Registry { return n.reg }
 
 // Shutdown stops taking requests, lets in-flight ones finish (within
-// ShutdownTimeout and ctx), and closes the state store, flushing it.
+// ShutdownTimeout and ctx), and closes the state store, flushing it. A
+// second call waits for the first to end (or for its own ctx) and
+// returns the same result.
 func (n *Node) Shutdown(ctx context.Context) error {
+	n.shutdownOnce.Do(func() {
+		n.shutdownErr = n.shutdown(ctx)
+		close(n.stopped)
+	})
+	select {
+	case <-n.stopped:
+		return n.shutdownErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (n *Node) shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
 	defer cancel()
 	// Events stop first, while the API they may call back is still up;

@@ -56,8 +56,12 @@ type Config struct {
 	// those calls 501.
 	Events Events
 	// Usage serves /v1/usage; nil answers it 501.
-	Usage  Usage
-	Logger *slog.Logger
+	Usage Usage
+	// Writable, if set, says whether the state store takes writes now;
+	// a call that would write is refused up front when it does not
+	// (507 on a full disk), so that nothing is changed half way.
+	Writable func() error
+	Logger   *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -78,6 +82,7 @@ type api struct {
 	// insecure marks every function answered: it runs unsandboxed.
 	insecure bool
 	check    func(ctx context.Context, runtime, handler string, code *registry.Staged) error
+	writable func() error
 }
 
 // checkCode runs Config.CheckCode; what it refuses is the caller's code.
@@ -95,7 +100,8 @@ func (a *api) checkCode(ctx context.Context, runtime, handler string, code *regi
 func New(cfg Config) http.Handler {
 	a := &api{check: cfg.CheckCode, reg: cfg.Registry, stage: cfg.StageDir, insecure: cfg.InsecureNoSandbox,
 		limits: cfg.Limits.WithDefaults(), keys: cfg.Keys, logs: cfg.Logs, log: cfg.Logger,
-		events: cfg.Events, usage: cfg.Usage, now: cfg.Now, token: cfg.AdminToken, fnTokens: cfg.FunctionTokens}
+		events: cfg.Events, usage: cfg.Usage, now: cfg.Now, token: cfg.AdminToken, fnTokens: cfg.FunctionTokens,
+		writable: cfg.Writable}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -145,9 +151,17 @@ func New(cfg Config) http.Handler {
 	return outer
 }
 
-// handle adapts a handler that returns an error.
+// handle adapts a handler that returns an error. Every call but a read
+// writes to the state store, so it is refused first when the store takes
+// no writes.
 func (a *api) handle(h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && a.writable != nil {
+			if err := a.writable(); err != nil {
+				writeError(w, a.log, r, err)
+				return
+			}
+		}
 		if err := h(w, r); err != nil {
 			writeError(w, a.log, r, err)
 		}

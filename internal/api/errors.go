@@ -9,6 +9,7 @@ import (
 	"github.com/wisp-dev/wisp/internal/archive"
 	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/registry"
+	"github.com/wisp-dev/wisp/internal/store"
 )
 
 // Error is an API error: a stable type name (Lambda's where Lambda has one)
@@ -54,6 +55,10 @@ func errorFor(err error) *Error {
 		return &Error{http.StatusConflict, "ResourceConflictException", trimSentinel(err, registry.ErrExists)}
 	case errors.Is(err, registry.ErrStale):
 		return &Error{http.StatusConflict, "PreconditionFailedException", trimSentinel(err, registry.ErrStale)}
+	case store.IsFull(err):
+		return &Error{http.StatusInsufficientStorage, "StorageFullException", "the node's disk is full: " + trimSentinel(err, store.ErrFull)}
+	case errors.Is(err, store.ErrUnavailable):
+		return &Error{http.StatusServiceUnavailable, "ServiceUnavailableException", trimSentinel(err, store.ErrUnavailable)}
 	}
 	return &Error{http.StatusInternalServerError, "ServiceException", "internal error: " + err.Error()}
 }

@@ -15,7 +15,7 @@ import (
 
 // Usage serves /v1/usage.
 type Usage interface {
-	Usage(q meter.Query) ([]meter.FunctionUsage, error)
+	Usage(ctx context.Context, q meter.Query) ([]meter.FunctionUsage, error)
 	Records(ctx context.Context, function string, from time.Time, limit int) ([]meter.Record, error)
 	Prices() meter.Prices
 }
@@ -91,7 +91,7 @@ func (a *api) getUsage(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
-	if rep.Functions, err = u.Usage(meter.Query{Functions: fns, From: rep.From, To: rep.To, Granularity: rep.Granularity}); err != nil {
+	if rep.Functions, err = u.Usage(r.Context(), meter.Query{Functions: fns, From: rep.From, To: rep.To, Granularity: rep.Granularity}); err != nil {
 		return badRequest(err.Error())
 	}
 	// The buckets start on whole hours or days: so does the report.

@@ -224,13 +224,25 @@ func (e *Events) handle(ctx context.Context, m jetstream.Msg, keepAlivePeriod ti
 		e.settle(sctx, m, q, f, outcome{condition: conditionAgeExceeded, attempts: q.attempt})
 		return
 	}
+	// The event is acknowledged only once the run's usage record is
+	// stored: what the queue let go of is billed.
 	res, err := e.cfg.Invoker.Invoke(ctx, invoke.Request{Function: q.Function, Qualifier: q.Qualifier,
-		Payload: q.Payload, RequestID: q.RequestID, Trigger: q.Trigger})
+		Payload: q.Payload, RequestID: q.RequestID, Trigger: q.Trigger, AwaitRecord: true})
 	var (
 		te *pool.ThrottleError
 		ce *meter.CapError
 	)
 	switch {
+	case err == nil && res.Unrecorded != nil:
+		// It ran, but its record is not stored yet: it runs again rather
+		// than go unbilled (at least once).
+		e.log.Warn("events: an event's usage record is not stored; the event runs again", "function", q.Function,
+			"request_id", q.RequestID, "err", res.Unrecorded)
+		m.NakWithDelay(e.cfg.ThrottleBase) //nolint:errcheck // redelivered after AckWait if lost
+	case errors.Is(err, meter.ErrBacklog):
+		// The meter cannot store records now: the event waits.
+		e.wait(m, e.cfg.RetryMax)
+		return e.cfg.ThrottleBase
 	case errors.As(err, &ce) && ce.Async == registry.QuotaFail:
 		e.settle(sctx, m, q, f, outcome{condition: meter.ReasonSpendCap, err: err, attempts: q.attempt})
 	case errors.As(err, &ce):

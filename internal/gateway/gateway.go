@@ -117,6 +117,8 @@ func lambdaErrorFor(err error) *lambdaError {
 	case errors.As(err, &ce):
 		return &lambdaError{status: http.StatusTooManyRequests, typ: "TooManyRequestsException", msg: "Spend cap exceeded: " + ce.Error(),
 			reason: meter.ReasonSpendCap, retryAfter: ce.RetryAfter}
+	case errors.Is(err, meter.ErrBacklog):
+		return lerr(http.StatusServiceUnavailable, "ServiceException", "the node cannot meter calls now; try again later")
 	case errors.Is(err, registry.ErrNotFound):
 		return lerr(http.StatusNotFound, "ResourceNotFoundException", strings.TrimSuffix(err.Error(), ": "+registry.ErrNotFound.Error()))
 	case errors.Is(err, invoke.ErrInvalidContent):

@@ -63,7 +63,12 @@ type Usage interface {
 	Admit(f registry.Function) (*meter.Ticket, error)
 	Release(*meter.Ticket)
 	Record(meter.Record, *meter.Ticket)
+	// RecordStored records and waits until the record is stored.
+	RecordStored(context.Context, meter.Record, *meter.Ticket) error
 }
+
+// recordWait bounds how long a call with AwaitRecord waits for its record.
+const recordWait = 20 * time.Second
 
 // Config is what an Invoker needs.
 type Config struct {
@@ -258,6 +263,11 @@ type Request struct {
 	// Trigger is what invoked it, for the usage record: sync (default),
 	// url, or an event's trigger.
 	Trigger string
+	// AwaitRecord makes Invoke return only once the usage record is
+	// stored (the END and REPORT lines are written after it), for a
+	// caller that acknowledges what ran, as an event's worker does: what
+	// it acknowledges is billed, and every REPORT line has its record.
+	AwaitRecord bool
 }
 
 // Response is how an invocation went. A function error is a Response too,
@@ -276,6 +286,9 @@ type Response struct {
 	Cold          bool
 	MemoryMB      int
 	MaxMemoryMB   int
+	// Unrecorded, for a request with AwaitRecord, says why its usage
+	// record is not stored yet (it stays to be stored later).
+	Unrecorded error
 }
 
 // NewRequestID returns a request id in the UUID form Lambda uses.
@@ -350,7 +363,6 @@ func (iv *Invoker) Invoke(ctx context.Context, req Request) (*Response, error) {
 		}
 		return nil, err
 	}
-	timeout := time.Duration(t.Timeout) * time.Second
 	res := &Response{RequestID: id, Version: t.Version, MemoryMB: t.MemoryMB}
 	if ie != nil {
 		// Lambda answers a failed init as the function's error.
@@ -360,7 +372,7 @@ func (iv *Invoker) Invoke(ctx context.Context, req Request) (*Response, error) {
 		iv.platformLog(t, "", id, telemetry.StartLine(id, t.Version))
 		iv.platformLog(t, "", id, fmt.Sprintf("INIT_REPORT Init Duration: %.2f ms\tPhase: init\tStatus: error\tError Type: %s",
 			float64(res.Duration.Microseconds())/1000, ie.Type))
-		iv.finish(t, "", req, start, "error", res, tail, ticket)
+		iv.finish(ctx, t, "", req, start, "error", res, tail, ticket)
 		iv.cfg.Metrics.Invoked(t.Name, t.Version, "error", res.Duration)
 		return res, nil
 	}
@@ -368,8 +380,13 @@ func (iv *Invoker) Invoke(ctx context.Context, req Request) (*Response, error) {
 		r        runtime.Result
 		instID   string
 		invStart time.Time
+		timeout  time.Duration
 	)
 	for tries := 1; ; tries++ {
+		// A retry may land on another version's instance (the function
+		// changed meanwhile): what runs is what the answer says.
+		timeout = time.Duration(t.Timeout) * time.Second
+		res.Version, res.MemoryMB = t.Version, t.MemoryMB
 		inst := lease.Instance
 		if lease.Cold {
 			res.Cold, res.InitDuration = true, inst.InitDuration()
@@ -409,7 +426,7 @@ func (iv *Invoker) Invoke(ctx context.Context, req Request) (*Response, error) {
 				iv.cfg.Now().UTC().Format("2006-01-02T15:04:05.000Z"), id, timeout.Seconds()))
 		}
 	}
-	iv.finish(t, instID, req, invStart, outcome(r), res, tail, ticket)
+	iv.finish(ctx, t, instID, req, invStart, outcome(r), res, tail, ticket)
 	iv.cfg.Metrics.Invoked(t.Name, t.Version, outcome(r), res.Duration)
 	return res, nil
 }
@@ -469,21 +486,30 @@ func (iv *Invoker) acquire(ctx context.Context, req Request) (registry.Target, *
 	}
 }
 
-// finish writes the END and REPORT lines and the usage record (billed as
-// the REPORT line says), and collects the tail.
-func (iv *Invoker) finish(t registry.Target, instID string, req Request, start time.Time, outcome string, res *Response, tail *tailBuffer, ticket *meter.Ticket) {
-	iv.platformLog(t, instID, res.RequestID, telemetry.EndLine(res.RequestID))
-	iv.platformLog(t, instID, res.RequestID, telemetry.ReportLine(res.RequestID, res.Duration, res.MemoryMB, res.MaxMemoryMB, res.InitDuration))
+// finish stores the usage record (billed as the REPORT line says), writes
+// the END and REPORT lines, and collects the tail. The record comes first:
+// for a call that awaits it, a REPORT line that was written is a call
+// that was billed.
+func (iv *Invoker) finish(ctx context.Context, t registry.Target, instID string, req Request, start time.Time, outcome string, res *Response, tail *tailBuffer, ticket *meter.Ticket) {
 	if iv.cfg.Usage != nil {
 		trigger := req.Trigger
 		if trigger == "" {
 			trigger = "sync"
 		}
-		iv.cfg.Usage.Record(meter.Record{Function: t.Name, Version: t.Version, RequestID: res.RequestID,
+		rec := meter.Record{Function: t.Name, Version: t.Version, RequestID: res.RequestID,
 			Trigger: trigger, Start: start.UTC(), DurationUs: res.Duration.Microseconds(),
 			BilledMs: telemetry.BilledMs(res.Duration), MemoryMB: res.MemoryMB, Cold: res.Cold,
-			InitUs: res.InitDuration.Microseconds(), Outcome: outcome}, ticket)
+			InitUs: res.InitDuration.Microseconds(), Outcome: outcome}
+		if req.AwaitRecord {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordWait)
+			res.Unrecorded = iv.cfg.Usage.RecordStored(rctx, rec, ticket)
+			cancel()
+		} else {
+			iv.cfg.Usage.Record(rec, ticket)
+		}
 	}
+	iv.platformLog(t, instID, res.RequestID, telemetry.EndLine(res.RequestID))
+	iv.platformLog(t, instID, res.RequestID, telemetry.ReportLine(res.RequestID, res.Duration, res.MemoryMB, res.MaxMemoryMB, res.InitDuration))
 	if tail != nil {
 		res.LogTail = tail.bytes()
 	}

@@ -88,7 +88,13 @@ type Ticket struct {
 // Admit lets a call of f run, and counts it as running, or refuses it
 // with a *CapError when its quota or the node's is used up now. The quota
 // is f's as given: the invoker passes the function's $LATEST.
+//
+// While the records of earlier calls cannot be stored and the meter holds
+// all it may of them, it refuses every call with ErrBacklog.
 func (m *Meter) Admit(f registry.Function) (*Ticket, error) {
+	if m.full.Load() {
+		return nil, ErrBacklog
+	}
 	now := m.cfg.Now()
 	type check struct {
 		q     Quota

@@ -11,8 +11,8 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,9 +28,10 @@ const (
 	dailyBucket  = "wisp_usage_daily"
 	rollupName   = "rollup"
 	// Records are kept 31 days, hourly rollups 93, daily rollups (a few
-	// hundred bytes per function-day) for ever.
+	// hundred bytes per function-day) 400, for a year's bills.
 	recordMaxAge = 31 * 24 * time.Hour
 	hourlyMaxAge = 93 * 24 * time.Hour
+	dailyMaxAge  = 400 * 24 * time.Hour
 	// flushEvery bounds how long a record waits in memory to be stored
 	// with others; a node killed loses at most that much.
 	flushEvery = 100 * time.Millisecond
@@ -39,7 +40,18 @@ const (
 	maxBatchBytes = 256 << 10
 	// kickAt is how many pending records make a flush start at once.
 	kickAt = 1000
+	// DefaultMaxBacklog bounds the records held in memory, waiting to be
+	// stored: 64 MiB is minutes of a busy node's records while NATS
+	// cannot take them.
+	DefaultMaxBacklog = 64 << 20
+	// recordBytes is what a record waiting to be stored is counted as.
+	recordBytes = 256
 )
+
+// ErrBacklog is a call refused because the usage records of earlier calls
+// cannot be stored yet and the meter holds all it may: a call that could
+// not be metered does not run.
+var ErrBacklog = errors.New("meter: usage records cannot be stored now; calls are refused until they are")
 
 // Config is what a Meter needs; JS is required.
 type Config struct {
@@ -51,6 +63,12 @@ type Config struct {
 	Quota *Quota
 	// Publish tells a topic that a cap was reached; nil: no one is told.
 	Publish func(ctx context.Context, topic string, capErr *CapError) error
+	// MaxBacklog bounds the bytes of records held waiting to be stored;
+	// past it, Admit refuses calls (ErrBacklog). Default DefaultMaxBacklog.
+	MaxBacklog int64
+	// MaxBytes bounds the records' stream; the oldest go first (their
+	// rollups stay). Default: only their age bounds them.
+	MaxBytes int64
 }
 
 // Meter records usage and answers for it.
@@ -63,17 +81,22 @@ type Meter struct {
 	daily  jetstream.KeyValue
 
 	mu      sync.Mutex
-	pending map[string][]Record // guarded by mu; by function
-	npend   int                 // guarded by mu
+	pending map[string][]pendingRecord // guarded by mu; by function
+	npend   int                        // guarded by mu
 	// unsent are batches a flush failed to store, kept whole with their
 	// ids so that one stored after all is not stored twice. Guarded by mu.
 	unsent []batch
 	closed bool // guarded by mu
 	kick   chan struct{}
+	// backlog is the bytes of pending and unsent records (guarded by
+	// mu); full mirrors backlog > MaxBacklog for Admit's fast path.
+	backlog int64
+	full    atomic.Bool
+	// flushMu makes one flush wait for another, so that a flush returns
+	// once everything recorded before it is stored (or kept to retry).
+	flushMu sync.Mutex
 
-	rmu     sync.RWMutex
-	rollups map[string]rollup   // guarded by rmu; by key
-	fns     map[string]struct{} // guarded by rmu; the functions with a rollup
+	rollups rollups
 
 	caps capState
 
@@ -90,8 +113,11 @@ func Open(ctx context.Context, cfg Config) (*Meter, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Meter{cfg: cfg, log: cfg.Logger, prices: LambdaX86, pending: map[string][]Record{},
-		kick: make(chan struct{}, 1), rollups: map[string]rollup{}, fns: map[string]struct{}{},
+	if cfg.MaxBacklog <= 0 {
+		cfg.MaxBacklog = DefaultMaxBacklog
+	}
+	m := &Meter{cfg: cfg, log: cfg.Logger, prices: LambdaX86, pending: map[string][]pendingRecord{},
+		kick: make(chan struct{}, 1), rollups: rollups{byKey: map[string]rollup{}, now: cfg.Now},
 		caps: capState{local: map[capKey]*localUsage{}, told: map[capKey]bool{}}}
 	if cfg.Prices != nil {
 		m.prices = *cfg.Prices
@@ -101,6 +127,7 @@ func Open(ctx context.Context, cfg Config) (*Meter, error) {
 		Name: streamName, Description: "wisp: a usage record of every invocation",
 		Subjects: []string{subjectPre + ">"}, Storage: jetstream.FileStorage,
 		Retention: jetstream.LimitsPolicy, MaxAge: recordMaxAge, MaxMsgSize: 4 << 20,
+		MaxBytes: bytesLimit(cfg.MaxBytes), Discard: jetstream.DiscardOld,
 	}); err != nil {
 		return nil, fmt.Errorf("meter: usage stream: %w", err)
 	}
@@ -112,7 +139,7 @@ func Open(ctx context.Context, cfg Config) (*Meter, error) {
 	}
 	if m.daily, err = cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: dailyBucket, Description: "wisp: usage per function per day",
-		History: 1, Storage: jetstream.FileStorage,
+		History: 1, Storage: jetstream.FileStorage, TTL: dailyMaxAge,
 	}); err != nil {
 		return nil, fmt.Errorf("meter: rollup bucket: %w", err)
 	}
@@ -120,7 +147,7 @@ func Open(ctx context.Context, cfg Config) (*Meter, error) {
 	m.stop = cancel
 	for _, kv := range []jetstream.KeyValue{m.hourly, m.daily} {
 		ready := make(chan struct{})
-		m.goLoop(func() { store.Follow(lctx, kv, m.applyEntry, ready, m.log) })
+		m.goLoop(func() { store.Follow(lctx, kv, m.rollups.applyEntry, ready, m.log) })
 		select {
 		case <-ready:
 		case <-ctx.Done():
@@ -159,24 +186,81 @@ func (m *Meter) Close(ctx context.Context) error {
 // Prices is the node's price table.
 func (m *Meter) Prices() Prices { return m.prices }
 
+// bytesLimit is a stream's MaxBytes for n: n, or none (-1) for 0.
+func bytesLimit(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
+// pendingRecord is a record waiting to be stored, and who waits for it.
+type pendingRecord struct {
+	rec    Record
+	stored chan error // nil: no one waits
+}
+
 // Record takes an invocation's usage, and gives back its ticket (nil if
-// it had none); the record is stored within flushEvery.
+// it had none); the record is stored within flushEvery, so a node killed
+// loses at most that much of its calls' records.
 func (m *Meter) Record(r Record, t *Ticket) {
+	m.record(r, t, nil)
+}
+
+// RecordStored is Record that waits until the record is stored, or ctx
+// ends. It starts a flush at once: records waited for together are
+// stored together. A record not stored when ctx ends stays, to be stored
+// later.
+func (m *Meter) RecordStored(ctx context.Context, r Record, t *Ticket) error {
+	stored := make(chan error, 1)
+	if !m.record(r, t, stored) {
+		return errors.New("meter: closed")
+	}
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+	select {
+	case err := <-stored:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("meter: the usage record of %s is not stored yet: %w", r.RequestID, ctx.Err())
+	}
+}
+
+func (m *Meter) record(r Record, t *Ticket, stored chan error) bool {
 	m.recordLocal(r, t)
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
 		m.log.Error("meter: a usage record came after the meter closed; it is lost", "function", r.Function, "request_id", r.RequestID)
-		return
+		return false
 	}
-	m.pending[r.Function] = append(m.pending[r.Function], r)
+	m.pending[r.Function] = append(m.pending[r.Function], pendingRecord{r, stored})
 	m.npend++
+	m.addBacklogLocked(recordBytes)
 	full := m.npend == kickAt
 	m.mu.Unlock()
 	if full {
 		select {
 		case m.kick <- struct{}{}:
 		default:
+		}
+	}
+	return true
+}
+
+// addBacklogLocked counts n more (or, negative, fewer) bytes of records
+// waiting to be stored.
+func (m *Meter) addBacklogLocked(n int64) {
+	m.backlog += n
+	full := m.backlog > m.cfg.MaxBacklog
+	if m.full.Swap(full) != full {
+		if full {
+			m.log.Error("meter: usage records cannot be stored and the backlog is full: calls are refused",
+				"backlog_bytes", m.backlog)
+		} else {
+			m.log.Info("meter: usage records are stored again: calls are let through")
 		}
 	}
 }
@@ -190,6 +274,7 @@ func (m *Meter) flushLoop(ctx context.Context) {
 			return
 		case <-t.C:
 			m.forgetLocal(m.cfg.Now())
+			m.rollups.prune()
 		case <-m.kick:
 		}
 		if err := m.flush(ctx); err != nil && ctx.Err() == nil {
@@ -201,9 +286,12 @@ func (m *Meter) flushLoop(ctx context.Context) {
 // batch is one message of records, NDJSON, with the id that makes
 // storing it twice store it once.
 type batch struct {
-	fn   string
-	id   string
-	data []byte
+	fn     string
+	id     string
+	data   []byte
+	stored []chan error // of the records waited for
+	// counted is what the batch's records add to the backlog.
+	counted int64
 }
 
 // batchID is a random id for a batch.
@@ -216,21 +304,32 @@ func batchID() string {
 // flush stores the pending records, in messages of one function each of
 // at most maxBatchBytes; what fails is kept, whole, for the next flush.
 func (m *Meter) flush(ctx context.Context) error {
+	m.flushMu.Lock()
+	defer m.flushMu.Unlock()
 	m.mu.Lock()
 	todo := m.unsent
 	for fn, recs := range m.pending {
-		var buf bytes.Buffer
-		for i, r := range recs {
-			line, _ := json.Marshal(r) // a Record always marshals
+		var (
+			buf    bytes.Buffer
+			stored []chan error
+			n      int64
+		)
+		for i, p := range recs {
+			line, _ := json.Marshal(p.rec) // a Record always marshals
 			buf.Write(line)
 			buf.WriteByte('\n')
+			n += recordBytes
+			if p.stored != nil {
+				stored = append(stored, p.stored)
+			}
 			if buf.Len() >= maxBatchBytes || i == len(recs)-1 {
-				todo = append(todo, batch{fn: fn, id: batchID(), data: bytes.Clone(buf.Bytes())})
+				todo = append(todo, batch{fn: fn, id: batchID(), data: bytes.Clone(buf.Bytes()), stored: stored, counted: n})
 				buf.Reset()
+				stored, n = nil, 0
 			}
 		}
 	}
-	m.pending, m.npend, m.unsent = map[string][]Record{}, 0, nil
+	m.pending, m.npend, m.unsent = map[string][]pendingRecord{}, 0, nil
 	m.mu.Unlock()
 	var errs []error
 	for i, b := range todo {
@@ -241,6 +340,12 @@ func (m *Meter) flush(ctx context.Context) error {
 			m.mu.Unlock()
 			break // the next flush tries again
 		}
+		for _, c := range b.stored {
+			c <- nil
+		}
+		m.mu.Lock()
+		m.addBacklogLocked(-b.counted)
+		m.mu.Unlock()
 	}
 	return errors.Join(errs...)
 }
@@ -313,135 +418,6 @@ func (m *Meter) Records(ctx context.Context, function string, from time.Time, li
 	return out, nil
 }
 
-// rollup is a function's usage in one hour or one day, and the last
-// record message counted in it, so a message rolled up twice counts once.
-type rollup struct {
-	Usage
-	Seq uint64 `json:"seq"`
-}
-
-// Granularities of rollups.
-const (
-	Hour = "hour"
-	Day  = "day"
-)
-
-func rollupKey(granularity, fn string, t time.Time) string {
-	t = t.UTC()
-	if granularity == Hour {
-		return "h." + fn + "." + t.Format("2006010215")
-	}
-	return "d." + fn + "." + t.Format("20060102")
-}
-
-// rollUp adds each stored record message to its rollups, in order, once:
-// one durable consumer that every node pulls from, one message at a time.
-func (m *Meter) rollUp(ctx context.Context) {
-	var cons jetstream.Consumer
-	for cons == nil {
-		var err error
-		cons, err = m.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-			Durable: rollupName, Description: "wisp: rolls usage records up per hour and day",
-			AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxAckPending: 1, MaxDeliver: -1,
-		})
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			m.log.Warn("meter: the rollup consumer", "err", err)
-			time.Sleep(time.Second)
-		}
-	}
-	for ctx.Err() == nil {
-		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		msg, err := cons.Next(jetstream.FetchContext(fctx))
-		cancel()
-		if err != nil {
-			continue // nothing came, or the node is stopping
-		}
-		if err := m.rollOne(ctx, msg); err != nil {
-			if ctx.Err() == nil {
-				m.log.Warn("meter: rolling up usage; trying again", "err", err)
-			}
-			msg.NakWithDelay(time.Second) //nolint:errcheck // redelivered after AckWait if lost
-			continue
-		}
-		msg.Ack() //nolint:errcheck // redelivered and skipped (by Seq) if lost
-	}
-}
-
-func (m *Meter) rollOne(ctx context.Context, msg jetstream.Msg) error {
-	md, err := msg.Metadata()
-	if err != nil {
-		return err
-	}
-	recs, err := decodeRecords(msg.Data())
-	if err != nil {
-		m.log.Error("meter: an unreadable usage message is not rolled up", "seq", md.Sequence.Stream, "err", err)
-		return nil
-	}
-	sums := map[string]Usage{}
-	for _, r := range recs {
-		for _, g := range []string{Hour, Day} {
-			for _, fn := range []string{r.Function, nodeScope} {
-				k := rollupKey(g, fn, r.Start)
-				u := sums[k]
-				u.Add(r)
-				sums[k] = u
-			}
-		}
-	}
-	for k, u := range sums {
-		if err := m.addRollup(ctx, k, u, md.Sequence.Stream); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// addRollup adds u to a rollup, unless message seq was counted in it.
-func (m *Meter) addRollup(ctx context.Context, key string, u Usage, seq uint64) error {
-	r, err := store.UpdateJSON(ctx, m.bucket(key), key, func(r *rollup, _ bool) (bool, error) {
-		if r.Seq >= seq {
-			return false, nil // counted before
-		}
-		r.Usage, r.Seq = r.Usage.Plus(u), seq
-		return true, nil
-	})
-	if err == nil {
-		m.apply(key, r)
-	}
-	return err
-}
-
-func (m *Meter) applyEntry(entry jetstream.KeyValueEntry) {
-	var r rollup
-	if entry.Operation() == jetstream.KeyValuePut && json.Unmarshal(entry.Value(), &r) == nil {
-		m.apply(entry.Key(), r)
-	}
-}
-
-// apply keeps the newest of what this node wrote and what the watch saw.
-func (m *Meter) apply(key string, r rollup) {
-	m.rmu.Lock()
-	defer m.rmu.Unlock()
-	if old, ok := m.rollups[key]; !ok || r.Seq > old.Seq {
-		m.rollups[key] = r
-	}
-	// h.<function>.<hour> or d.<function>.<day>
-	if i, j := strings.IndexByte(key, '.'), strings.LastIndexByte(key, '.'); i > 0 && j > i {
-		if fn := key[i+1 : j]; fn != nodeScope {
-			m.fns[fn] = struct{}{}
-		}
-	}
-}
-
-func (m *Meter) rollupOf(key string) Usage {
-	m.rmu.RLock()
-	defer m.rmu.RUnlock()
-	return m.rollups[key].Usage
-}
-
 // Bucket is a function's usage in one hour or day.
 type Bucket struct {
 	Start time.Time `json:"start"`
@@ -494,7 +470,8 @@ const MaxBuckets = 24 * 93
 
 // Usage answers a query from the rollups: every function that used
 // anything in the span, by name, each with every bucket of the span.
-func (m *Meter) Usage(q Query) ([]FunctionUsage, error) {
+// Recent buckets are in memory; older ones are read from their bucket.
+func (m *Meter) Usage(ctx context.Context, q Query) ([]FunctionUsage, error) {
 	step := 24 * time.Hour
 	if q.Granularity == Hour {
 		step = time.Hour
@@ -508,15 +485,43 @@ func (m *Meter) Usage(q Query) ([]FunctionUsage, error) {
 	if n := to.Sub(from) / step; n > MaxBuckets {
 		return nil, fmt.Errorf("%d buckets; at most %d (use day granularity or a shorter span)", n, MaxBuckets)
 	}
+	of := m.rollupOf
 	fns := q.Functions
-	if len(fns) == 0 {
-		fns = m.functions()
+	if !m.rollups.recent(q.Granularity, from, m.cfg.Now()) {
+		old, err := m.load(ctx, q.Granularity, q.Functions, from, to)
+		if err != nil {
+			return nil, fmt.Errorf("meter: reading rollups: %w", err)
+		}
+		now := m.cfg.Now()
+		of = func(key string) Usage {
+			if g, _, start, ok := parseKey(key); ok && m.rollups.recent(g, start, now) {
+				return m.rollupOf(key) // this node's copy is the newest
+			}
+			return old[key]
+		}
+		if len(fns) == 0 {
+			seen := map[string]bool{}
+			for key := range old {
+				if _, fn, _, ok := parseKey(key); ok && fn != nodeScope {
+					seen[fn] = true
+				}
+			}
+			for _, fn := range m.rollups.functions() {
+				seen[fn] = true
+			}
+			for fn := range seen {
+				fns = append(fns, fn)
+			}
+			slices.Sort(fns)
+		}
+	} else if len(fns) == 0 {
+		fns = m.rollups.functions()
 	}
 	out := []FunctionUsage{}
 	for _, fn := range fns {
 		fu := FunctionUsage{Function: fn, Buckets: []Bucket{}}
 		for t := from; t.Before(to); t = t.Add(step) {
-			u := m.rollupOf(rollupKey(q.Granularity, fn, t))
+			u := of(rollupKey(q.Granularity, fn, t))
 			fu.Usage = fu.Usage.Plus(u)
 			fu.Buckets = append(fu.Buckets, Bucket{Start: t, Usage: u, GBSeconds: u.GBSeconds(), Cost: m.prices.Cost(u)})
 		}
@@ -527,24 +532,4 @@ func (m *Meter) Usage(q Query) ([]FunctionUsage, error) {
 		out = append(out, fu)
 	}
 	return out, nil
-}
-
-// functions lists every function with a rollup, by name.
-func (m *Meter) functions() []string {
-	m.rmu.RLock()
-	out := make([]string, 0, len(m.fns))
-	for fn := range m.fns {
-		out = append(out, fn)
-	}
-	m.rmu.RUnlock()
-	slices.Sort(out)
-	return out
-}
-
-// bucket is the bucket of a rollup key.
-func (m *Meter) bucket(key string) jetstream.KeyValue {
-	if strings.HasPrefix(key, "h.") {
-		return m.hourly
-	}
-	return m.daily
 }

@@ -49,7 +49,7 @@ func TestManyRecordsAreStored(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		u, err := m.Usage(Query{Functions: []string{"busy"}, From: start, To: start.Add(time.Hour), Granularity: Hour})
+		u, err := m.Usage(context.Background(), Query{Functions: []string{"busy"}, From: start, To: start.Add(time.Hour), Granularity: Hour})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -69,12 +69,19 @@ type Pool struct {
 	ctx    context.Context // ends starts in flight when the pool closes
 	cancel context.CancelFunc
 	bg     sync.WaitGroup // starts and stops in flight
+	// emptied is closed once the pool is closed and no instance is lent.
+	emptied     chan struct{}
+	emptiedOnce sync.Once
 }
 
 type member struct {
 	inst     runtime.Instance
 	started  time.Time
 	lastUsed time.Time
+	// stopped says the instance was stopped (and its memory given back,
+	// or about to be): it is stopped once, whoever asks again. Guarded
+	// by the pool's mu.
+	stopped bool
 }
 
 type waiter struct {
@@ -100,7 +107,7 @@ func New(cfg Config) *Pool {
 	if cfg.Budget == nil {
 		cfg.Budget = NewBudget(1 << 30)
 	}
-	p := &Pool{cfg: cfg, lent: map[*member]struct{}{}}
+	p := &Pool{cfg: cfg, lent: map[*member]struct{}{}, emptied: make(chan struct{})}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	cfg.Budget.join(p)
 	return p
@@ -296,25 +303,42 @@ func (p *Pool) giveLocked(m *member, cold bool) {
 }
 
 // Release gives the instance back; one that cannot be reused is stopped.
+// A second Release of a lease does nothing.
 func (l *Lease) Release(reusable bool) {
 	p := l.pool
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.lent[l.m]; !ok {
+		return
+	}
 	p.busy--
 	delete(p.lent, l.m)
 	old := p.cfg.Limits.MaxLifetime > 0 && p.cfg.Now().Sub(l.m.started) >= p.cfg.Limits.MaxLifetime
-	if !reusable || p.closed || old || dead(l.m) {
-		p.stopLocked(l.m)
-		p.mu.Unlock()
+	if !reusable || p.closed || old || dead(l.m) || l.m.stopped {
+		p.stopLocked(l.m) // nothing if Kill stopped it already
+		// After the stop is counted: Drain waits for it once emptied.
+		p.checkEmptiedLocked()
 		return
 	}
 	p.giveLocked(l.m, false)
-	p.mu.Unlock()
+}
+
+// checkEmptiedLocked closes emptied once the pool is closed and nothing
+// is lent.
+func (p *Pool) checkEmptiedLocked() {
+	if p.closed && p.busy == 0 {
+		p.emptiedOnce.Do(func() { close(p.emptied) })
+	}
 }
 
 // stopLocked stops an instance in the background, so the caller (often on
 // the invoke path) does not wait for a process to exit, and then gives its
-// memory back.
+// memory back; once per instance.
 func (p *Pool) stopLocked(m *member) {
+	if m.stopped {
+		return
+	}
+	m.stopped = true
 	p.bg.Add(1)
 	go func() {
 		defer p.bg.Done()
@@ -423,6 +447,10 @@ func (p *Pool) closeLocked() {
 	}
 	p.idle = nil
 	p.cancel() // starts in flight end; what they started is stopped
+	// A closed pool takes no more memory, so the budget need not know it
+	// (what its instances hold is given back as they stop).
+	p.cfg.Budget.leave(p)
+	p.checkEmptiedLocked()
 }
 
 // Drain closes the pool to new callers: callers still queued get ErrClosed
@@ -432,24 +460,15 @@ func (p *Pool) Drain(ctx context.Context) error {
 	p.mu.Lock()
 	p.closeLocked()
 	p.mu.Unlock()
-	for {
-		p.mu.Lock()
-		busy := p.busy
-		p.mu.Unlock()
-		if busy == 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
+	select {
+	case <-p.emptied:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	done := make(chan struct{})
 	go func() { p.bg.Wait(); close(done) }()
 	select {
 	case <-done:
-		p.cfg.Budget.leave(p)
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

@@ -17,6 +17,7 @@ type fakeInstance struct {
 	done     chan struct{}
 	stopOnce sync.Once
 	stopped  atomic.Bool
+	onStop   func() // called once, as it stops
 }
 
 func newFake() *fakeInstance { return &fakeInstance{done: make(chan struct{})} }
@@ -27,7 +28,13 @@ func (f *fakeInstance) Invoke(context.Context, runtime.Invocation) runtime.Resul
 func (f *fakeInstance) InitDuration() time.Duration { return time.Millisecond }
 func (f *fakeInstance) Done() <-chan struct{}       { return f.done }
 func (f *fakeInstance) Stop() error {
-	f.stopOnce.Do(func() { f.stopped.Store(true); close(f.done) })
+	f.stopOnce.Do(func() {
+		f.stopped.Store(true)
+		if f.onStop != nil {
+			f.onStop()
+		}
+		close(f.done)
+	})
 	return nil
 }
 func (f *fakeInstance) crash() { f.Stop() } //nolint:errcheck // a fake
@@ -61,7 +68,7 @@ func (d *fakeDriver) start(ctx context.Context) (runtime.Instance, error) {
 			break
 		}
 	}
-	go func() { <-f.done; d.live.Add(-1) }()
+	f.onStop = func() { d.live.Add(-1) }
 	d.mu.Lock()
 	d.started = append(d.started, f)
 	d.mu.Unlock()
@@ -434,5 +441,76 @@ func TestDrain(t *testing.T) {
 	}
 	if _, err := p.Acquire(ctxFor(t, time.Second)); !errors.Is(err, ErrClosed) {
 		t.Errorf("acquire after drain: %v", err)
+	}
+}
+
+// An instance killed while lent is stopped once, and its memory given
+// back once, when the invocation's lease comes back after the kill.
+func TestKillThenRelease(t *testing.T) {
+	d := &fakeDriver{}
+	b := NewBudget(256)
+	p := newTestPool(t, d, Config{MemoryMB: 128, Budget: b, Limits: Limits{Max: 2}})
+	l1, err := p.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, err := p.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Used() != 256 {
+		t.Fatalf("budget used %d MB with two instances of 128", b.Used())
+	}
+	p.Kill()
+	l1.Release(true)
+	l2.Release(false)
+	l2.Release(false) // a second release of one lease changes nothing
+	p.bg.Wait()
+	if got := b.Used(); got != 0 {
+		t.Fatalf("budget used %d MB after the pool was killed and its leases came back, want 0", got)
+	}
+	// Memory given back twice would let a third instance start here.
+	q := newTestPool(t, &fakeDriver{}, Config{MemoryMB: 128, Budget: b, Limits: Limits{Max: 4}})
+	for i := range 2 {
+		l, err := q.Acquire(context.Background())
+		if err != nil {
+			t.Fatalf("instance %d of another pool: %v", i, err)
+		}
+		defer l.Release(true)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if l, err := q.Acquire(ctx); err == nil {
+		l.Release(true)
+		t.Fatal("a third instance of 128 MB started in a budget of 256")
+	}
+}
+
+// A drain that runs out of time still leaves the budget, and the memory
+// of the instance it waited for comes back when that one is released.
+func TestDrainTimeoutLeavesBudget(t *testing.T) {
+	b := NewBudget(256)
+	p := newTestPool(t, &fakeDriver{}, Config{MemoryMB: 128, Budget: b, Limits: Limits{Max: 2}})
+	l, err := p.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := p.Drain(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("drain with a busy instance: %v", err)
+	}
+	b.mu.Lock()
+	_, still := b.pools[p]
+	b.mu.Unlock()
+	if still {
+		t.Error("the drained pool is still in the budget")
+	}
+	l.Release(true)
+	if err := p.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Used(); got != 0 {
+		t.Errorf("budget used %d MB after the drain ended", got)
 	}
 }

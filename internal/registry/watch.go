@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"strings"
+	"sync"
 )
 
 // Kind is what a change is about.
@@ -27,38 +28,87 @@ type Change struct {
 
 // Watch sends every change made after it is called, on any node, until ctx
 // ends; then the channel closes. A change is sent after this node's cache
-// holds it, so Resolve already answers with it. A subscriber must keep
-// reading: the cache waits for it.
+// holds it, so Resolve already answers with it. A subscriber that falls
+// behind never holds the cache up: the changes it has not read yet are
+// kept, one per record (the newest), so what it reads next says what
+// changed and it reads the current state from the registry.
 func (r *Registry) Watch(ctx context.Context) (<-chan Change, error) {
-	s := &subscriber{ch: make(chan Change, 256), ctx: ctx}
+	s := &subscriber{ch: make(chan Change), ready: make(chan struct{}, 1), byKey: map[string]Change{}}
 	r.subMu.Lock()
 	r.subs[s] = struct{}{}
 	r.subMu.Unlock()
 	go func() {
-		<-ctx.Done()
+		defer close(s.ch)
+		s.pump(ctx)
 		r.subMu.Lock()
 		delete(r.subs, s)
 		r.subMu.Unlock()
-		// The cache's watch sends only under subMu, so nothing sends now.
-		close(s.ch)
 	}()
 	return s.ch, nil
 }
 
+// subscriber is one Watch: the changes it has not read yet, in the order
+// they came, and the goroutine that hands them to it.
 type subscriber struct {
-	ch  chan Change
-	ctx context.Context // the subscriber's own, from its Watch call
+	ch    chan Change
+	ready chan struct{} // a change was queued
+	mu    sync.Mutex
+	queue []string          // guarded by mu; record keys, oldest first
+	byKey map[string]Change // guarded by mu; the newest change of each queued key
 }
 
-// notify sends c to every subscriber.
+// add queues c for the subscriber without waiting for it.
+func (s *subscriber) add(c Change) {
+	key := string(c.Kind) + "/" + c.Function + "/" + c.Name
+	s.mu.Lock()
+	if _, queued := s.byKey[key]; !queued {
+		s.queue = append(s.queue, key)
+	}
+	s.byKey[key] = c
+	s.mu.Unlock()
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
+
+// pump hands the queued changes to the subscriber until ctx ends.
+func (s *subscriber) pump(ctx context.Context) {
+	for {
+		s.mu.Lock()
+		var (
+			c  Change
+			ok bool
+		)
+		if len(s.queue) > 0 {
+			key := s.queue[0]
+			s.queue = s.queue[1:]
+			c, ok = s.byKey[key], true
+			delete(s.byKey, key)
+		}
+		s.mu.Unlock()
+		if !ok {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.ready:
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case s.ch <- c:
+		}
+	}
+}
+
+// notify queues c for every subscriber.
 func (r *Registry) notify(c Change) {
 	r.subMu.Lock()
 	defer r.subMu.Unlock()
 	for s := range r.subs {
-		select {
-		case s.ch <- c:
-		case <-s.ctx.Done():
-		}
+		s.add(c)
 	}
 }
 

@@ -7,13 +7,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/internal/meter"
 	"github.com/wisp-dev/wisp/internal/server"
+	"github.com/wisp-dev/wisp/internal/store"
 )
 
 // testNodeEnv names the data dir of a node this test binary runs as a
@@ -44,9 +47,10 @@ func runTestNode(dir string) int {
 
 // nodeProcess is a node in a process of its own.
 type nodeProcess struct {
-	cmd *exec.Cmd
-	c   *client.Client
-	url string
+	cmd    *exec.Cmd
+	exited chan struct{}
+	c      *client.Client
+	url    string
 }
 
 func startNodeProcess(t *testing.T, dir string) *nodeProcess {
@@ -66,7 +70,7 @@ func startNodeProcess(t *testing.T, dir string) *nodeProcess {
 		b, err := os.ReadFile(filepath.Join(dir, "node.json"))
 		return err == nil && json.Unmarshal(b, &where) == nil
 	})
-	return &nodeProcess{cmd: cmd, c: client.New(where.URL, where.Token), url: where.URL}
+	return &nodeProcess{cmd: cmd, exited: exited, c: client.New(where.URL, where.Token), url: where.URL}
 }
 
 // TestAsyncDurability: 10,000 events are accepted while the node is killed
@@ -188,4 +192,69 @@ func TestAsyncDurability(t *testing.T) {
 	if dups > 200 {
 		t.Errorf("%d duplicates: more than the events in flight at the kill", dups)
 	}
+
+	// Every run whose REPORT line was kept was billed: an event is
+	// acknowledged only once its usage record is stored, and its REPORT
+	// line is written after that.
+	reports := map[string]int{}
+	if err := p.c.Logs(ctx, "sink", client.LogsOptions{}, func(r client.LogRecord) error {
+		if id, ok := strings.CutPrefix(r.Message, "REPORT RequestId: "); ok {
+			id, _, _ = strings.Cut(id, "\t")
+			reports[id]++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The records, read from the node's own store once it is gone.
+	p.cmd.Process.Kill() //nolint:errcheck // it may be dead already
+	<-p.exited
+	records := usageRecordsByID(t, filepath.Join(dir, "nats"), "sink", start.Add(-time.Minute))
+	unbilled, some := 0, []string{}
+	for id, k := range reports {
+		if records[id] < k {
+			unbilled += k - records[id]
+			if len(some) < 5 {
+				some = append(some, fmt.Sprintf("%s: %d REPORT lines, %d records", id, k, records[id]))
+			}
+		}
+	}
+	t.Logf("%d REPORT lines of %d request ids, %d usage records: %d runs unbilled %v", sum(reports), len(reports), sum(records), unbilled, some)
+	if unbilled > 0 {
+		t.Errorf("%d runs have a REPORT line and no usage record", unbilled)
+	}
+}
+
+// usageRecordsByID counts a function's usage records since from, by
+// request id, read from the store in dir (no node may be running on it).
+func usageRecordsByID(t *testing.T, dir, fn string, from time.Time) map[string]int {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	m, err := meter.Open(ctx, meter.Config{JS: st.JS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(ctx)
+	recs, err := m.Records(ctx, fn, from, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, r := range recs {
+		out[r.RequestID]++
+	}
+	return out
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }

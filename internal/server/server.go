@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -111,6 +112,12 @@ type Node struct {
 	ln      net.Listener
 	token   string
 	done    chan error // the HTTP server's end
+
+	// shutdownOnce runs the shutdown once; stopped is closed when it has
+	// ended, with shutdownErr its result.
+	shutdownOnce sync.Once
+	stopped      chan struct{}
+	shutdownErr  error
 }
 
 // Start starts a node and returns once it serves.
@@ -135,7 +142,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("server: the node's quota: %w", err)
 		}
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, done: make(chan error, 1), fnTokens: auth.NewFunctionTokens()}
+	n := &Node{cfg: cfg, log: cfg.Logger, done: make(chan error, 1), stopped: make(chan struct{}), fnTokens: auth.NewFunctionTokens()}
 	stageDir := filepath.Join(cfg.DataDir, "tmp")
 	if err := os.MkdirAll(stageDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
@@ -175,15 +182,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 	mux.Handle("/v1/", api.New(api.Config{Registry: n.reg, Logs: n.logs, Keys: n.keys, FunctionTokens: n.fnTokens,
 		AdminToken: n.token, StageDir: stageDir, Logger: n.log, InsecureNoSandbox: cfg.InsecureNoSandbox,
-		CheckCode: checkCode, Events: n.ev, Usage: n.meter, Now: cfg.Now}))
+		CheckCode: checkCode, Events: n.ev, Usage: n.meter, Now: cfg.Now, Writable: n.store.Writable}))
 	gw := gateway.New(gateway.Config{Invoker: n.inv, Queue: n.ev, AdminToken: n.token, Keys: n.keys, Logger: n.log, Now: cfg.Now})
 	mux.Handle("/2015-03-31/", gw)
 	mux.Handle("/fn/", gw)
 	mux.Handle("GET /metrics", api.AdminOnly(n.token, n.fnTokens, n.log, n.metrics.Handler()))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		io.WriteString(w, "ok\n") //nolint:errcheck // nothing to do if the prober left
-	})
+	mux.HandleFunc("GET /healthz", n.healthz)
 
 	n.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
@@ -421,6 +425,21 @@ func (n *Node) publishCap(ctx context.Context, topic string, e *meter.CapError) 
 		DataContentType: "application/json", Data: data}, "wisp")
 }
 
+// healthz answers "ok" while the node can do its work, and 503 with the
+// reason while it cannot write its state (a full disk, JetStream
+// restarting): invocations may still run, but deploys and events cannot
+// be taken.
+func (n *Node) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := n.store.Writable(); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "not ready: %v\n", err) //nolint:errcheck // nothing to do if the prober left
+		return
+	}
+	io.WriteString(w, "ok\n") //nolint:errcheck // as above
+}
+
 // Meter is the node's usage meter.
 func (n *Node) Meter() *meter.Meter { return n.meter }
 
@@ -432,8 +451,23 @@ func (n *Node) Events() *events.Events { return n.ev }
 func (n *Node) Registry() *registry.Registry { return n.reg }
 
 // Shutdown stops taking requests, lets in-flight ones finish (within
-// ShutdownTimeout and ctx), and closes the state store, flushing it.
+// ShutdownTimeout and ctx), and closes the state store, flushing it. A
+// second call waits for the first to end (or for its own ctx) and
+// returns the same result.
 func (n *Node) Shutdown(ctx context.Context) error {
+	n.shutdownOnce.Do(func() {
+		n.shutdownErr = n.shutdown(ctx)
+		close(n.stopped)
+	})
+	select {
+	case <-n.stopped:
+		return n.shutdownErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (n *Node) shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
 	defer cancel()
 	// Events stop first, while the API they may call back is still up;

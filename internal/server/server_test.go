@@ -185,3 +185,33 @@ func TestPortInUse(t *testing.T) {
 		t.Fatalf("second node on a taken port: %v", err)
 	}
 }
+
+// A second Shutdown, and one at the same time as the first, return the
+// first's result rather than block.
+func TestShutdownTwice(t *testing.T) {
+	n := start(t, server.Config{DataDir: t.TempDir()})
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- n.Shutdown(context.Background()) }()
+	}
+	for range 2 {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Errorf("shutdown: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("a second Shutdown blocks")
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- n.Shutdown(context.Background()) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("a third shutdown: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a Shutdown after the node stopped blocks")
+	}
+}

@@ -125,7 +125,7 @@ func TestUsageMatchesReports(t *testing.T) {
 	for _, g := range []string{meter.Hour, meter.Day} {
 		var u []meter.FunctionUsage
 		waitUntil(t, 5*time.Second, "the "+g+" rollup", func() bool {
-			u, err = n.Meter().Usage(meter.Query{Functions: []string{"metered"}, From: from, To: time.Now().Add(time.Minute), Granularity: g})
+			u, err = n.Meter().Usage(context.Background(), meter.Query{Functions: []string{"metered"}, From: from, To: time.Now().Add(time.Minute), Granularity: g})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -163,7 +163,7 @@ func TestUsageSurvivesRestart(t *testing.T) {
 	q := meter.Query{Functions: []string{"kept"}, From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour), Granularity: meter.Hour}
 	var after []meter.FunctionUsage
 	waitUntil(t, 5*time.Second, "the rollup", func() bool {
-		after, _ = b.Meter().Usage(q)
+		after, _ = b.Meter().Usage(context.Background(), q)
 		return after[0].Invocations >= 4
 	})
 	if after[0].Invocations != 4 || after[0].BilledMs < 4 {
@@ -173,7 +173,7 @@ func TestUsageSurvivesRestart(t *testing.T) {
 	stop(t, b)
 	c := start(t, server.Config{DataDir: dir, Listen: "127.0.0.1:0", Prices: prices})
 	defer stop(t, c)
-	again, err := c.Meter().Usage(q)
+	again, err := c.Meter().Usage(context.Background(), q)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -445,7 +445,7 @@ func TestKeysLambdaClient(t *testing.T) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		id, verr := VerifySigV4(r, body, time.Now(), func(id string) (string, error) {
+		id, verr := VerifySigV4(r, body, time.Now(), SigV4Scope{Region: "us-east-1", Service: "lambda"}, func(id string) (string, error) {
 			return keys.Secret(r.Context(), id)
 		})
 		mu.Lock()

@@ -16,13 +16,48 @@ import (
 )
 
 // SigV4 errors the gateway maps to Lambda-style errors. Errors from
-// VerifySigV4 wrap one of these (errors.Is), with detail for the log.
+// CheckSigV4, Signature.Verify and VerifySigV4 wrap one of these
+// (errors.Is), with detail for the log.
 var (
 	ErrNoSignature  = errors.New("auth: no signature")             // no Authorization header starting AWS4-HMAC-SHA256
-	ErrBadSignature = errors.New("auth: signature does not match") // also a malformed Authorization header or X-Amz-Date
+	ErrBadSignature = errors.New("auth: signature does not match") // also a malformed Authorization header or X-Amz-Date, and a *ScopeError or *UnsignedError
 	ErrUnknownKey   = errors.New("auth: unknown access key")
 	ErrExpired      = errors.New("auth: request time too skewed") // X-Amz-Date more than 15 minutes from now
 )
+
+// ScopeError is a signature scoped to another region or service than the
+// one checking it. It wraps ErrBadSignature.
+type ScopeError struct {
+	Part      string // "region" or "service"
+	Got, Want string
+}
+
+func (e *ScopeError) Error() string {
+	return fmt.Sprintf("%v: credential scoped to %s %q, want %q", ErrBadSignature, e.Part, e.Got, e.Want)
+}
+
+func (e *ScopeError) Unwrap() error { return ErrBadSignature }
+
+// UnsignedError is a request with a part the signature must cover and does
+// not: a header missing from SignedHeaders, or the payload
+// (UNSIGNED-PAYLOAD). It wraps ErrBadSignature.
+type UnsignedError struct {
+	// What is not signed: a lower-case header name, or "the payload".
+	What string
+}
+
+func (e *UnsignedError) Error() string {
+	return fmt.Sprintf("%v: %s is not signed", ErrBadSignature, e.What)
+}
+
+func (e *UnsignedError) Unwrap() error { return ErrBadSignature }
+
+// SigV4Scope is what a signature must be scoped to: the region and the
+// service of its credential scope.
+type SigV4Scope struct {
+	Region  string // such as "us-east-1"
+	Service string // such as "lambda"
+}
 
 const (
 	sigV4Algorithm = "AWS4-HMAC-SHA256"
@@ -32,103 +67,193 @@ const (
 	amzDateFormat     = "20060102T150405Z"
 	amzShortFormat    = "20060102"
 	unsignedPayload   = "UNSIGNED-PAYLOAD"
+	streamingPayload  = "STREAMING-" // the prefix of the chunked signing modes
 	sigV4ScopeTerm    = "aws4_request"
 	sigV4SignatureLen = 64 // hex of a SHA-256 HMAC
+	// amzHeaderPrefix starts the headers that change what an AWS call does
+	// (X-Amz-Invocation-Type, X-Amz-Log-Type, …) and those of SigV4 itself:
+	// each one sent must be signed.
+	amzHeaderPrefix = "x-amz-"
 )
 
-// VerifySigV4 checks the AWS Signature Version 4 in r's Authorization header
+// Signature is a request's SigV4 signature that passed every check that
+// does not need the body; Verify checks the body and the signature itself.
+type Signature struct {
+	accessKeyID string
+	// canonicalHead is the canonical request up to its last line, the
+	// payload hash.
+	canonicalHead string
+	// declaredHash is X-Amz-Content-Sha256, "" when not sent.
+	declaredHash string
+	amzDate      string
+	scope        string // date/region/service/aws4_request
+	signingKey   []byte
+	signature    string
+}
+
+// AccessKeyID is the key the request says it is signed with.
+func (s *Signature) AccessKeyID() string { return s.accessKeyID }
+
+// CheckSigV4 checks the AWS Signature Version 4 in r's Authorization header
 //
 //	AWS4-HMAC-SHA256 Credential=AKID/20250102/us-east-1/lambda/aws4_request, SignedHeaders=host;x-amz-date, Signature=…
 //
-// against the secret that secretFor returns for the access key id, and
-// returns that access key id.
+// as far as it can without reading r's body, so that a caller without a
+// valid key and a recent signature cannot make the node read one: the
+// header is well formed; X-Amz-Date is within 15 minutes of now and its
+// date is the credential scope's; the scope's region and service are
+// scope's (else a *ScopeError); host, x-amz-date and every X-Amz-* header
+// sent are signed (else an *UnsignedError); X-Amz-Content-Sha256, when
+// sent, is a hex SHA-256 and not UNSIGNED-PAYLOAD or a STREAMING-* mode
+// (an *UnsignedError), so a captured request cannot be replayed with
+// another body; and secretFor knows the access key. The returned
+// Signature's Verify then checks the body and the signature.
 //
-// body is the full request body (read by the caller, bounded). When the
-// X-Amz-Content-Sha256 header is present and not "UNSIGNED-PAYLOAD" it must be
-// the hex SHA-256 of body; otherwise the canonical request hashes body itself,
-// so a changed body fails the signature either way.
-//
-// Any region and any service in the credential scope are accepted (one key
-// pair signs for every Wisp API); the scope's date must be X-Amz-Date's date,
-// and X-Amz-Date must be within 15 minutes of now. The canonical request is
-// built as aws-sdk-go-v2 builds it for non-S3 services: the escaped request
-// path encoded once more, the query decoded and re-encoded, sorted; header
-// values trimmed with runs of spaces collapsed. Only header-based signing is
-// supported, not presigned URLs, the Date header or chunked (streaming)
-// payload signatures.
+// The canonical request is built as aws-sdk-go-v2 builds it for non-S3
+// services: the escaped request path encoded once more, the query decoded
+// and re-encoded, sorted; header values trimmed with runs of spaces
+// collapsed. Only header-based signing is supported, not presigned URLs,
+// the Date header or chunked (streaming) payload signatures.
 //
 // secretFor returns an error wrapping ErrUnknownKey for a key it does not
 // know; any other error it returns is passed back wrapped, for the caller to
 // answer as an internal error. An empty secret counts as an unknown key.
-func VerifySigV4(r *http.Request, body []byte, now time.Time, secretFor func(accessKeyID string) (string, error)) (string, error) {
+func CheckSigV4(r *http.Request, now time.Time, scope SigV4Scope, secretFor func(accessKeyID string) (string, error)) (*Signature, error) {
 	authz := r.Header.Get("Authorization")
 	rest, ok := strings.CutPrefix(authz, sigV4Algorithm+" ")
 	if !ok {
-		return "", ErrNoSignature
+		return nil, ErrNoSignature
 	}
 	a, err := parseSigV4Authorization(rest)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 
 	amzDate := r.Header.Get("X-Amz-Date")
 	signedAt, err := time.Parse(amzDateFormat, amzDate)
 	if err != nil {
-		return "", fmt.Errorf("%w: missing or malformed X-Amz-Date %q", ErrBadSignature, amzDate)
+		return nil, fmt.Errorf("%w: missing or malformed X-Amz-Date %q", ErrBadSignature, amzDate)
 	}
 	if a.date != signedAt.Format(amzShortFormat) {
-		return "", fmt.Errorf("%w: credential scope date %s is not the date of X-Amz-Date %s", ErrBadSignature, a.date, amzDate)
+		return nil, fmt.Errorf("%w: credential scope date %s is not the date of X-Amz-Date %s", ErrBadSignature, a.date, amzDate)
 	}
 	if skew := now.Sub(signedAt); skew > sigV4MaxSkew || skew < -sigV4MaxSkew {
-		return "", fmt.Errorf("%w: X-Amz-Date %s is %s from now", ErrExpired, amzDate, skew.Round(time.Second))
+		return nil, fmt.Errorf("%w: X-Amz-Date %s is %s from now", ErrExpired, amzDate, skew.Round(time.Second))
 	}
-	// AWS requires host and the date header to be signed.
-	if !slices.Contains(a.signedHeaders, "host") || !slices.Contains(a.signedHeaders, "x-amz-date") {
-		return "", fmt.Errorf("%w: host and x-amz-date must be signed headers", ErrBadSignature)
+	if a.region != scope.Region {
+		return nil, &ScopeError{Part: "region", Got: a.region, Want: scope.Region}
 	}
-
-	payloadHash, err := sigV4PayloadHash(r, body)
-	if err != nil {
-		return "", err
+	if a.service != scope.Service {
+		return nil, &ScopeError{Part: "service", Got: a.service, Want: scope.Service}
+	}
+	if err := checkSignedHeaders(r, a.signedHeaders); err != nil {
+		return nil, err
+	}
+	declared := r.Header.Get("X-Amz-Content-Sha256")
+	switch {
+	case declared == "":
+	case declared == unsignedPayload || strings.HasPrefix(declared, streamingPayload):
+		return nil, &UnsignedError{What: "the payload"}
+	case !isSHA256Hex(declared):
+		return nil, fmt.Errorf("%w: X-Amz-Content-Sha256 %q is not a hex SHA-256", ErrBadSignature, declared)
 	}
 	query, err := canonicalQuery(r.URL.RawQuery)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 
 	secret, err := secretFor(a.accessKeyID)
 	if err != nil {
 		if errors.Is(err, ErrUnknownKey) {
-			return "", err
+			return nil, err
 		}
-		return "", fmt.Errorf("auth: look up access key %s: %w", a.accessKeyID, err)
+		return nil, fmt.Errorf("auth: look up access key %s: %w", a.accessKeyID, err)
 	}
 	if secret == "" {
-		return "", fmt.Errorf("%w: %s", ErrUnknownKey, a.accessKeyID)
+		return nil, fmt.Errorf("%w: %s", ErrUnknownKey, a.accessKeyID)
 	}
-
-	canonical := strings.Join([]string{
-		r.Method,
-		canonicalURI(r),
-		query,
-		canonicalHeaders(r, a.signedHeaders),
-		strings.Join(a.signedHeaders, ";"),
-		payloadHash,
-	}, "\n")
-	scope := a.date + "/" + a.region + "/" + a.service + "/" + sigV4ScopeTerm
-	canonicalSum := sha256.Sum256([]byte(canonical))
-	stringToSign := sigV4Algorithm + "\n" + amzDate + "\n" + scope + "\n" + hex.EncodeToString(canonicalSum[:])
 
 	key := hmacSHA256([]byte("AWS4"+secret), a.date)
 	key = hmacSHA256(key, a.region)
 	key = hmacSHA256(key, a.service)
 	key = hmacSHA256(key, sigV4ScopeTerm)
-	want := hex.EncodeToString(hmacSHA256(key, stringToSign))
+	return &Signature{
+		accessKeyID: a.accessKeyID,
+		canonicalHead: strings.Join([]string{
+			r.Method,
+			canonicalURI(r),
+			query,
+			canonicalHeaders(r, a.signedHeaders),
+			strings.Join(a.signedHeaders, ";"),
+		}, "\n"),
+		declaredHash: declared,
+		amzDate:      amzDate,
+		scope:        a.date + "/" + a.region + "/" + a.service + "/" + sigV4ScopeTerm,
+		signingKey:   key,
+		signature:    a.signature,
+	}, nil
+}
 
-	if !hmac.Equal([]byte(want), []byte(a.signature)) {
+// Verify checks the signature against the request's full body (read by
+// the caller, bounded): X-Amz-Content-Sha256, when sent, must be body's
+// hash, and the canonical request ends with that hash, so a changed body
+// fails either way. It returns the access key id.
+func (s *Signature) Verify(body []byte) (string, error) {
+	sum := sha256.Sum256(body)
+	payloadHash := hex.EncodeToString(sum[:])
+	if s.declaredHash != "" {
+		if !strings.EqualFold(s.declaredHash, payloadHash) {
+			return "", fmt.Errorf("%w: X-Amz-Content-Sha256 is not the hash of the body", ErrBadSignature)
+		}
+		payloadHash = s.declaredHash // signed as sent
+	}
+	canonicalSum := sha256.Sum256([]byte(s.canonicalHead + "\n" + payloadHash))
+	stringToSign := sigV4Algorithm + "\n" + s.amzDate + "\n" + s.scope + "\n" + hex.EncodeToString(canonicalSum[:])
+	want := hex.EncodeToString(hmacSHA256(s.signingKey, stringToSign))
+	if !hmac.Equal([]byte(want), []byte(s.signature)) {
 		return "", ErrBadSignature
 	}
-	return a.accessKeyID, nil
+	return s.accessKeyID, nil
+}
+
+// VerifySigV4 is CheckSigV4 and then Verify, for a body read already.
+func VerifySigV4(r *http.Request, body []byte, now time.Time, scope SigV4Scope, secretFor func(accessKeyID string) (string, error)) (string, error) {
+	s, err := CheckSigV4(r, now, scope, secretFor)
+	if err != nil {
+		return "", err
+	}
+	return s.Verify(body)
+}
+
+// checkSignedHeaders wants host, x-amz-date and every X-Amz-* header r
+// carries among the signed headers: an unsigned X-Amz-Invocation-Type
+// could turn a replayed call into another kind of call.
+func checkSignedHeaders(r *http.Request, signed []string) error {
+	for _, h := range []string{"host", "x-amz-date"} {
+		if !slices.Contains(signed, h) {
+			return &UnsignedError{What: h}
+		}
+	}
+	var unsigned []string
+	for name := range r.Header {
+		lower := strings.ToLower(name)
+		if strings.HasPrefix(lower, amzHeaderPrefix) && !slices.Contains(signed, lower) {
+			unsigned = append(unsigned, lower)
+		}
+	}
+	if len(unsigned) > 0 {
+		slices.Sort(unsigned) // the same error for the same request
+		return &UnsignedError{What: unsigned[0]}
+	}
+	return nil
+}
+
+func isSHA256Hex(s string) bool {
+	if len(s) != 2*sha256.Size {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
 }
 
 // sigV4Authorization is the parsed part of an Authorization header after the
@@ -202,22 +327,6 @@ func parseSigV4Authorization(s string) (sigV4Authorization, error) {
 	}
 	a.signature = signature
 	return a, nil
-}
-
-// sigV4PayloadHash is the last line of the canonical request.
-func sigV4PayloadHash(r *http.Request, body []byte) (string, error) {
-	sum := sha256.Sum256(body)
-	bodyHash := hex.EncodeToString(sum[:])
-	declared := r.Header.Get("X-Amz-Content-Sha256")
-	switch {
-	case declared == "":
-		return bodyHash, nil
-	case declared == unsignedPayload:
-		return declared, nil
-	case !strings.EqualFold(declared, bodyHash):
-		return "", fmt.Errorf("%w: X-Amz-Content-Sha256 is not the hash of the body", ErrBadSignature)
-	}
-	return declared, nil
 }
 
 // canonicalURI is the path as sent, escaped once more: every byte but the

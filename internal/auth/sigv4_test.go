@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 )
 
 const (
@@ -28,7 +30,10 @@ const (
 	testSecret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 )
 
-var testSignedAt = time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
+var (
+	testSignedAt = time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
+	testScope    = SigV4Scope{Region: "us-east-1", Service: "lambda"}
+)
 
 // testSecrets knows one key pair.
 func testSecrets(id string) (string, error) {
@@ -39,8 +44,14 @@ func testSecrets(id string) (string, error) {
 }
 
 // signedWire builds a client request, signs it with aws-sdk-go-v2's signer
-// and returns it as the server reads it off the wire.
+// for lambda in us-east-1 and returns it as the server reads it off the wire.
 func signedWire(t *testing.T, method, rawURL string, header http.Header, body []byte, secret string) *http.Request {
+	t.Helper()
+	return signedWireFor(t, testScope, method, rawURL, header, body, secret)
+}
+
+// signedWireFor is signedWire with the credential scoped to scope.
+func signedWireFor(t *testing.T, scope SigV4Scope, method, rawURL string, header http.Header, body []byte, secret string) *http.Request {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -57,7 +68,7 @@ func signedWire(t *testing.T, method, rawURL string, header http.Header, body []
 	}
 	sum := sha256.Sum256(body)
 	creds := aws.Credentials{AccessKeyID: testKeyID, SecretAccessKey: secret}
-	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), "lambda", "us-east-1", testSignedAt); err != nil {
+	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), scope.Service, scope.Region, testSignedAt); err != nil {
 		t.Fatal(err)
 	}
 	return wireRoundTrip(t, req)
@@ -140,7 +151,7 @@ func TestVerifySigV4Accepts(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := signedWire(t, tt.method, tt.url, tt.header, tt.body, testSecret)
 			body := readAll(t, r)
-			got, err := VerifySigV4(r, body, testSignedAt.Add(3*time.Minute), testSecrets)
+			got, err := VerifySigV4(r, body, testSignedAt.Add(3*time.Minute), testScope, testSecrets)
 			if err != nil {
 				t.Fatalf("VerifySigV4: %v", err)
 			}
@@ -151,21 +162,130 @@ func TestVerifySigV4Accepts(t *testing.T) {
 	}
 }
 
-func TestVerifySigV4UnsignedPayload(t *testing.T) {
-	req, err := http.NewRequest(http.MethodPost, "http://wisp.test/x", strings.NewReader("anything"))
-	if err != nil {
-		t.Fatal(err)
+// TestVerifySigV4RefusesUnsignedPayload checks that a signature must cover
+// the body: with UNSIGNED-PAYLOAD (or a streaming mode) a captured request
+// could be replayed with any body.
+func TestVerifySigV4RefusesUnsignedPayload(t *testing.T) {
+	for _, mode := range []string{"UNSIGNED-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"} {
+		t.Run(mode, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPost, "http://wisp.test/x", strings.NewReader("anything"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("X-Amz-Content-Sha256", mode)
+			creds := aws.Credentials{AccessKeyID: testKeyID, SecretAccessKey: testSecret}
+			if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, mode, "lambda", "us-east-1", testSignedAt); err != nil {
+				t.Fatal(err)
+			}
+			r := wireRoundTrip(t, req)
+			readAll(t, r)
+			_, err = VerifySigV4(r, []byte("something else entirely"), testSignedAt, testScope, testSecrets)
+			var ue *UnsignedError
+			if !errors.As(err, &ue) || ue.What != "the payload" || !errors.Is(err, ErrBadSignature) {
+				t.Errorf("VerifySigV4 = %v, want an *UnsignedError for the payload wrapping %v", err, ErrBadSignature)
+			}
+		})
 	}
-	req.Header.Set("X-Amz-Content-Sha256", "UNSIGNED-PAYLOAD")
-	creds := aws.Credentials{AccessKeyID: testKeyID, SecretAccessKey: testSecret}
-	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, "UNSIGNED-PAYLOAD", "lambda", "eu-west-1", testSignedAt); err != nil {
-		t.Fatal(err)
+}
+
+// TestCheckSigV4Scope checks that a signature must be scoped to the
+// verifier's region and service, and says which it wanted.
+func TestCheckSigV4Scope(t *testing.T) {
+	tests := []struct {
+		name  string
+		scope SigV4Scope
+		want  ScopeError
+	}{
+		{"another region", SigV4Scope{Region: "eu-west-1", Service: "lambda"}, ScopeError{Part: "region", Got: "eu-west-1", Want: "us-east-1"}},
+		{"another service", SigV4Scope{Region: "us-east-1", Service: "s3"}, ScopeError{Part: "service", Got: "s3", Want: "lambda"}},
+		{"both", SigV4Scope{Region: "ap-south-1", Service: "execute-api"}, ScopeError{Part: "region", Got: "ap-south-1", Want: "us-east-1"}},
 	}
-	r := wireRoundTrip(t, req)
-	readAll(t, r)
-	if _, err := VerifySigV4(r, []byte("something else entirely"), testSignedAt, testSecrets); err != nil {
-		t.Errorf("VerifySigV4: %v", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := signedWireFor(t, tt.scope, http.MethodPost, "http://wisp.test/2015-03-31/functions/hello/invocations", nil, []byte(`{}`), testSecret)
+			_, err := VerifySigV4(r, readAll(t, r), testSignedAt, testScope, testSecrets)
+			var se *ScopeError
+			if !errors.As(err, &se) || *se != tt.want || !errors.Is(err, ErrBadSignature) {
+				t.Fatalf("VerifySigV4 = %v, want %+v wrapping %v", err, tt.want, ErrBadSignature)
+			}
+		})
 	}
+}
+
+// TestCheckSigV4ReadsNoBody checks that every check CheckSigV4 makes is
+// made before a byte of the body is read, and that Verify then needs it.
+func TestCheckSigV4ReadsNoBody(t *testing.T) {
+	body := []byte(`{"name":"wisp"}`)
+	const invokeURL = "http://wisp.test/2015-03-31/functions/hello/invocations"
+	tests := []struct {
+		name    string
+		request func(t *testing.T) *http.Request
+		secrets func(string) (string, error)
+		want    error // nil: CheckSigV4 passes
+	}{
+		{"good", func(t *testing.T) *http.Request {
+			return signedWire(t, http.MethodPost, invokeURL, nil, body, testSecret)
+		}, nil, nil},
+		{"no signature", func(t *testing.T) *http.Request {
+			r := signedWire(t, http.MethodPost, invokeURL, nil, body, testSecret)
+			r.Header.Del("Authorization")
+			return r
+		}, nil, ErrNoSignature},
+		{"unknown key", func(t *testing.T) *http.Request {
+			return signedWire(t, http.MethodPost, invokeURL, nil, body, testSecret)
+		},
+			func(string) (string, error) { return "", ErrUnknownKey }, ErrUnknownKey},
+		{"another region", func(t *testing.T) *http.Request {
+			return signedWireFor(t, SigV4Scope{Region: "eu-west-1", Service: "lambda"}, http.MethodPost, invokeURL, nil, body, testSecret)
+		}, nil, ErrBadSignature},
+		{"unsigned invocation type", func(t *testing.T) *http.Request {
+			r := signedWire(t, http.MethodPost, invokeURL, nil, body, testSecret)
+			r.Header.Set("X-Amz-Invocation-Type", "Event")
+			return r
+		}, nil, ErrBadSignature},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := tt.request(t)
+			counted := &countingReader{r: r.Body}
+			r.Body = io.NopCloser(counted)
+			secrets := tt.secrets
+			if secrets == nil {
+				secrets = testSecrets
+			}
+			sig, err := CheckSigV4(r, testSignedAt, testScope, secrets)
+			if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+				t.Fatalf("CheckSigV4: %v, want %v", err, tt.want)
+			}
+			if counted.n != 0 {
+				t.Errorf("CheckSigV4 read %d bytes of the body, want none", counted.n)
+			}
+			if sig == nil {
+				return
+			}
+			if sig.AccessKeyID() != testKeyID {
+				t.Errorf("AccessKeyID = %q, want %q", sig.AccessKeyID(), testKeyID)
+			}
+			if _, err := sig.Verify([]byte(`{"name":"evil"}`)); !errors.Is(err, ErrBadSignature) {
+				t.Errorf("Verify with another body: %v, want %v", err, ErrBadSignature)
+			}
+			if id, err := sig.Verify(readAll(t, r)); err != nil || id != testKeyID {
+				t.Errorf("Verify = %q, %v; want %q", id, err, testKeyID)
+			}
+		})
+	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }
 
 func TestVerifySigV4Rejects(t *testing.T) {
@@ -327,6 +447,69 @@ func TestVerifySigV4Rejects(t *testing.T) {
 			want: ErrBadSignature,
 		},
 		{
+			name: "unsigned invocation type",
+			request: func(t *testing.T) (*http.Request, []byte) {
+				r := signed(t)
+				r.Header.Set("X-Amz-Invocation-Type", "Event")
+				return r, readAll(t, r)
+			},
+			want: ErrBadSignature,
+		},
+		{
+			name: "unsigned log type",
+			request: func(t *testing.T) (*http.Request, []byte) {
+				r := signed(t)
+				r.Header.Set("X-Amz-Log-Type", "Tail")
+				return r, readAll(t, r)
+			},
+			want: ErrBadSignature,
+		},
+		{
+			name: "unsigned security token",
+			request: func(t *testing.T) (*http.Request, []byte) {
+				r := signed(t)
+				r.Header.Set("X-Amz-Security-Token", "token")
+				return r, readAll(t, r)
+			},
+			want: ErrBadSignature,
+		},
+		{
+			name: "signed invocation type changed",
+			request: func(t *testing.T) (*http.Request, []byte) {
+				r := signedWire(t, http.MethodPost, invokeURL, http.Header{"X-Amz-Invocation-Type": {"RequestResponse"}}, body, testSecret)
+				r.Header.Set("X-Amz-Invocation-Type", "Event")
+				return r, readAll(t, r)
+			},
+			want: ErrBadSignature,
+		},
+		{
+			name: "replayed with another body and its hash",
+			request: func(t *testing.T) (*http.Request, []byte) {
+				r := signedWire(t, http.MethodPost, invokeURL, http.Header{"X-Amz-Content-Sha256": {sha256Hex(body)}}, body, testSecret)
+				readAll(t, r)
+				evil := []byte(`{"name":"evil"}`)
+				r.Header.Set("X-Amz-Content-Sha256", sha256Hex(evil))
+				return r, evil
+			},
+			want: ErrBadSignature,
+		},
+		{
+			name: "malformed payload hash header",
+			request: func(t *testing.T) (*http.Request, []byte) {
+				r := signedWire(t, http.MethodPost, invokeURL, http.Header{"X-Amz-Content-Sha256": {"abc"}}, body, testSecret)
+				return r, readAll(t, r)
+			},
+			want: ErrBadSignature,
+		},
+		{
+			name: "another service",
+			request: func(t *testing.T) (*http.Request, []byte) {
+				r := signedWireFor(t, SigV4Scope{Region: "us-east-1", Service: "s3"}, http.MethodPost, invokeURL, nil, body, testSecret)
+				return r, readAll(t, r)
+			},
+			want: ErrBadSignature,
+		},
+		{
 			name: "malformed credential",
 			request: func(t *testing.T) (*http.Request, []byte) {
 				r := signed(t)
@@ -347,7 +530,7 @@ func TestVerifySigV4Rejects(t *testing.T) {
 			if secrets == nil {
 				secrets = testSecrets
 			}
-			id, err := VerifySigV4(r, body, now, secrets)
+			id, err := VerifySigV4(r, body, now, testScope, secrets)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("VerifySigV4 = %q, %v; want error %v", id, err, tt.want)
 			}
@@ -361,7 +544,7 @@ func TestVerifySigV4Rejects(t *testing.T) {
 func TestVerifySigV4LookupError(t *testing.T) {
 	r := signedWire(t, http.MethodGet, "http://wisp.test/", nil, nil, testSecret)
 	storeDown := errors.New("store down")
-	_, err := VerifySigV4(r, readAll(t, r), testSignedAt, func(string) (string, error) { return "", storeDown })
+	_, err := VerifySigV4(r, readAll(t, r), testSignedAt, testScope, func(string) (string, error) { return "", storeDown })
 	if !errors.Is(err, storeDown) {
 		t.Fatalf("err = %v, want it to wrap %v", err, storeDown)
 	}
@@ -381,6 +564,7 @@ func TestVerifySigV4LambdaClient(t *testing.T) {
 		path    string
 		query   string
 		payload string
+		header  http.Header
 	}
 	var (
 		mu    sync.Mutex
@@ -392,9 +576,9 @@ func TestVerifySigV4LambdaClient(t *testing.T) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		id, verr := VerifySigV4(r, body, time.Now(), testSecrets)
+		id, verr := VerifySigV4(r, body, time.Now(), testScope, testSecrets)
 		mu.Lock()
-		calls = append(calls, seen{keyID: id, err: verr, path: r.URL.EscapedPath(), query: r.URL.RawQuery, payload: string(body)})
+		calls = append(calls, seen{keyID: id, err: verr, path: r.URL.EscapedPath(), query: r.URL.RawQuery, payload: string(body), header: r.Header.Clone()})
 		mu.Unlock()
 		if verr != nil {
 			w.Header().Set("X-Amzn-ErrorType", "InvalidSignatureException")
@@ -488,6 +672,40 @@ func TestVerifySigV4LambdaClient(t *testing.T) {
 		})
 	}
 
+	// The SDK signs every X-Amz-* header it sends, the session token too,
+	// so none is refused as unsigned.
+	t.Run("every header", func(t *testing.T) {
+		mu.Lock()
+		calls = nil
+		mu.Unlock()
+		c := lambda.New(lambda.Options{
+			Region:           "us-east-1",
+			Credentials:      credentials.NewStaticCredentialsProvider(testKeyID, testSecret, "session-token"),
+			BaseEndpoint:     aws.String(srv.URL),
+			HTTPClient:       srv.Client(),
+			RetryMaxAttempts: 1,
+		})
+		if _, err := c.Invoke(ctx, &lambda.InvokeInput{
+			FunctionName:   aws.String("hello"),
+			InvocationType: types.InvocationTypeRequestResponse,
+			LogType:        types.LogTypeTail,
+			ClientContext:  aws.String(base64.StdEncoding.EncodeToString([]byte(`{"custom":{"a":"b"}}`))),
+			Payload:        []byte(`{}`),
+		}); err != nil {
+			t.Fatalf("Invoke: %v", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(calls) != 1 || calls[0].err != nil {
+			t.Fatalf("server saw %+v, want one verified request", calls)
+		}
+		for _, h := range []string{"X-Amz-Invocation-Type", "X-Amz-Log-Type", "X-Amz-Client-Context", "X-Amz-Security-Token"} {
+			if calls[0].header.Get(h) == "" {
+				t.Errorf("the SDK sent no %s", h)
+			}
+		}
+	})
+
 	t.Run("wrong secret", func(t *testing.T) {
 		mu.Lock()
 		calls = nil
@@ -517,7 +735,7 @@ func FuzzVerifySigV4(f *testing.F) {
 		r.URL.RawQuery = query
 		r.Header.Set("Authorization", authz)
 		r.Header.Set("X-Amz-Date", date)
-		id, err := VerifySigV4(r, nil, testSignedAt, func(string) (string, error) { return "secret", nil })
+		id, err := VerifySigV4(r, nil, testSignedAt, testScope, func(string) (string, error) { return "secret", nil })
 		if err == nil {
 			t.Fatalf("random input verified as %q", id)
 		}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,8 +25,12 @@ func newLogsCmd(g *globals) *cobra.Command {
 stderr, and the START, END and REPORT lines of each invocation. Logs are kept
 for a while after the function is deleted.
 
-Each line is the record's time (UTC), its request id and its message;
--o json prints the records as JSON, one a line.
+Each line is the record's time (UTC), its request id and its message.
+Control characters in a message (escape sequences, carriage returns, tabs,
+newlines within it) are shown escaped, as \x1b, \r, \t or \n, so that a
+function's output can neither steer the terminal nor turn one record into
+lines of its own, such as a forged REPORT line; --raw prints messages as
+they were written. -o json prints the records as JSON, one a line.
 
 --since is a duration back from now (10m, 2h, 7d) or an RFC 3339 time. By
 default every record kept is shown, or with --follow the last hour's.`,
@@ -37,20 +42,31 @@ default every record kept is shown, or with --follow the last hour's.`,
 	cmd.Flags().BoolVarP(&opt.Follow, "follow", "f", false, "keep printing new records until interrupted (Ctrl-C)")
 	cmd.Flags().StringVar(&opt.Since, "since", "", "show records from this long ago (10m, 2h, 7d) or this RFC 3339 time on")
 	cmd.Flags().StringVar(&opt.RequestID, "request-id", "", "show only the records of this invocation")
+	var raw bool
+	cmd.Flags().BoolVar(&raw, "raw", false, "print messages as they were written, control characters and all (only for a terminal that can take them)")
 	out := addOutputFlag(cmd, "text", "json")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if raw && out.format == "json" {
+			return usageErrorf("--raw is for text output, not -o json")
+		}
 		c, err := g.client()
 		if err != nil {
 			return err
 		}
 		w := cmd.OutOrStdout()
-		enc := json.NewEncoder(w)
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
 		enc.SetEscapeHTML(false)
 		err = c.Logs(cmd.Context(), args[0], opt, func(r client.LogRecord) error {
 			if out.format == "json" {
-				return enc.Encode(r)
+				buf.Reset()
+				if err := enc.Encode(r); err != nil {
+					return err
+				}
+				_, err := w.Write(jsonControls(buf.Bytes()))
+				return err
 			}
-			_, err := fmt.Fprintln(w, logLine(r))
+			_, err := fmt.Fprintln(w, logLine(r, raw))
 			return err
 		})
 		if opt.Follow && errors.Is(err, context.Canceled) {
@@ -62,8 +78,11 @@ default every record kept is shown, or with --follow the last hour's.`,
 }
 
 // logLine is a record as `wisp logs` prints it:
-// "2026-11-23T16:00:00.123Z  <request id or ->  <message>".
-func logLine(r client.LogRecord) string {
+// "2026-11-23T16:00:00.123Z  <request id or ->  <message>", without the
+// line ends that end the message. Unless raw, the message's control
+// characters are escaped; the node's own lines keep their tabs, which
+// separate their fields as in Lambda's.
+func logLine(r client.LogRecord, raw bool) string {
 	ts, rid := "-", r.RequestID
 	if !r.Time.IsZero() {
 		ts = r.Time.UTC().Format(logTime)
@@ -71,5 +90,13 @@ func logLine(r client.LogRecord) string {
 	if rid == "" {
 		rid = "-"
 	}
-	return ts + "  " + rid + "  " + strings.TrimRight(r.Message, "\r\n")
+	msg := strings.TrimRight(r.Message, "\r\n")
+	if !raw {
+		rid = escapeControls(rid, false)
+		msg = escapeControls(msg, r.Stream == platformStream)
+	}
+	return ts + "  " + rid + "  " + msg
 }
+
+// platformStream is the stream of the node's own log lines.
+const platformStream = "platform"

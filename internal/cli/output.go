@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 )
@@ -95,14 +96,99 @@ func writeAligned(w io.Writer, padding int, rows [][]string) error {
 	return nil
 }
 
-// cell keeps a value from breaking the lines and columns it is printed in.
+// cell keeps a value from breaking the lines and columns it is printed in,
+// and from steering the terminal (see escapeControls).
 func cell(s string) string {
-	return strings.Map(func(r rune) rune {
+	return escapeControls(strings.Map(func(r rune) rune {
 		if r == '\t' || r == '\n' || r == '\r' {
 			return ' '
 		}
 		return r
-	}, s)
+	}, s), false)
+}
+
+// escapeControls makes text written by someone else (a function's output)
+// safe to print on a terminal: every C0 control character, DEL and C1
+// control character becomes a visible escape, as in a Go string literal
+// (\n, \r, \t, \x1b, \u009b), and so does each byte that is not UTF-8
+// (\xff). Then the text can neither start a line of its own, move the
+// cursor, nor send the terminal a command (an escape sequence that
+// retitles it or rewrites the screen). A backslash stays as it is: the
+// escapes are to be read, not decoded. keepTab leaves tabs as they are.
+func escapeControls(s string, keepTab bool) string {
+	var b strings.Builder
+	done := 0 // s[:done] is in b
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		var esc string
+		switch {
+		case r == utf8.RuneError && size == 1:
+			esc = fmt.Sprintf(`\x%02x`, s[i])
+		case r == '\t' && keepTab:
+		case r < 0x20 || 0x7f <= r && r <= 0x9f:
+			esc = controlEscape(r)
+		}
+		if esc != "" {
+			if b.Len() == 0 {
+				b.Grow(len(s) + 8)
+			}
+			b.WriteString(s[done:i])
+			b.WriteString(esc)
+			done = i + size
+		}
+		i += size
+	}
+	if b.Len() == 0 {
+		return s
+	}
+	b.WriteString(s[done:])
+	return b.String()
+}
+
+// controlEscape is how a Go string literal writes a control character.
+func controlEscape(r rune) string {
+	switch r {
+	case '\a':
+		return `\a`
+	case '\b':
+		return `\b`
+	case '\f':
+		return `\f`
+	case '\n':
+		return `\n`
+	case '\r':
+		return `\r`
+	case '\t':
+		return `\t`
+	case '\v':
+		return `\v`
+	}
+	if r < 0x80 {
+		return fmt.Sprintf(`\x%02x`, r)
+	}
+	return fmt.Sprintf(`\u%04x`, r)
+}
+
+// jsonControls escapes in encoded JSON what encoding/json leaves as it is
+// and a terminal may obey: DEL and the C1 control characters, as \u007f …
+// \u009f. Outside strings JSON has none of them, so the JSON stays valid
+// and decodes to the same values.
+func jsonControls(b []byte) []byte {
+	var out []byte
+	done := 0
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if 0x7f <= r && r <= 0x9f {
+			out = append(out, b[done:i]...)
+			out = fmt.Appendf(out, `\u%04x`, r)
+			done = i + size
+		}
+		i += size
+	}
+	if out == nil {
+		return b
+	}
+	return append(out, b[done:]...)
 }
 
 // fullSHA is a code hash as people read it: sha256:<hex>.

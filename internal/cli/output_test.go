@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestAge(t *testing.T) {
@@ -116,4 +117,68 @@ func TestQuickUploadDrawsNothing(t *testing.T) {
 	var nobar *progressBar // stderr is not a terminal
 	nobar.update(1, 2)
 	nobar.finish()
+}
+
+func TestEscapeControls(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		keepTab bool
+		want    string
+	}{
+		{"plain", "hello, wisp é ✓ \\n as typed", false, "hello, wisp é ✓ \\n as typed"},
+		{"named escapes", "\a\b\f\n\r\t\v", false, `\a\b\f\n\r\t\v`},
+		{"escape sequence", "\x1b[31mred\x1b[0m", false, `\x1b[31mred\x1b[0m`},
+		{"nul and del", "a\x00b\x7f", false, `a\x00b\x7f`},
+		{"c1", "\u0085\u009b\u009f\u00a0", false, "\\u0085\\u009b\\u009f\u00a0"},
+		{"not utf-8", "a\xffb\xc2", false, `a\xffb\xc2`},
+		{"replacement character kept", "\ufffd", false, "\ufffd"},
+		{"tabs kept", "a\tb\nc", true, `a` + "\t" + `b\nc`},
+		{"empty", "", false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := escapeControls(tt.in, tt.keepTab); got != tt.want {
+				t.Errorf("escapeControls(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestJSONControls(t *testing.T) {
+	in := []byte("{\"m\":\"a\u007fb\u009bc\u00a0d é\"}\n")
+	want := "{\"m\":\"a\\u007fb\\u009bc\u00a0d é\"}\n"
+	if got := string(jsonControls(in)); got != want {
+		t.Errorf("jsonControls = %q, want %q", got, want)
+	}
+	if plain := []byte(`{"m":"ok"}`); &jsonControls(plain)[0] != &plain[0] {
+		t.Error("jsonControls copied JSON with nothing to escape")
+	}
+}
+
+func TestCellEscapes(t *testing.T) {
+	if got, want := cell("a\tb\nc\rd\x1b]0;x\x07"), `a b c d\x1b]0;x\a`; got != want {
+		t.Errorf("cell = %q, want %q", got, want)
+	}
+}
+
+// FuzzEscapeControls checks that no control character and no byte that is
+// not UTF-8 gets through, whatever a function writes.
+func FuzzEscapeControls(f *testing.F) {
+	f.Add("\x1b]0;title\x07", false)
+	f.Add("a\tb\u009b\xff\xc2", true)
+	f.Fuzz(func(t *testing.T, s string, keepTab bool) {
+		got := escapeControls(s, keepTab)
+		if !utf8.ValidString(got) {
+			t.Fatalf("escapeControls(%q) = %q, not UTF-8", s, got)
+		}
+		for _, r := range got {
+			if r == '\t' && keepTab {
+				continue
+			}
+			if r < 0x20 || 0x7f <= r && r <= 0x9f {
+				t.Fatalf("escapeControls(%q) = %q, with %U", s, got, r)
+			}
+		}
+	})
 }

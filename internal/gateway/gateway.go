@@ -47,9 +47,20 @@ type Config struct {
 	Queue      Queue
 	AdminToken string
 	Keys       Secrets // nil: SigV4 is refused
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// Region is the node's AWS region: a SigV4 signature must be scoped
+	// to it and to service lambda, as AWS's Lambda endpoints want for the
+	// Invoke API and function URLs alike; default us-east-1.
+	Region string
+	Logger *slog.Logger
+	Now    func() time.Time
 }
+
+// defaultRegion is the node's region when its config names none.
+const defaultRegion = "us-east-1"
+
+// sigV4Service is the service of the credential scope of every signed
+// call to the gateway.
+const sigV4Service = "lambda"
 
 type gateway struct {
 	cfg Config
@@ -60,6 +71,9 @@ type gateway struct {
 func New(cfg Config) http.Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Region == "" {
+		cfg.Region = defaultRegion
 	}
 	g := &gateway{cfg: cfg}
 	mux := http.NewServeMux()
@@ -147,25 +161,50 @@ func readBody(r *http.Request) ([]byte, error) {
 	return b, nil
 }
 
-// authorize accepts the admin bearer token or a SigV4 signature by a
-// Wisp access key.
-func (g *gateway) authorize(r *http.Request, body []byte) *lambdaError {
+// authorize checks who is calling before a byte of the body is read, so
+// that a caller without credentials cannot make the node read 6 MB: it
+// accepts the admin bearer token, or a SigV4 signature by a Wisp access key
+// that passes every check but the body's. A signed request gets its
+// signature back, to check against the body.
+func (g *gateway) authorize(r *http.Request) (*auth.Signature, *lambdaError) {
 	h := r.Header.Get("Authorization")
 	if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
 		if g.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(g.cfg.AdminToken)) == 1 {
-			return nil
+			return nil, nil
 		}
-		return lerr(http.StatusUnauthorized, "UnauthorizedException", "wrong bearer token")
+		return nil, lerr(http.StatusUnauthorized, "UnauthorizedException", "wrong bearer token")
 	}
 	if g.cfg.Keys == nil {
-		return lerr(http.StatusForbidden, "MissingAuthenticationTokenException", "a bearer token is required")
+		return nil, lerr(http.StatusForbidden, "MissingAuthenticationTokenException", "a bearer token is required")
 	}
-	_, err := auth.VerifySigV4(r, body, g.cfg.Now(), func(id string) (string, error) {
+	sig, err := auth.CheckSigV4(r, g.cfg.Now(), auth.SigV4Scope{Region: g.cfg.Region, Service: sigV4Service}, func(id string) (string, error) {
 		return g.cfg.Keys.Secret(r.Context(), id)
 	})
+	if err != nil {
+		return nil, g.signatureError(err)
+	}
+	return sig, nil
+}
+
+// signatureError is Lambda's answer to a refused signature.
+func (g *gateway) signatureError(err error) *lambdaError {
+	var (
+		se *auth.ScopeError
+		ue *auth.UnsignedError
+	)
 	switch {
-	case err == nil:
-		return nil
+	case errors.As(err, &se) && se.Part == "region":
+		return lerr(http.StatusForbidden, "InvalidSignatureException",
+			fmt.Sprintf("Credential should be scoped to a valid region, not '%s': this node's region is '%s'.", se.Got, se.Want))
+	case errors.As(err, &se):
+		return lerr(http.StatusForbidden, "InvalidSignatureException",
+			fmt.Sprintf("Credential should be scoped to correct service: '%s', not '%s'.", se.Want, se.Got))
+	case errors.As(err, &ue) && ue.What == "the payload":
+		return lerr(http.StatusForbidden, "InvalidSignatureException",
+			"The request signature must cover the payload: X-Amz-Content-Sha256 must be the body's SHA-256, not UNSIGNED-PAYLOAD or a STREAMING mode.")
+	case errors.As(err, &ue):
+		return lerr(http.StatusForbidden, "InvalidSignatureException",
+			fmt.Sprintf("The request signature must cover the %s header: add it to SignedHeaders.", ue.What))
 	case errors.Is(err, auth.ErrNoSignature):
 		return lerr(http.StatusForbidden, "MissingAuthenticationTokenException", "Missing Authentication Token: send a bearer token or sign the request (SigV4)")
 	case errors.Is(err, auth.ErrUnknownKey):
@@ -180,23 +219,27 @@ func (g *gateway) authorize(r *http.Request, body []byte) *lambdaError {
 	}
 }
 
-// authorizedBody reads the body of an authorized request. A bearer token
-// is checked before the body is read, so an unauthenticated caller cannot
-// make the node read 6 MB; a signature covers the body, so it is checked
-// after.
-func (g *gateway) authorizedBody(r *http.Request) ([]byte, error) {
-	if strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
-		if le := g.authorize(r, nil); le != nil {
-			return nil, le
+// authorizedBody reads the body of an authorized request: at most 6 MB
+// and a byte, and only once authorize let the caller in. A signature is
+// then checked against the body it covers.
+func (g *gateway) authorizedBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	sig, le := g.authorize(r)
+	if le != nil {
+		if r.ContentLength != 0 {
+			// Else net/http reads up to 256 KB of the unread body
+			// before answering, to keep the connection.
+			w.Header().Set("Connection", "close")
 		}
-		return readBody(r)
+		return nil, le
 	}
 	body, err := readBody(r)
 	if err != nil {
 		return nil, err
 	}
-	if le := g.authorize(r, body); le != nil {
-		return nil, le
+	if sig != nil {
+		if _, err := sig.Verify(body); err != nil {
+			return nil, g.signatureError(err)
+		}
 	}
 	return body, nil
 }
@@ -220,7 +263,7 @@ func splitName(s string) (name, qualifier string) {
 }
 
 func (g *gateway) invokeAPI(w http.ResponseWriter, r *http.Request) {
-	body, err := g.authorizedBody(r)
+	body, err := g.authorizedBody(w, r)
 	if err != nil {
 		writeLambdaError(w, lambdaErrorFor(err))
 		return
@@ -332,7 +375,7 @@ func (g *gateway) functionURL(w http.ResponseWriter, r *http.Request) {
 	if latest.URLAuth == registry.URLAuthNone {
 		body, err = readBody(r)
 	} else {
-		body, err = g.authorizedBody(r)
+		body, err = g.authorizedBody(w, r)
 		// The function must not see the caller's credentials.
 		r.Header.Del("Authorization")
 	}

@@ -58,7 +58,8 @@ type Config struct {
 	// NodePath and PythonPath are the interpreters of the nodejs and python
 	// runtimes; default "node" and "python3" from PATH.
 	NodePath, PythonPath string
-	// Region is the AWS region functions are told they run in; default us-east-1.
+	// Region is the node's AWS region: functions are told they run in it,
+	// and SigV4 signatures must be scoped to it; default us-east-1.
 	Region string
 	// MemoryMB is the memory all instances together may take; default
 	// half of the machine's.
@@ -183,7 +184,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	mux.Handle("/v1/", api.New(api.Config{Registry: n.reg, Logs: n.logs, Keys: n.keys, FunctionTokens: n.fnTokens,
 		AdminToken: n.token, StageDir: stageDir, Logger: n.log, InsecureNoSandbox: cfg.InsecureNoSandbox,
 		CheckCode: checkCode, Events: n.ev, Usage: n.meter, Now: cfg.Now, Writable: n.store.Writable}))
-	gw := gateway.New(gateway.Config{Invoker: n.inv, Queue: n.ev, AdminToken: n.token, Keys: n.keys, Logger: n.log, Now: cfg.Now})
+	gw := gateway.New(gateway.Config{Invoker: n.inv, Queue: n.ev, AdminToken: n.token, Keys: n.keys, Region: cfg.Region, Logger: n.log, Now: cfg.Now})
 	mux.Handle("/2015-03-31/", gw)
 	mux.Handle("/fn/", gw)
 	mux.Handle("GET /metrics", api.AdminOnly(n.token, n.fnTokens, n.log, n.metrics.Handler()))

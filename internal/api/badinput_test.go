@@ -283,3 +283,62 @@ func TestUpdatesRefuseBadInputAndStaleRevisions(t *testing.T) {
 	// With the right revision the same update goes through.
 	mustStatus(t, c.json("PATCH", "/v1/functions/hello", map[string]int{"memory_mb": 256}, "If-Match", fmt.Sprintf("%q", fmt.Sprint(f.Revision))), http.StatusOK)
 }
+
+// TestNoOpPatchKeepsRevision sends updates that change nothing: no write,
+// so the revision, updated_at and ETag stay, and an If-Match read before
+// them still works; a real change then bumps the revision.
+func TestNoOpPatchKeepsRevision(t *testing.T) {
+	n := startNode(t)
+	c := newClient(t, n)
+	code := zipOf(t, helloCode)
+	mustStatus(t, c.create(`{"name":"hello","runtime":"nodejs","handler":"index.handler","memory_mb":256,
+		"env":{"A":"1"},"concurrency":4,"async":{"retries":1,"on_failure":"topic:failed"},
+		"schedules":[{"name":"tick","expression":"rate(1 hour)"}]}`, code), http.StatusCreated)
+	type fn struct {
+		Revision  uint64
+		UpdatedAt string `json:"updated_at"`
+		MemoryMB  int    `json:"memory_mb"`
+	}
+	var f0 fn
+	r := c.json("GET", "/v1/functions/hello", nil)
+	r.decode(t, &f0)
+	before := r.body
+	etag := r.header.Get("ETag")
+
+	for _, body := range []string{
+		`null`, `{}`, ` { } `, `{"async":{}}`, `{"memory_mb":256}`, `{"name":"hello","runtime":"nodejs","handler":"index.handler"}`,
+		`{"env":{"A":"1"},"concurrency":4}`, `{"async":{"retries":1,"on_failure":"topic:failed","max_event_age":21600}}`,
+		`{"schedules":[{"name":"tick","expression":"rate(1 hour)"}]}`,
+	} {
+		for range 3 {
+			r := c.do("PATCH", "/v1/functions/hello", "application/json", []byte(body), "If-Match", etag)
+			mustStatus(t, r, http.StatusOK)
+			var f fn
+			r.decode(t, &f)
+			if f.Revision != f0.Revision || f.UpdatedAt != f0.UpdatedAt || r.header.Get("ETag") != etag {
+				t.Fatalf("PATCH %s: revision %d at %s (ETag %s), want %d at %s (%s)", body, f.Revision, f.UpdatedAt,
+					r.header.Get("ETag"), f0.Revision, f0.UpdatedAt, etag)
+			}
+		}
+	}
+	// The same code again is no write either.
+	r = c.do("PUT", "/v1/functions/hello/code", "application/zip", code, "If-Match", etag)
+	mustStatus(t, r, http.StatusOK)
+	if after := c.json("GET", "/v1/functions/hello", nil).body; !bytes.Equal(after, before) {
+		t.Fatalf("no-op updates changed the function:\n%s\n%s", before, after)
+	}
+
+	// Someone else's If-Match, read before them all, still holds.
+	r = c.json("PATCH", "/v1/functions/hello", map[string]int{"memory_mb": 512}, "If-Match", etag)
+	mustStatus(t, r, http.StatusOK)
+	var f1 fn
+	r.decode(t, &f1)
+	if f1.Revision <= f0.Revision || f1.MemoryMB != 512 {
+		t.Fatalf("a real change: revision %d, memory %d; want past %d, 512", f1.Revision, f1.MemoryMB, f0.Revision)
+	}
+	// A stale If-Match is refused even when the change is none.
+	r = c.do("PATCH", "/v1/functions/hello", "application/json", []byte(`{}`), "If-Match", etag)
+	if r.status != http.StatusConflict || r.errType() != "PreconditionFailedException" {
+		t.Fatalf("no-op PATCH with a stale If-Match: %d %s", r.status, r.body)
+	}
+}

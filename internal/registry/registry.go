@@ -236,6 +236,9 @@ func (r *Registry) UpdateCode(ctx context.Context, name string, code *Staged, if
 
 // update reads, changes and writes a function under optimistic concurrency:
 // a write that raced another is retried unless the caller named a revision.
+// A change that leaves the record as it was is no write: the revision and
+// UpdatedAt stay, so a caller repeating an update (or sending null or {})
+// does not make everyone else's If-Match stale.
 func (r *Registry) update(ctx context.Context, name string, ifRevision uint64, change func(*Function) error) (Function, error) {
 	for {
 		f, err := r.Get(ctx, name)
@@ -245,14 +248,25 @@ func (r *Registry) update(ctx context.Context, name string, ifRevision uint64, c
 		if ifRevision != 0 && ifRevision != f.Revision {
 			return Function{}, fmt.Errorf("function %q is at revision %d, not %d: %w", name, f.Revision, ifRevision, ErrStale)
 		}
-		rev := f.Revision
+		cur, rev := f, f.Revision
+		f.Revision = 0
+		before, err := json.Marshal(f)
+		if err != nil {
+			return Function{}, err
+		}
 		if err := change(&f); err != nil {
 			return Function{}, err
 		}
-		f.UpdatedAt = r.now().UTC()
 		f.Revision = 0
 		data, err := json.Marshal(f)
 		if err != nil {
+			return Function{}, err
+		}
+		if bytes.Equal(data, before) {
+			return cur, nil
+		}
+		f.UpdatedAt = r.now().UTC()
+		if data, err = json.Marshal(f); err != nil {
 			return Function{}, err
 		}
 		newRev, err := r.kv.Update(ctx, fnKey(name), data, rev)

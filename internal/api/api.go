@@ -5,7 +5,6 @@ package api
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -194,25 +193,6 @@ func ifMatch(r *http.Request) (uint64, error) {
 		return 0, badRequest(fmt.Sprintf("If-Match %q is not a revision", r.Header.Get("If-Match")))
 	}
 	return rev, nil
-}
-
-// decodeJSON reads a bounded JSON body into v, refusing unknown fields so
-// a typo is an error rather than silently ignored. An empty body is allowed
-// when empty is true.
-func decodeJSON(r io.Reader, v any, empty bool) error {
-	dec := json.NewDecoder(io.LimitReader(r, maxJSONBody))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if errors.Is(err, io.EOF) && empty {
-		return nil
-	}
-	if err != nil {
-		return badRequest("body is not valid JSON for this call: " + err.Error())
-	}
-	if dec.More() {
-		return badRequest("body has more than one JSON value")
-	}
-	return nil
 }
 
 func (a *api) sendFunction(w http.ResponseWriter, status int, f registry.Function) error {

@@ -123,6 +123,9 @@ func TestCreateRefusesBadInput(t *testing.T) {
 		{"bad url_auth", cfg(`,"url_auth":"open"`), good, 400, "InvalidParameterValueException", "url_auth"},
 		{"unknown field", cfg(`,"memory":256`), good, 400, "InvalidParameterValueException", "unknown field"},
 		{"config not json", `{name:`, good, 400, "InvalidParameterValueException", "JSON"},
+		{"config not UTF-8", cfg(",\"description\":\"caf\xe9\""), good, 400, "InvalidParameterValueException", "not valid UTF-8"},
+		{"config key twice", cfg(`,"memory_mb":256,"memory_mb":512`), good, 400, "InvalidParameterValueException", `the key \"memory_mb\" appears twice`},
+		{"config nested key twice", cfg(`,"async":{"retries":1,"retries":0}`), good, 400, "InvalidParameterValueException", `appears twice in async`},
 		{"no config", "", good, 400, "InvalidParameterValueException", "config"},
 		{"no code", cfg(""), nil, 400, "InvalidParameterValueException", "code"},
 		{"not an archive", cfg(""), []byte("just text"), 400, "InvalidCodeException", ""},
@@ -282,6 +285,112 @@ func TestUpdatesRefuseBadInputAndStaleRevisions(t *testing.T) {
 	}
 	// With the right revision the same update goes through.
 	mustStatus(t, c.json("PATCH", "/v1/functions/hello", map[string]int{"memory_mb": 256}, "If-Match", fmt.Sprintf("%q", fmt.Sprint(f.Revision))), http.StatusOK)
+}
+
+// twoFunctions starts a node with functions hello and other, each with
+// version 1 and alias live, and returns a client and a snapshot of what a
+// refused call must leave as it was.
+func twoFunctions(t *testing.T) (apiClient, func() string) {
+	t.Helper()
+	n := startNode(t)
+	c := newClient(t, n)
+	for _, name := range []string{"hello", "other"} {
+		mustStatus(t, c.create(`{"name":"`+name+`","runtime":"nodejs","handler":"index.handler"}`, zipOf(t, helloCode)), http.StatusCreated)
+		mustStatus(t, c.json("POST", "/v1/functions/"+name+"/versions", nil), http.StatusCreated)
+		mustStatus(t, c.json("PUT", "/v1/functions/"+name+"/aliases/live", map[string]int{"version": 1}), http.StatusCreated)
+	}
+	state := func() string {
+		var b strings.Builder
+		for _, p := range []string{"/v1/functions/hello", "/v1/functions/other", "/v1/functions/hello/aliases",
+			"/v1/functions/other/aliases", "/v1/functions/hello/versions", "/v1/subscriptions", "/v1/events/orders"} {
+			r := c.json("GET", p, nil)
+			fmt.Fprintf(&b, "%s %d %s\n", p, r.status, r.body)
+		}
+		return b.String()
+	}
+	return c, state
+}
+
+type badCall struct {
+	name     string
+	send     func() resp
+	status   int
+	errType  string
+	mentions string
+}
+
+// refuseAll sends each call and checks its answer and that state() is
+// as before.
+func refuseAll(t *testing.T, state func() string, calls []badCall) {
+	t.Helper()
+	before := state()
+	for _, tc := range calls {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.send()
+			if r.status != tc.status || r.errType() != tc.errType {
+				t.Fatalf("got %d %s, want %d %s", r.status, r.body, tc.status, tc.errType)
+			}
+			if !strings.Contains(string(r.body), tc.mentions) {
+				t.Errorf("message %s does not mention %s", r.body, tc.mentions)
+			}
+			if after := state(); after != before {
+				t.Fatalf("state changed:\n%s\n%s", before, after)
+			}
+		})
+	}
+}
+
+func (c apiClient) patcher(path string) func(body string) func() resp {
+	return func(body string) func() resp {
+		return func() resp { return c.do("PATCH", path, "application/json", []byte(body)) }
+	}
+}
+
+const invalidParameter = "InvalidParameterValueException"
+
+// TestBodiesReadAsSent sends bodies that encoding/json would read other
+// than as sent (a key twice: the last wins; bytes that are not UTF-8: they
+// become U+FFFD) to every kind of call that reads a caller's JSON: each is
+// a 400 that changes nothing.
+func TestBodiesReadAsSent(t *testing.T) {
+	c, state := twoFunctions(t)
+	patch := c.patcher("/v1/functions/hello")
+	post := func(path, ctype, body string, hdr ...string) func() resp {
+		return func() resp { return c.do("POST", path, ctype, []byte(body), hdr...) }
+	}
+	const (
+		invalid = invalidParameter
+		content = "InvalidRequestContentException"
+		ce      = "application/cloudevents+json"
+		event   = `"specversion":"1.0","id":"e1","source":"/shop","type":"order"`
+	)
+	refuseAll(t, state, []badCall{
+		{"key twice", patch(`{"memory_mb":256,"memory_mb":512}`), 400, invalid, `the key \"memory_mb\" appears twice in the body`},
+		{"key twice, once escaped", patch(`{"timeout":5,"\u0074imeout":6}`), 400, invalid, `the key \"timeout\" appears twice`},
+		{"nested key twice", patch(`{"async":{"retries":1,"retries":2}}`), 400, invalid, `the key \"retries\" appears twice in async`},
+		{"env key twice", patch(`{"env":{"A":"1","A":"2"}}`), 400, invalid, `the key \"A\" appears twice in env`},
+		{"schedule key twice", patch(`{"schedules":[{"expression":"rate(1 hour)","expression":"rate(2 hours)"}]}`), 400, invalid, `appears twice in schedules[0]`},
+		{"not UTF-8", patch("{\"description\":\"caf\xe9\"}"), 400, invalid, "not valid UTF-8 (at byte 19)"},
+		{"not UTF-8 in an env key", patch("{\"env\":{\"\xff\":\"x\"}}"), 400, invalid, "not valid UTF-8"},
+		{"body over 1 MiB", patch(`{"description":"` + strings.Repeat(" ", 1<<20) + `"}`), 413, "RequestTooLargeException", "at most"},
+		{"alias key twice", func() resp {
+			return c.do("PUT", "/v1/functions/hello/aliases/beta", "application/json", []byte(`{"version":1,"version":1}`))
+		}, 400, invalid, `the key \"version\" appears twice`},
+		{"alias not UTF-8", func() resp {
+			return c.do("PUT", "/v1/functions/hello/aliases/beta", "application/json", []byte("{\"version\":1,\"description\":\"\xc0\"}"))
+		}, 400, invalid, "not valid UTF-8"},
+		{"publish not UTF-8", post("/v1/functions/hello/versions", "application/json", "{\"description\":\"\xed\xa0\x80\"}"), 400, invalid, "not valid UTF-8"},
+		{"subscription key twice", post("/v1/subscriptions", "application/json", `{"topic":"orders","function":"hello","function":"other"}`), 400, invalid, `the key \"function\" appears twice`},
+		{"subscription filter key twice", post("/v1/subscriptions", "application/json", `{"topic":"orders","function":"hello","exact":{"type":"a","type":"b"}}`), 400, invalid, "appears twice in exact"},
+		{"subscription not UTF-8", post("/v1/subscriptions", "application/json", "{\"topic\":\"orders\",\"function\":\"hello\",\"exact\":{\"type\":\"\xff\"}}"), 400, invalid, "not valid UTF-8"},
+		{"event id twice", post("/v1/events/orders", ce, `{`+event+`,"id":"e2"}`), 400, content, `attribute \"id\" appears more than once`},
+		{"event type twice", post("/v1/events/orders", ce, `{`+event+`,"type":"refund"}`), 400, content, `attribute \"type\" appears more than once`},
+		{"event not UTF-8", post("/v1/events/orders", ce, "{"+event+",\"subject\":\"\xff\"}"), 400, content, "not valid UTF-8"},
+		{"event data not UTF-8", post("/v1/events/orders", ce, "{"+event+",\"data\":{\"a\":\"\xff\"}}"), 400, content, "not valid UTF-8"},
+		{"wrapped event not UTF-8", post("/v1/events/orders", "application/json", "{\"a\":\"\xff\"}"), 400, content, "not valid UTF-8"},
+		{"invoke payload not UTF-8", post("/2015-03-31/functions/hello/invocations", "application/json", "{\"a\":\"\xff\"}"), 400, content, "Could not parse request body into json"},
+		{"async invoke payload not UTF-8", post("/2015-03-31/functions/hello/invocations", "application/json", "\"\xc3\"", "X-Amz-Invocation-Type", "Event"), 400, content, "Could not parse request body into json"},
+	})
 }
 
 // TestNoOpPatchKeepsRevision sends updates that change nothing: no write,

@@ -126,6 +126,12 @@ func TestCreateRefusesBadInput(t *testing.T) {
 		{"config not UTF-8", cfg(",\"description\":\"caf\xe9\""), good, 400, "InvalidParameterValueException", "not valid UTF-8"},
 		{"config key twice", cfg(`,"memory_mb":256,"memory_mb":512`), good, 400, "InvalidParameterValueException", `the key \"memory_mb\" appears twice`},
 		{"config nested key twice", cfg(`,"async":{"retries":1,"retries":0}`), good, 400, "InvalidParameterValueException", `appears twice in async`},
+		{"destination to no function", cfg(`,"async":{"on_success":"function:nope"}`), good, 400, "InvalidParameterValueException", `async on_success: function \"nope\" does not exist`},
+		{"destination to itself", cfg(`,"async":{"on_failure":"function:hello"}`), good, 400, "InvalidParameterValueException", "its own destination"},
+		{"schedule qualifier not yet published", cfg(`,"schedules":[{"expression":"rate(1 hour)","qualifier":"1"}]`), good, 400, "InvalidParameterValueException", `version 1 of function \"hello\" does not exist`},
+		{"schedule qualifier no alias", cfg(`,"schedules":[{"expression":"rate(1 hour)","qualifier":"live"}]`), good, 400, "InvalidParameterValueException", `alias \"live\" of function \"hello\" does not exist`},
+		{"schedule February 30", cfg(`,"schedules":[{"expression":"cron(0 0 30 2 ? *)"}]`), good, 400, "InvalidParameterValueException", "never fires"},
+		{"schedule years passed", cfg(`,"schedules":[{"expression":"cron(0 0 1 1 ? 2020)"}]`), good, 400, "InvalidParameterValueException", "never fires again"},
 		{"no config", "", good, 400, "InvalidParameterValueException", "config"},
 		{"no code", cfg(""), nil, 400, "InvalidParameterValueException", "code"},
 		{"not an archive", cfg(""), []byte("just text"), 400, "InvalidCodeException", ""},
@@ -347,6 +353,44 @@ func (c apiClient) patcher(path string) func(body string) func() resp {
 }
 
 const invalidParameter = "InvalidParameterValueException"
+
+// TestWritesNameWhatExists sends writes that name what does not exist, or
+// schedules that never fire: each is a 400 that changes nothing. What does
+// exist is then accepted.
+func TestWritesNameWhatExists(t *testing.T) {
+	c, state := twoFunctions(t)
+	patch := c.patcher("/v1/functions/hello")
+	const invalid = invalidParameter
+	refuseAll(t, state, []badCall{
+		{"destination to no function", patch(`{"async":{"on_success":"function:nope"}}`), 400, invalid, `async on_success: function \"nope\" does not exist`},
+		{"destination to no version", patch(`{"async":{"on_failure":"function:other:2"}}`), 400, invalid, `async on_failure: version 2 of function \"other\" does not exist`},
+		{"destination to no alias", patch(`{"async":{"on_failure":"function:other:canary"}}`), 400, invalid, `alias \"canary\" of function \"other\" does not exist`},
+		{"destination to itself", patch(`{"async":{"on_success":"function:hello:live"}}`), 400, invalid, "its own destination"},
+		{"schedule of no version", patch(`{"schedules":[{"expression":"rate(1 hour)","qualifier":"5"}]}`), 400, invalid, `schedule \"schedule-1\": version 5 of function \"hello\" does not exist`},
+		{"schedule of no alias", patch(`{"schedules":[{"name":"a","expression":"rate(1 hour)"},{"name":"b","expression":"rate(1 hour)","qualifier":"canary"}]}`), 400, invalid, `schedule \"b\": alias \"canary\" of function \"hello\" does not exist`},
+		{"schedule of another's alias only", patch(`{"schedules":[{"expression":"rate(1 hour)","qualifier":"other"}]}`), 400, invalid, "does not exist"},
+		{"cron February 30", patch(`{"schedules":[{"expression":"cron(0 0 30 2 ? *)"}]}`), 400, invalid, "it never fires"},
+		{"cron February 31 any weekday", patch(`{"schedules":[{"expression":"cron(0 12 31 FEB ? *)","timezone":"Europe/Paris"}]}`), 400, invalid, "it never fires"},
+		{"five-field April 31", patch(`{"schedules":[{"expression":"0 0 31 4 *"}]}`), 400, invalid, "it never fires"},
+		{"leap day of a common year", patch(`{"schedules":[{"expression":"cron(0 0 29 2 ? 2027)"}]}`), 400, invalid, "it never fires"},
+		{"cron of years past", patch(`{"schedules":[{"expression":"cron(0 0 1 1 ? 2020)"}]}`), 400, invalid, "it never fires again"},
+	})
+
+	// What exists is accepted: versions and aliases of another function
+	// or of this one, topics (made when published to), and a rare day.
+	r := patch(`{"async":{"on_success":"function:other:live","on_failure":"function:other:1"},
+		"schedules":[{"name":"v","expression":"rate(1 hour)","qualifier":"1"},
+			{"name":"a","expression":"cron(0 0 29 2 ? *)","qualifier":"live"},
+			{"name":"l","expression":"0 0 29 2 *","qualifier":"$LATEST"}]}`)()
+	mustStatus(t, r, http.StatusOK)
+	mustStatus(t, patch(`{"async":{"on_success":"function:other","on_failure":"topic:nobody.yet"}}`)(), http.StatusOK)
+	mustStatus(t, c.create(`{"name":"third","runtime":"nodejs","handler":"index.handler","async":{"on_success":"function:hello:live"}}`,
+		zipOf(t, helloCode)), http.StatusCreated)
+
+	// A destination deleted since does not block another change.
+	mustStatus(t, c.json("DELETE", "/v1/functions/other", nil), http.StatusNoContent)
+	mustStatus(t, c.json("PATCH", "/v1/functions/hello", map[string]int{"memory_mb": 256}), http.StatusOK)
+}
 
 // TestBodiesReadAsSent sends bodies that encoding/json would read other
 // than as sent (a key twice: the last wins; bytes that are not UTF-8: they

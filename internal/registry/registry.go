@@ -181,11 +181,16 @@ func (r *Registry) Create(ctx context.Context, cfg Config, code *Staged) (Functi
 		return Function{}, err
 	}
 	// Versions and aliases a failed delete left behind must not be
-	// adopted by a new function of the same name.
+	// adopted by a new function of the same name (nor satisfy its
+	// schedules' qualifiers).
 	if _, err := r.Get(ctx, f.Name); errors.Is(err, ErrNotFound) {
 		if err := r.purgeChildren(ctx, f.Name, ""); err != nil {
 			return Function{}, err
 		}
+	}
+	if err := r.checkNamed(ctx, f, cfg); err != nil {
+		r.dropCodeIfUnused(ctx, code.SHA256)
+		return Function{}, err
 	}
 	f.CodeSHA256, f.CodeSize = code.SHA256, code.Size
 	f.CreatedAt = r.now().UTC()
@@ -210,7 +215,12 @@ func (r *Registry) Create(ctx context.Context, cfg Config, code *Staged) (Functi
 // UpdateConfig applies cfg to a function. ifRevision, when not 0, must be
 // the function's current revision.
 func (r *Registry) UpdateConfig(ctx context.Context, name string, cfg Config, ifRevision uint64) (Function, error) {
-	return r.update(ctx, name, ifRevision, func(f *Function) error { return apply(f, cfg, false) })
+	return r.update(ctx, name, ifRevision, func(f *Function) error {
+		if err := apply(f, cfg, false); err != nil {
+			return err
+		}
+		return r.checkNamed(ctx, *f, cfg)
+	})
 }
 
 // UpdateCode points a function at the staged code.

@@ -495,3 +495,50 @@ func TestNoOpPatchKeepsRevision(t *testing.T) {
 		t.Fatalf("no-op PATCH with a stale If-Match: %d %s", r.status, r.body)
 	}
 }
+
+// wasmCommand is the smallest WASI command: an empty _start.
+const wasmCommand = "\x00asm\x01\x00\x00\x00" +
+	"\x01\x04\x01\x60\x00\x00" + // type 0: func()
+	"\x03\x02\x01\x00" + // function 0 of type 0
+	"\x07\x0a\x01\x06_start\x00\x00" + // export it as _start
+	"\x0a\x04\x01\x02\x00\x0b" // its body: end
+
+// TestPatchChecksWasmCode makes sure a PATCH cannot point a wasm function
+// at a file that is not a module it could run: changing the handler, or
+// the runtime to wasm, runs the check deploy runs.
+func TestPatchChecksWasmCode(t *testing.T) {
+	n := startNode(t)
+	c := newClient(t, n)
+	files := map[string]string{"main.wasm": wasmCommand, "also.wasm": wasmCommand, "junk.wasm": "not a module",
+		"env.wasm": "\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\x02\x0b\x01\x03env\x03foo\x00\x00", // imports env.foo
+		"index.js": helloCode["index.js"]}
+	mustStatus(t, c.create(`{"name":"wasm","runtime":"wasm","handler":"main.wasm"}`, zipOf(t, files)), http.StatusCreated)
+	mustStatus(t, c.create(`{"name":"node","runtime":"nodejs","handler":"index.handler"}`, zipOf(t, files)), http.StatusCreated)
+	state := func() string {
+		return string(c.json("GET", "/v1/functions/wasm", nil).body) + string(c.json("GET", "/v1/functions/node", nil).body)
+	}
+	before := state()
+	for _, tc := range []struct {
+		name, fn, body, mentions string
+	}{
+		{"handler not a module", "wasm", `{"handler":"junk.wasm"}`, "not a WebAssembly module"},
+		{"handler not WASI", "wasm", `{"handler":"env.wasm"}`, "env.foo"},
+		{"handler not in the code", "wasm", `{"handler":"gone.wasm"}`, "names no module"},
+		{"runtime to wasm, handler not a module", "node", `{"runtime":"wasm","handler":"junk.wasm"}`, "not a WebAssembly module"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := c.do("PATCH", "/v1/functions/"+tc.fn, "application/json", []byte(tc.body))
+			if r.status != http.StatusBadRequest || r.errType() != "InvalidCodeException" {
+				t.Fatalf("got %d %s, want 400 InvalidCodeException", r.status, r.body)
+			}
+			if !strings.Contains(string(r.body), tc.mentions) {
+				t.Errorf("message %s does not mention %q", r.body, tc.mentions)
+			}
+			if after := state(); after != before {
+				t.Fatalf("state changed:\n%s\n%s", before, after)
+			}
+		})
+	}
+	mustStatus(t, c.do("PATCH", "/v1/functions/wasm", "application/json", []byte(`{"handler":"also.wasm","memory_mb":256}`)), http.StatusOK)
+	mustStatus(t, c.do("PATCH", "/v1/functions/node", "application/json", []byte(`{"runtime":"wasm","handler":"main.wasm"}`)), http.StatusOK)
+}

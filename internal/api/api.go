@@ -5,7 +5,6 @@ package api
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -210,25 +209,6 @@ func ifMatch(r *http.Request) (uint64, error) {
 	return rev, nil
 }
 
-// decodeJSON reads a bounded JSON body into v, refusing unknown fields so
-// a typo is an error rather than silently ignored. An empty body is allowed
-// when empty is true.
-func decodeJSON(r io.Reader, v any, empty bool) error {
-	dec := json.NewDecoder(io.LimitReader(r, maxJSONBody))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if errors.Is(err, io.EOF) && empty {
-		return nil
-	}
-	if err != nil {
-		return badRequest("body is not valid JSON for this call: " + err.Error())
-	}
-	if dec.More() {
-		return badRequest("body has more than one JSON value")
-	}
-	return nil
-}
-
 func (a *api) sendFunction(w http.ResponseWriter, status int, f registry.Function) error {
 	f.InsecureNoSandbox = a.insecure
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(f.Revision, 10)))
@@ -352,12 +332,68 @@ func (a *api) updateConfig(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r.Body, &cfg, false); err != nil {
 		return err
 	}
-	f, err := a.reg.UpdateConfig(r.Context(), r.PathValue("name"), cfg, rev)
+	name := r.PathValue("name")
+	var f registry.Function
+	for range 3 {
+		var checked uint64
+		if checked, err = a.checkCodeFor(r.Context(), name, cfg, rev); err != nil {
+			return err
+		}
+		f, err = a.reg.UpdateConfig(r.Context(), name, cfg, max(rev, checked))
+		// The code checked was replaced meanwhile: check again, unless
+		// the caller named the revision.
+		if rev != 0 || checked == 0 || !errors.Is(err, registry.ErrStale) {
+			break
+		}
+	}
 	if err != nil {
 		return err
 	}
 	a.log.Info("function config updated", "function", f.Name, "revision", f.Revision)
 	return a.sendFunction(w, http.StatusOK, f)
+}
+
+// checkCodeFor runs the code check deploy runs when a config change gives
+// the function's stored code a new reading: runtime becoming wasm, or a
+// wasm function's handler naming another module (the other runtimes' code
+// is not read at deploy, so a change of theirs needs no check). It returns
+// the revision whose code it checked, for the update to be conditional on,
+// or 0 when no check was needed.
+func (a *api) checkCodeFor(ctx context.Context, name string, cfg registry.Config, ifRevision uint64) (uint64, error) {
+	if a.check == nil || (cfg.Runtime == nil && cfg.Handler == nil) {
+		return 0, nil
+	}
+	cur, err := a.reg.Get(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	if ifRevision != 0 && ifRevision != cur.Revision {
+		return 0, nil // the update refuses it as stale
+	}
+	runtime, handler := cur.Runtime, cur.Handler
+	if cfg.Runtime != nil {
+		runtime = *cfg.Runtime
+	}
+	if cfg.Handler != nil {
+		handler = *cfg.Handler
+	}
+	if runtime != "wasm" || (runtime == cur.Runtime && handler == cur.Handler) {
+		return 0, nil
+	}
+	rc, err := a.reg.Code(ctx, cur.CodeSHA256)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	code, err := registry.Stage(rc, a.stage, a.limits)
+	if err != nil {
+		return 0, fmt.Errorf("api: staging the code of %s to check it: %w", name, err)
+	}
+	defer code.Close()
+	if err := a.checkCode(ctx, runtime, handler, code); err != nil {
+		return 0, err
+	}
+	return cur.Revision, nil
 }
 
 func (a *api) updateCode(w http.ResponseWriter, r *http.Request) error {

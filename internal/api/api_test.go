@@ -61,9 +61,17 @@ type resp struct {
 	body   []byte
 }
 
+// errType is the error's type: "type" in the control API, "__type" where
+// the node speaks Lambda's.
 func (r resp) errType() string {
-	var e struct{ Type string }
+	var e struct {
+		Type       string
+		LambdaType string `json:"__type"`
+	}
 	json.Unmarshal(r.body, &e) //nolint:errcheck // a non-JSON body has no type
+	if e.Type == "" {
+		return e.LambdaType
+	}
 	return e.Type
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wisp-dev/wisp/internal/events/cloudevent"
 	"github.com/wisp-dev/wisp/internal/registry"
@@ -76,16 +77,17 @@ func (e *Events) arn(fn, qualifier string) string {
 
 // jsonOrNull is a payload as JSON: an empty one is null.
 func jsonOrNull(b []byte) json.RawMessage {
-	if len(b) == 0 || !json.Valid(b) {
+	if len(b) == 0 || !utf8.Valid(b) || !json.Valid(b) {
 		return json.RawMessage("null")
 	}
 	return b
 }
 
 // jsonOrString is a response as JSON, or as a JSON string when it is not
-// JSON (a function may answer anything).
+// JSON in UTF-8 (a function may answer anything; a record with bytes that
+// are not UTF-8 would be an event the bus refuses).
 func jsonOrString(b []byte) json.RawMessage {
-	if json.Valid(b) {
+	if utf8.Valid(b) && json.Valid(b) {
 		return b
 	}
 	s, _ := json.Marshal(string(b))

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wisp-dev/wisp/internal/meter"
 	"github.com/wisp-dev/wisp/internal/pool"
@@ -301,12 +302,14 @@ func NewRequestID() string {
 }
 
 // Check validates a payload as Lambda does: at most 6 MB of JSON (an empty
-// payload counts as null).
+// payload counts as null), in UTF-8 as JSON must be: json.Valid lets
+// invalid bytes through, which a function's JSON parser would turn into
+// U+FFFD or refuse.
 func Check(payload []byte) error {
 	if len(payload) > runtime.MaxRequestBytes {
 		return fmt.Errorf("%d bytes is over the %d byte limit: %w", len(payload), runtime.MaxRequestBytes, ErrTooLarge)
 	}
-	if len(bytes.TrimSpace(payload)) > 0 && !json.Valid(payload) {
+	if len(bytes.TrimSpace(payload)) > 0 && (!utf8.Valid(payload) || !json.Valid(payload)) {
 		return ErrInvalidContent
 	}
 	return nil

@@ -181,11 +181,16 @@ func (r *Registry) Create(ctx context.Context, cfg Config, code *Staged) (Functi
 		return Function{}, err
 	}
 	// Versions and aliases a failed delete left behind must not be
-	// adopted by a new function of the same name.
+	// adopted by a new function of the same name (nor satisfy its
+	// schedules' qualifiers).
 	if _, err := r.Get(ctx, f.Name); errors.Is(err, ErrNotFound) {
 		if err := r.purgeChildren(ctx, f.Name, ""); err != nil {
 			return Function{}, err
 		}
+	}
+	if err := r.checkNamed(ctx, f, cfg); err != nil {
+		r.dropCodeIfUnused(ctx, code.SHA256)
+		return Function{}, err
 	}
 	f.CodeSHA256, f.CodeSize = code.SHA256, code.Size
 	f.CreatedAt = r.now().UTC()
@@ -210,7 +215,12 @@ func (r *Registry) Create(ctx context.Context, cfg Config, code *Staged) (Functi
 // UpdateConfig applies cfg to a function. ifRevision, when not 0, must be
 // the function's current revision.
 func (r *Registry) UpdateConfig(ctx context.Context, name string, cfg Config, ifRevision uint64) (Function, error) {
-	return r.update(ctx, name, ifRevision, func(f *Function) error { return apply(f, cfg, false) })
+	return r.update(ctx, name, ifRevision, func(f *Function) error {
+		if err := apply(f, cfg, false); err != nil {
+			return err
+		}
+		return r.checkNamed(ctx, *f, cfg)
+	})
 }
 
 // UpdateCode points a function at the staged code.
@@ -236,6 +246,9 @@ func (r *Registry) UpdateCode(ctx context.Context, name string, code *Staged, if
 
 // update reads, changes and writes a function under optimistic concurrency:
 // a write that raced another is retried unless the caller named a revision.
+// A change that leaves the record as it was is no write: the revision and
+// UpdatedAt stay, so a caller repeating an update (or sending null or {})
+// does not make everyone else's If-Match stale.
 func (r *Registry) update(ctx context.Context, name string, ifRevision uint64, change func(*Function) error) (Function, error) {
 	for {
 		f, err := r.Get(ctx, name)
@@ -245,14 +258,25 @@ func (r *Registry) update(ctx context.Context, name string, ifRevision uint64, c
 		if ifRevision != 0 && ifRevision != f.Revision {
 			return Function{}, fmt.Errorf("function %q is at revision %d, not %d: %w", name, f.Revision, ifRevision, ErrStale)
 		}
-		rev := f.Revision
+		cur, rev := f, f.Revision
+		f.Revision = 0
+		before, err := json.Marshal(f)
+		if err != nil {
+			return Function{}, err
+		}
 		if err := change(&f); err != nil {
 			return Function{}, err
 		}
-		f.UpdatedAt = r.now().UTC()
 		f.Revision = 0
 		data, err := json.Marshal(f)
 		if err != nil {
+			return Function{}, err
+		}
+		if bytes.Equal(data, before) {
+			return cur, nil
+		}
+		f.UpdatedAt = r.now().UTC()
+		if data, err = json.Marshal(f); err != nil {
 			return Function{}, err
 		}
 		newRev, err := r.kv.Update(ctx, fnKey(name), data, rev)

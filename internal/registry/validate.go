@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -297,6 +299,97 @@ func checkAsync(f *Function) error {
 		}
 	}
 	return nil
+}
+
+// checkNamed checks, at the time of a write, what the write names that
+// must exist: the function (and version or alias) of a destination it
+// sets, the version or alias each schedule it sets invokes; and that the
+// schedules it sets still fire. f is the function as the write leaves it.
+// Only what cfg sets is checked, so that a destination deleted since, or a
+// schedule whose last year has passed, does not block another change. A
+// topic needs no checking: publishing to it makes it.
+func (r *Registry) checkNamed(ctx context.Context, f Function, cfg Config) error {
+	if p := cfg.Async; p != nil {
+		for _, d := range []struct {
+			what string
+			set  *string
+		}{{"on_success", p.OnSuccess}, {"on_failure", p.OnFailure}} {
+			if d.set == nil || *d.set == "" {
+				continue
+			}
+			dest, err := ParseDestination(*d.set)
+			if err != nil {
+				return invalid("async %s: %v", d.what, err)
+			}
+			if dest.Function == "" || dest.Function == f.Name {
+				continue // a topic, or the function itself, which check refuses as a loop
+			}
+			if err := r.checkExists(ctx, dest.Function, dest.Qualifier, true); err != nil {
+				return within("async "+d.what, err)
+			}
+		}
+	}
+	if cfg.Schedules == nil {
+		return nil
+	}
+	now := r.now()
+	for _, s := range f.Schedules {
+		sched, err := schedule.Parse(s.Expression, s.Timezone)
+		if err != nil {
+			return invalid("%v", err)
+		}
+		if err := sched.CheckFiresAfter(now); err != nil {
+			return invalid("%v", err)
+		}
+		if err := r.checkExists(ctx, f.Name, s.Qualifier, false); err != nil {
+			return within("schedule "+strconv.Quote(s.Name), err)
+		}
+	}
+	return nil
+}
+
+// checkExists says whether function fn (when function is true) and its
+// qualifier q exist: what does not is a ValidationError naming it; a
+// failure to read the registry is passed on as it is.
+func (r *Registry) checkExists(ctx context.Context, fn, q string, function bool) error {
+	if function {
+		if _, err := r.Get(ctx, fn); errors.Is(err, ErrNotFound) {
+			return invalid("function %q does not exist", fn)
+		} else if err != nil {
+			return err
+		}
+	}
+	if q == "" || q == Latest {
+		return nil
+	}
+	if digitsRE.MatchString(q) {
+		n, err := strconv.Atoi(q)
+		if err != nil {
+			return invalid("version %q is not a version", q)
+		}
+		if _, err := r.GetVersion(ctx, fn, n); errors.Is(err, ErrNotFound) {
+			return invalid("version %d of function %q does not exist", n, fn)
+		} else if err != nil {
+			return err
+		}
+		return nil
+	}
+	if _, err := r.GetAlias(ctx, fn, q); errors.Is(err, ErrNotFound) {
+		return invalid("alias %q of function %q does not exist", q, fn)
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// within puts where a refusal arose in front of its message; other errors
+// pass as they are.
+func within(where string, err error) error {
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		return invalid("%s: %s", where, ve.Msg)
+	}
+	return err
 }
 
 var scheduleNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)

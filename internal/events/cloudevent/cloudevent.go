@@ -146,8 +146,8 @@ func (e Event) Validate() error {
 		if len(e.DataBase64) > 0 {
 			return invalidf("data and data_base64 are both set; an event has one kind of data")
 		}
-		if !json.Valid(e.Data) {
-			return invalidf("data is not valid JSON")
+		if !validJSON(e.Data) {
+			return invalidf("data is not valid JSON in UTF-8")
 		}
 		if isJSONNull(e.Data) {
 			return invalidf("data is JSON null; leave Data empty for an event without data")
@@ -215,6 +215,10 @@ func (e Event) Attr(name string) (string, bool) {
 	}
 	return v, v != ""
 }
+
+// validJSON reports whether b is one JSON value in UTF-8, as JSON must be:
+// json.Valid alone lets invalid bytes through.
+func validJSON(b []byte) bool { return utf8.Valid(b) && json.Valid(b) }
 
 // trimJSONSpace removes the whitespace JSON allows around a value.
 func trimJSONSpace(b []byte) []byte { return bytes.Trim(b, " \t\r\n") }

@@ -136,6 +136,13 @@ func TestFromHTTP(t *testing.T) {
 				DataContentType: "application/json", DataBase64: []byte("{not json")},
 		},
 		{
+			name: "binary with a JSON type but a body that is not UTF-8 is base64",
+			h:    header(append(binaryCE, "Content-Type", "application/json")...),
+			body: "{\"a\":\"\xff\"}",
+			want: Event{SpecVersion: "1.0", ID: "A1", Source: "/src", Type: "com.example.t",
+				DataContentType: "application/json", DataBase64: []byte("{\"a\":\"\xff\"}")},
+		},
+		{
 			name: "binary without a body has no data",
 			h:    header(binaryCE...),
 			want: Event{SpecVersion: "1.0", ID: "A1", Source: "/src", Type: "com.example.t"},
@@ -213,6 +220,20 @@ func TestFromHTTPErrors(t *testing.T) {
 			ErrInvalid, "cloudevent: structured mode: the event is not a JSON object"},
 		{"structured not JSON", structured, `{"id":`, noWrap,
 			ErrInvalid, "structured mode: the event is not valid JSON"},
+		{"structured id twice", structured, `{"specversion":"1.0","id":"A1","source":"/s","type":"t","id":"A2"}`, noWrap,
+			ErrInvalid, `cloudevent: structured mode: attribute "id" appears more than once`},
+		{"structured type twice, once escaped", structured, `{"specversion":"1.0","id":"A1","source":"/s","type":"t","\u0074ype":"u"}`, noWrap,
+			ErrInvalid, `cloudevent: structured mode: attribute "type" appears more than once`},
+		{"structured data twice", structured, `{"specversion":"1.0","id":"A1","source":"/s","type":"t","data":1,"data":null}`, noWrap,
+			ErrInvalid, `cloudevent: structured mode: attribute "data" appears more than once`},
+		{"structured extension twice", structured, `{"specversion":"1.0","id":"A1","source":"/s","type":"t","ext":1,"ext":2}`, noWrap,
+			ErrInvalid, `cloudevent: structured mode: attribute "ext" appears more than once`},
+		{"structured attribute not UTF-8", structured, "{\"specversion\":\"1.0\",\"id\":\"A\xff\",\"source\":\"/s\",\"type\":\"t\"}", noWrap,
+			ErrInvalid, "cloudevent: structured mode: the event is not valid UTF-8"},
+		{"structured data not UTF-8", structured, "{\"specversion\":\"1.0\",\"id\":\"A1\",\"source\":\"/s\",\"type\":\"t\",\"data\":\"\xc3\"}", noWrap,
+			ErrInvalid, "cloudevent: structured mode: the event is not valid UTF-8"},
+		{"structured name not UTF-8", structured, "{\"specversion\":\"1.0\",\"id\":\"A1\",\"source\":\"/s\",\"type\":\"t\",\"\xfe\":1}", noWrap,
+			ErrInvalid, "the event is not valid UTF-8"},
 		{"structured extension object", structured, `{"specversion":"1.0","id":"A1","source":"/s","type":"t","ext":{}}`, noWrap,
 			ErrInvalid, "cloudevent: structured mode: extension ext is a JSON object; extension values are strings, numbers or booleans"},
 		{"structured extension array", structured, `{"specversion":"1.0","id":"A1","source":"/s","type":"t","ext":[1]}`, noWrap,
@@ -258,6 +279,8 @@ func TestFromHTTPErrors(t *testing.T) {
 		{"wrap body not JSON", header("Content-Type", "text/plain"), "hello", noWrap,
 			ErrInvalid, "cloudevent: the request body is not JSON; send JSON, or a CloudEvent in structured mode (Content-Type: application/cloudevents+json) or binary mode (ce-* headers)"},
 		{"wrap empty body", nil, "", noWrap, ErrInvalid, "the request body is not JSON"},
+		{"wrap body not UTF-8", header("Content-Type", "application/json"), "{\"a\":\"\xe2\x82\"}", noWrap,
+			ErrInvalid, "cloudevent: the request body is not valid UTF-8, as JSON must be"},
 		{"wrap without a source", nil, "{}", Wrap{Type: "t"}, ErrInvalid, "cloudevent: wrapping a JSON body: source is missing or empty"},
 	}
 	for _, tt := range tests {
@@ -339,6 +362,7 @@ func TestValidate(t *testing.T) {
 		{"invalid UTF-8", func(e *Event) { e.Extensions = map[string]string{"x": "\xff"} }, "cloudevent: x is not valid UTF-8"},
 		{"noncharacter", func(e *Event) { e.Source = "/\uffff" }, "cloudevent: source contains the noncharacter U+FFFF"},
 		{"data not JSON", func(e *Event) { e.Data = json.RawMessage(`{`) }, "cloudevent: data is not valid JSON"},
+		{"data not UTF-8", func(e *Event) { e.Data = json.RawMessage("\"\xff\"") }, "cloudevent: data is not valid JSON in UTF-8"},
 		{"data null", func(e *Event) { e.Data = json.RawMessage(` null`) }, "cloudevent: data is JSON null; leave Data empty for an event without data"},
 		{"both kinds of data", func(e *Event) { e.Data, e.DataBase64 = json.RawMessage(`1`), []byte{1} },
 			"cloudevent: data and data_base64 are both set; an event has one kind of data"},
@@ -565,6 +589,8 @@ func FuzzParse(f *testing.F) {
 		`{"specversion":"1.0","id":"A1","source":"/src","type":"t","datacontenttype":"text/xml","data":"<a/>"}`,
 		`{"specversion":"1.0","id":"A1","source":"/src","type":"t","data":null,"data_base64":null}`,
 		`{"specversion":"0.3"}`,
+		`{"specversion":"1.0","id":"A1","source":"/src","type":"t","id":"A2"}`,
+		"{\"specversion\":\"1.0\",\"id\":\"A1\",\"source\":\"/src\",\"type\":\"t\",\"data\":\"\xff\"}",
 		`[]`,
 		`null`,
 		``,
@@ -605,6 +631,8 @@ func FuzzFromHTTP(f *testing.F) {
 	f.Add("text/plain", `"a \"b\""`, "", []byte("hello"))
 	f.Add("application/cloudevents+json", "", "", []byte(`{"specversion":"1.0","id":"A1","source":"/s","type":"t"}`))
 	f.Add("", "%C0%A0", "x", []byte(`null`))
+	f.Add("application/json", "", "", []byte("{\"a\":\"\xff\"}"))
+	f.Add("application/cloudevents+json", "", "", []byte(`{"specversion":"1.0","id":"A1","source":"/s","type":"t","type":"u"}`))
 	f.Fuzz(func(t *testing.T, contentType, subject, ext string, body []byte) {
 		h := header(append(binaryCE, "Content-Type", contentType, "ce-subject", subject, "ce-ext", ext)...)
 		e, err := FromHTTP(h, body, noWrap)

@@ -34,11 +34,11 @@ type Wrap struct {
 //   - binary mode, a ce-specversion header: the attributes come from the ce-*
 //     headers, percent-decoded, the Content-Type is the datacontenttype and
 //     the body the data: Data if the content type is JSON or absent and the
-//     body is JSON, DataBase64 otherwise;
+//     body is JSON in UTF-8, DataBase64 otherwise;
 //   - batched mode, application/cloudevents-batch+json, and event formats
 //     other than JSON: refused with ErrUnsupported;
-//   - anything else: the body must be JSON, and becomes the data of a new
-//     event made from w, with datacontenttype application/json.
+//   - anything else: the body must be JSON in UTF-8, and becomes the data
+//     of a new event made from w, with datacontenttype application/json.
 //
 // Header names match in any case. Every other error wraps ErrInvalid.
 func FromHTTP(h http.Header, body []byte, w Wrap) (Event, error) {
@@ -131,7 +131,7 @@ func fromBinary(ce map[string][]string, contentType string, body []byte) (Event,
 		}
 	}
 	if len(body) > 0 {
-		if data := trimJSONSpace(body); isJSONType(contentType) && json.Valid(data) {
+		if data := trimJSONSpace(body); isJSONType(contentType) && validJSON(data) {
 			if !isJSONNull(data) {
 				e.Data = bytes.Clone(data)
 			}
@@ -177,6 +177,9 @@ func wrap(body []byte, w Wrap) (Event, error) {
 	data := trimJSONSpace(body)
 	if !json.Valid(data) {
 		return Event{}, invalidf("the request body is not JSON; send JSON, or a CloudEvent in structured mode (Content-Type: %s) or binary mode (ce-* headers)", ContentType)
+	}
+	if !utf8.Valid(data) {
+		return Event{}, invalidf("the request body is not valid UTF-8, as JSON must be")
 	}
 	e := Event{
 		SpecVersion:     SpecVersion,

@@ -1,6 +1,7 @@
 package cloudevent
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -81,14 +82,20 @@ func appendJSONString(b []byte, s string) []byte {
 // Members other than the spec's attributes, "data" and "data_base64" are
 // extensions; their JSON numbers and booleans become their text ("5",
 // "true"), objects and arrays are refused. A member that is JSON null is
-// absent, "data" included.
+// absent, "data" included. Parse refuses what encoding/json would let by
+// silently: bytes that are not UTF-8 (they would become U+FFFD) and a
+// member given twice (the last would win, so that two readers could see
+// two events).
 func Parse(b []byte) (Event, error) {
 	if t := trimJSONSpace(b); len(t) == 0 || t[0] != '{' {
 		return Event{}, invalidf("the event is not a JSON object")
 	}
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(b, &members); err != nil {
-		return Event{}, invalidf("the event is not valid JSON: %v", err)
+	if !utf8.Valid(b) {
+		return Event{}, invalidf("the event is not valid UTF-8")
+	}
+	members, err := objectMembers(b)
+	if err != nil {
+		return Event{}, err
 	}
 	var e Event
 	if members["data"] != nil && !isJSONNull(members["data"]) &&
@@ -130,6 +137,37 @@ func Parse(b []byte) (Event, error) {
 		return Event{}, err
 	}
 	return e, nil
+}
+
+// objectMembers reads the members of the JSON object b, refusing one
+// named twice. Names compare as decoded: "id" and "\u0069d" are one.
+func objectMembers(b []byte) (map[string]json.RawMessage, error) {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(b, &members); err != nil {
+		return nil, invalidf("the event is not valid JSON: %v", err)
+	}
+	// b is a valid object: walking its top level cannot fail.
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if _, err := dec.Token(); err != nil {
+		return nil, invalidf("the event is not valid JSON: %v", err)
+	}
+	seen := make(map[string]bool, len(members))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, invalidf("the event is not valid JSON: %v", err)
+		}
+		name, _ := tok.(string) // an object's keys are strings
+		if seen[name] {
+			return nil, invalidf("attribute %q appears more than once", name)
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil, invalidf("the event is not valid JSON: %v", err)
+		}
+	}
+	return members, nil
 }
 
 // UnmarshalJSON reads the structured JSON form as Parse does, so an Event

@@ -74,8 +74,9 @@ type Schedule struct {
 
 // Parse reads a schedule expression in the time zone tz, an IANA name such as
 // "Europe/Paris"; "" means UTC. "Local" is refused, since it differs from node
-// to node. See the package comment for the forms accepted. Errors are one line
-// and start with the expression.
+// to node, and so is a cron that can never fire (February 30). See the
+// package comment for the forms accepted. Errors are one line and start with
+// the expression.
 func Parse(expr, tz string) (*Schedule, error) {
 	s := &Schedule{expr: expr}
 	if err := s.parse(strings.TrimSpace(expr)); err != nil {
@@ -88,8 +89,47 @@ func Parse(expr, tz string) (*Schedule, error) {
 	s.loc = loc
 	if s.spec != nil {
 		s.spec.Location = loc
+		if err := s.checkFiresEver(); err != nil {
+			return nil, fmt.Errorf("schedule %q: %w", expr, err)
+		}
 	}
 	return s, nil
+}
+
+// checkFiresEver refuses a cron schedule with no tick at all: a day of the
+// month that its months never have (February 30, April 31), or, in the
+// years an EventBridge cron names, never have (February 29 in 2027). The
+// calendar repeats, so Next's search from any instant finds a tick if there
+// is one: the longest wait for a satisfiable day and month is eight years
+// (February 29 across a century's skipped leap day), inside its horizon.
+// The search starts before the first year named, or at a fixed instant, so
+// that whether an expression parses does not depend on the clock.
+func (s *Schedule) checkFiresEver() error {
+	if s.years == nil {
+		if s.Next(time.Date(2000, time.January, 1, 0, 0, 0, 0, s.loc)).IsZero() {
+			return errors.New("it never fires: no date has its day-of-month in its month (such as February 30)")
+		}
+		return nil
+	}
+	if s.Next(time.Date(s.years[0], time.January, 1, 0, 0, 0, 0, s.loc).Add(-time.Nanosecond)).IsZero() {
+		return errors.New("it never fires: no date in the years it names has its day-of-month in its month " +
+			"(such as February 30, or February 29 in years that are not leap years)")
+	}
+	return nil
+}
+
+// CheckFiresAfter refuses a schedule with no tick after t, such as an
+// EventBridge cron whose last year has passed; Parse, which does not read
+// the clock, accepts it. The error starts with the expression, as Parse's
+// do.
+func (s *Schedule) CheckFiresAfter(t time.Time) error {
+	if !s.Next(t).IsZero() {
+		return nil
+	}
+	if s.years != nil {
+		return fmt.Errorf("schedule %q: it never fires again: no tick is left in its years (the last is %d)", s.expr, s.years[len(s.years)-1])
+	}
+	return fmt.Errorf("schedule %q: it never fires again after %s", s.expr, t.UTC().Format(time.RFC3339))
 }
 
 // String returns the expression as given to Parse.
@@ -99,8 +139,8 @@ func (s *Schedule) String() string { return s.expr }
 func (s *Schedule) Location() *time.Location { return s.loc }
 
 // Next returns the first tick strictly after t, in the schedule's time zone,
-// or the zero Time if there is none (an EventBridge year list that has passed,
-// or a date that never comes, such as February 30).
+// or the zero Time if there is none (an EventBridge year list that has
+// passed: Parse refuses a date that never comes, such as February 30).
 func (s *Schedule) Next(t time.Time) time.Time {
 	if s.spec == nil {
 		return s.nextRate(t)

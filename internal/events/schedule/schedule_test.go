@@ -61,7 +61,8 @@ func TestNext(t *testing.T) {
 		{"month names in a list", "cron(0 0 1 JAN,JUL ? *)", "", "2026-03-10T00:00:00Z", "2026-07-01T00:00:00Z"},
 		{"star step", "cron(*/20 9 * * ? *)", "", "2026-03-10T09:45:00Z", "2026-03-11T09:00:00Z"},
 		{"leap day", "cron(0 0 29 2 ? *)", "", "2026-03-10T00:00:00Z", "2028-02-29T00:00:00Z"},
-		{"a date that never comes", "cron(0 0 30 2 ? *)", "", "2026-03-10T00:00:00Z", ""},
+		{"leap day in a named leap year", "cron(0 0 29 2 ? 2027-2028)", "", "2026-03-10T00:00:00Z", "2028-02-29T00:00:00Z"},
+		{"30th of the month skips February", "cron(0 0 30 * ? *)", "", "2026-01-30T00:00:00Z", "2026-03-30T00:00:00Z"},
 		{"EventBridge cron in a zone", "cron(0 9 ? * MON *)", "Europe/Paris", "2026-03-10T00:00:00Z", "2026-03-16T08:00:00Z"},
 
 		// EventBridge years.
@@ -79,6 +80,7 @@ func TestNext(t *testing.T) {
 		{"daily descriptor", "@daily", "Asia/Tokyo", "2026-03-10T00:00:00Z", "2026-03-10T15:00:00Z"},
 		{"hourly descriptor", "@hourly", "", "2026-03-10T10:00:00Z", "2026-03-10T11:00:00Z"},
 		{"leap day across 2100", "0 0 29 2 *", "", "2096-03-01T00:00:00Z", "2104-02-29T00:00:00Z"},
+		{"five fields, February 30 or a Monday", "0 0 30 2 MON", "", "2026-03-10T00:00:00Z", "2027-02-01T00:00:00Z"},
 		{"spring forward skips the day", "30 2 * * *", "America/New_York", "2026-03-07T12:00:00Z", "2026-03-09T06:30:00Z"},
 		{"fall back ticks twice", "30 1 * * *", "America/New_York", "2026-11-01T05:30:00Z", "2026-11-01T06:30:00Z"},
 	}
@@ -187,6 +189,16 @@ func TestParseErrors(t *testing.T) {
 		{"cron step zero", "cron(0/0 * * * ? *)", "", "the step must be a whole number, 1 or more"},
 		{"cron backwards range", "cron(0 0 ? * FRI-MON *)", "", "the range starts after it ends"},
 		{"cron empty list item", "cron(0,,5 * * * ? *)", "", `minutes "0,,5": empty list item`},
+		{"cron February 30", "cron(0 0 30 2 ? *)", "", "it never fires: no date has its day-of-month in its month"},
+		{"cron February 31 any weekday", "cron(0 0 31 FEB ? *)", "", "it never fires"},
+		{"cron April 31", "cron(0 12 31 4 ? *)", "", "it never fires"},
+		{"cron 31st of short months", "cron(0 12 31 2,4,6,9,11 ? *)", "", "it never fires"},
+		{"cron 30-31 of February", "cron(0 12 30-31 2 ? *)", "Europe/Paris", "it never fires"},
+		{"cron leap day in no leap year", "cron(0 0 29 2 ? 2027)", "", "no date in the years it names"},
+		{"cron leap day in 2100", "cron(0 0 29 2 ? 2100)", "", "no date in the years it names"},
+		{"cron leap day in odd years", "cron(0 0 29 2 ? 2025/2)", "", "it never fires"},
+		{"five fields February 30", "0 0 30 2 *", "", "it never fires"},
+		{"five fields November 31", "0 0 31 NOV *", "America/New_York", "it never fires"},
 		{"five fields with seconds", "0 0 12 * * *", "", "a seconds field is not supported"},
 		{"five fields, four given", "0 12 * *", "", "expected exactly 5 fields"},
 		{"five fields, seven given", "0 0 12 * * * *", "", "expected exactly 5 fields"},
@@ -221,6 +233,34 @@ func TestParseErrors(t *testing.T) {
 	_, err := Parse("rate(0 minutes)", "")
 	if got, want := err.Error(), `schedule "rate(0 minutes)": the rate must be 1 or more`; got != want {
 		t.Errorf("error = %q, want %q", got, want)
+	}
+}
+
+func TestCheckFiresAfter(t *testing.T) {
+	tests := []struct {
+		name, expr, now, want string // want "" means it fires again
+	}{
+		{"year that has passed", "cron(0 0 1 1 ? 2020)", "2026-03-10T00:00:00Z", "it never fires again: no tick is left in its years (the last is 2020)"},
+		{"last tick of this year gone", "cron(0 0 1 1 ? 2026)", "2026-03-10T00:00:00Z", "it never fires again"},
+		{"years ahead", "cron(0 0 1 1 ? 2020-2027)", "2026-03-10T00:00:00Z", ""},
+		{"last tick still to come", "cron(0 12 10 3 ? 2026)", "2026-03-10T11:59:59Z", ""},
+		{"any year", "cron(0 0 1 1 ? *)", "2199-06-01T00:00:00Z", ""},
+		{"leap day across 2100", "0 0 29 2 *", "2097-01-01T00:00:00Z", ""},
+		{"rate", "rate(1 day)", "2026-03-10T00:00:00Z", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := mustParse(t, tt.expr, "").CheckFiresAfter(at(t, tt.now))
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("CheckFiresAfter: %v, want nil", err)
+			case tt.want == "":
+			case err == nil:
+				t.Fatalf("CheckFiresAfter succeeded, want an error mentioning %q", tt.want)
+			case !strings.HasPrefix(err.Error(), "schedule "+strconv.Quote(tt.expr)+": ") || !strings.Contains(err.Error(), tt.want):
+				t.Errorf("CheckFiresAfter: %q, want it to start with the expression and mention %q", err, tt.want)
+			}
+		})
 	}
 }
 
@@ -300,13 +340,15 @@ func FuzzParse(f *testing.F) {
 	for _, seed := range []string{
 		"rate(5 minutes)", "rate(1 day)", "rate(0 hours)", "rate(5 weeks)",
 		"cron(0 12 * * ? *)", "cron(0/15 * * * ? *)", "cron(0 18 ? * MON-FRI *)",
-		"cron(15 10 ? * 6L 2022-2023)", "cron(0 0 1 1 ? 2026,2030/2)", "cron(0 0 30 2 ? *)",
+		"cron(15 10 ? * 6L 2022-2023)", "cron(0 0 1 1 ? 2026,2030/2)", "cron(0 0 30 2 ? *)", "cron(0 0 29 2 ? 2025/2)", "0 0 31 4 *",
 		"0 9 * * *", "*/5 1-3 * JAN-MAR SUN", "@daily", "@every 1h", "TZ=", "CRON_TZ=UTC",
 		"", "(", "rate()", "cron()", "0 0 0/99999999999999999999 * *",
 	} {
 		f.Add(seed)
 	}
 	from := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	// Before every year an EventBridge cron may name.
+	epochEve := time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, expr string) {
 		for _, tz := range []string{"", "America/New_York"} {
 			s, err := Parse(expr, tz)
@@ -318,6 +360,9 @@ func FuzzParse(f *testing.F) {
 			}
 			if s.String() != expr {
 				t.Fatalf("String() = %q, want %q", s.String(), expr)
+			}
+			if s.Next(epochEve).IsZero() {
+				t.Fatalf("%q parsed, but it never ticks after %v", expr, epochEve)
 			}
 			if next := s.Next(from); !next.IsZero() && !next.After(from) {
 				t.Fatalf("%q: Next(%v) = %v, not after it", expr, from, next)

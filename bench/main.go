@@ -14,6 +14,11 @@
 //
 //	go run ./bench [-duration 3s] [-trials 3] [-cold 30] [-burst 500] [-wasm-calls 200] [-async-events 20000] …
 //
+// With -soak it runs only the soak (soak.go): a node under hostile load
+// for that long, checked against issue 12's bounds.
+//
+//	go run ./bench -soak 60s [-soak-conns 20000] [-soak-drain 3m]
+//
 // The nodes run in this process (server.Start on 127.0.0.1:0) and the load
 // generator talks to them over loopback HTTP like any client, so they all
 // share the machine's cores.
@@ -61,12 +66,21 @@ type options struct {
 	asyncRunEvents   int
 	out              string
 	cpuProfile       string
+	// The soak (soak.go): its length (0: no soak), idle connections and
+	// how long its accepted events may take to run after it.
+	soak      time.Duration
+	soakConns int
+	soakDrain time.Duration
 }
 
 func main() {
 	// The node in this process re-executes it as its sandboxes' init.
 	if len(os.Args) > 1 && os.Args[1] == sandbox.InitArg {
 		os.Exit(sandbox.RunInit())
+	}
+	// The soak re-executes it to hold idle connections.
+	if len(os.Args) > 1 && os.Args[1] == soakFlooderArg {
+		os.Exit(runFlooder(os.Args[2:]))
 	}
 	var o options
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "measured time of each load run")
@@ -81,7 +95,20 @@ func main() {
 	flag.IntVar(&o.asyncRunEvents, "async-run-events", 10_000, "events per end-to-end trial of the async section")
 	flag.StringVar(&o.out, "out", filepath.Join("bench", "RESULTS.md"), `results file, relative to the module root ("": none)`)
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (node and load generator) here")
+	flag.DurationVar(&o.soak, "soak", 0, "run only the soak of a node under hostile load for this long, e.g. 60s (not written to -out)")
+	flag.IntVar(&o.soakConns, "soak-conns", 20_000, "idle connections the soak holds")
+	flag.DurationVar(&o.soakDrain, "soak-drain", 3*time.Minute, "how long the soak waits after its end for accepted events to run")
 	flag.Parse()
+	if o.soak > 0 {
+		if o.soakConns < 1 || o.soakDrain < 0 {
+			fmt.Fprintln(os.Stderr, "bench: -soak-conns must be positive, -soak-drain not negative")
+			os.Exit(2)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		code := soakMain(ctx, o, commandLine())
+		stop()
+		os.Exit(code)
+	}
 	if o.trials < 1 || o.conns < 1 || o.cold < 1 || o.burst < 0 || o.wasmCalls < 0 || o.asyncEvents < 0 || o.duration <= 0 || o.warmup < 0 || o.maxRequests < o.conns {
 		fmt.Fprintln(os.Stderr, "bench: -trials, -conns, -cold and -duration must be positive, -burst, -wasm-calls and -warmup not negative")
 		os.Exit(2)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wisp-dev/wisp/internal/auth"
+	"github.com/wisp-dev/wisp/internal/connlimit"
 	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/invoke"
 	"github.com/wisp-dev/wisp/internal/meter"
@@ -146,11 +147,13 @@ func readBody(r *http.Request) ([]byte, error) {
 }
 
 // authorize accepts the admin bearer token or a SigV4 signature by a
-// Wisp access key.
+// Wisp access key. An authorized request's connection is marked so: a
+// flood of unauthenticated connections cannot close it.
 func (g *gateway) authorize(r *http.Request, body []byte) *lambdaError {
 	h := r.Header.Get("Authorization")
 	if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
 		if g.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(g.cfg.AdminToken)) == 1 {
+			connlimit.MarkAuthenticated(r.Context())
 			return nil
 		}
 		return lerr(http.StatusUnauthorized, "UnauthorizedException", "wrong bearer token")
@@ -163,6 +166,7 @@ func (g *gateway) authorize(r *http.Request, body []byte) *lambdaError {
 	})
 	switch {
 	case err == nil:
+		connlimit.MarkAuthenticated(r.Context())
 		return nil
 	case errors.Is(err, auth.ErrNoSignature):
 		return lerr(http.StatusForbidden, "MissingAuthenticationTokenException", "Missing Authentication Token: send a bearer token or sign the request (SigV4)")
@@ -260,6 +264,7 @@ func (g *gateway) invokeAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := g.cfg.Invoker.Invoke(r.Context(), req)
+	answerReady(w, res)
 	if err != nil {
 		writeLambdaError(w, lambdaErrorFor(err))
 		return
@@ -276,6 +281,16 @@ func (g *gateway) invokeAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusOK)
 	w.Write(res.Payload) //nolint:errcheck // the status is sent; the caller may have left
+}
+
+// answerReady restarts the write deadline once an invocation is over:
+// it may have run for 15 minutes, and the answer's time counts from now.
+func answerReady(w http.ResponseWriter, res *invoke.Response) {
+	var n int64
+	if res != nil {
+		n = int64(len(res.Payload))
+	}
+	connlimit.ExtendWrite(w, n)
 }
 
 // invokeAsync stores the invocation as an event and answers 202 once it
@@ -354,6 +369,7 @@ func (g *gateway) functionURL(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := g.cfg.Invoker.Invoke(r.Context(), invoke.Request{Function: name, Qualifier: qualifier, Payload: event, RequestID: id, Trigger: "url"})
+	answerReady(w, res)
 	w.Header().Set("X-Amzn-RequestId", id)
 	if err != nil {
 		le := lambdaErrorFor(err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/wisp-dev/wisp/internal/archive"
 	"github.com/wisp-dev/wisp/internal/auth"
+	"github.com/wisp-dev/wisp/internal/connlimit"
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/telemetry"
 )
@@ -191,6 +192,8 @@ func AdminOnly(token string, fnTokens FunctionTokens, log *slog.Logger, next htt
 			writeError(w, log, r, &Error{http.StatusUnauthorized, "UnauthorizedException", "missing or wrong bearer token"})
 			return
 		}
+		// A flood of unauthenticated connections cannot close this one.
+		connlimit.MarkAuthenticated(r.Context())
 		next.ServeHTTP(w, r)
 	})
 }
@@ -453,6 +456,8 @@ func (a *api) getCode(w http.ResponseWriter, r *http.Request) error {
 	defer rc.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("X-Wisp-Code-Sha256", sha)
+	// Up to 50 MB: more than the default write timeout allows a slow link.
+	connlimit.ExtendWrite(w, int64(a.limits.MaxPacked))
 	if _, err := io.Copy(w, rc); err != nil {
 		a.log.Warn("api: code download cut off", "function", name, "err", err)
 	}

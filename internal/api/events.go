@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/wisp-dev/wisp/internal/connlimit"
 	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/events/cloudevent"
 )
@@ -38,10 +39,12 @@ func (a *api) publisher(r *http.Request) (string, error) {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if a.fnTokens != nil {
 		if fn, isFn := a.fnTokens.Function(tok); ok && isFn {
+			connlimit.MarkAuthenticated(r.Context())
 			return "function:" + fn, nil
 		}
 	}
 	if ok && a.token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(a.token)) == 1 {
+		connlimit.MarkAuthenticated(r.Context())
 		return "admin", nil
 	}
 	return "", &Error{http.StatusUnauthorized, "UnauthorizedException", "missing or wrong bearer token"}

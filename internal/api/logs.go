@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wisp-dev/wisp/internal/connlimit"
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/telemetry"
 )
@@ -83,10 +84,9 @@ func (o *ndjsonWriter) start() error {
 	o.started = true
 	o.w.Header().Set("Content-Type", "application/x-ndjson")
 	o.w.Header().Set("Cache-Control", "no-store")
-	// A followed stream lasts as long as the client wants it.
-	if err := o.rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return fmt.Errorf("%w: %w", errClientGone, err)
-	}
+	// A followed stream lasts as long as the client wants it, and each
+	// write gets its own deadline: a client that stops reading is let go.
+	connlimit.ExtendWrite(o.w, 0)
 	o.w.WriteHeader(http.StatusOK)
 	return o.flush()
 }
@@ -101,6 +101,7 @@ func (o *ndjsonWriter) write(rec telemetry.Record) error {
 	if err != nil {
 		return err
 	}
+	connlimit.ExtendWrite(o.w, int64(len(b)))
 	if _, err := o.w.Write(append(b, '\n')); err != nil {
 		return fmt.Errorf("%w: %w", errClientGone, err)
 	}

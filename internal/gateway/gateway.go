@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wisp-dev/wisp/internal/auth"
+	"github.com/wisp-dev/wisp/internal/connlimit"
 	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/invoke"
 	"github.com/wisp-dev/wisp/internal/meter"
@@ -165,11 +166,14 @@ func readBody(r *http.Request) ([]byte, error) {
 // that a caller without credentials cannot make the node read 6 MB: it
 // accepts the admin bearer token, or a SigV4 signature by a Wisp access key
 // that passes every check but the body's. A signed request gets its
-// signature back, to check against the body.
+// signature back, to check against the body. An authorized request's
+// connection is marked so: a flood of unauthenticated connections cannot
+// close it.
 func (g *gateway) authorize(r *http.Request) (*auth.Signature, *lambdaError) {
 	h := r.Header.Get("Authorization")
 	if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
 		if g.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(g.cfg.AdminToken)) == 1 {
+			connlimit.MarkAuthenticated(r.Context())
 			return nil, nil
 		}
 		return nil, lerr(http.StatusUnauthorized, "UnauthorizedException", "wrong bearer token")
@@ -240,6 +244,7 @@ func (g *gateway) authorizedBody(w http.ResponseWriter, r *http.Request) ([]byte
 		if _, err := sig.Verify(body); err != nil {
 			return nil, g.signatureError(err)
 		}
+		connlimit.MarkAuthenticated(r.Context())
 	}
 	return body, nil
 }
@@ -305,6 +310,7 @@ func (g *gateway) invokeAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := g.cfg.Invoker.Invoke(r.Context(), req)
+	answerReady(w, res)
 	if err != nil {
 		writeLambdaError(w, lambdaErrorFor(err))
 		return
@@ -321,6 +327,16 @@ func (g *gateway) invokeAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusOK)
 	w.Write(res.Payload) //nolint:errcheck // the status is sent; the caller may have left
+}
+
+// answerReady restarts the write deadline once an invocation is over:
+// it may have run for 15 minutes, and the answer's time counts from now.
+func answerReady(w http.ResponseWriter, res *invoke.Response) {
+	var n int64
+	if res != nil {
+		n = int64(len(res.Payload))
+	}
+	connlimit.ExtendWrite(w, n)
 }
 
 // invokeAsync stores the invocation as an event and answers 202 once it
@@ -399,6 +415,7 @@ func (g *gateway) functionURL(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := g.cfg.Invoker.Invoke(r.Context(), invoke.Request{Function: name, Qualifier: qualifier, Payload: event, RequestID: id, Trigger: "url"})
+	answerReady(w, res)
 	w.Header().Set("X-Amzn-RequestId", id)
 	if err != nil {
 		le := lambdaErrorFor(err)

@@ -12,7 +12,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/wisp-dev/wisp/internal/api"
 	"github.com/wisp-dev/wisp/internal/auth"
+	"github.com/wisp-dev/wisp/internal/connlimit"
 	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/events/cloudevent"
 	"github.com/wisp-dev/wisp/internal/gateway"
@@ -85,6 +85,15 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// MaxConns caps the HTTP connections open at once; default half the
+	// descriptor limit (which the node raises to its hard limit at start),
+	// at most 65536. MaxUnauthenticatedConns caps those that have not yet
+	// made an authenticated request; default half of MaxConns.
+	// MaxConnsPerSource caps those of one source address (an IPv4 address
+	// or an IPv6 /64); default a quarter of MaxUnauthenticatedConns. When a
+	// cap is full a new connection closes an unauthenticated one, idle
+	// ones first, rather than being turned away.
+	MaxConns, MaxUnauthenticatedConns, MaxConnsPerSource int
 }
 
 // TokenFile is the admin token file's name in the data dir.
@@ -110,7 +119,7 @@ type Node struct {
 	// metrics reads the invoker's pools at scrape time.
 	metrics *telemetry.Metrics
 	srv     *http.Server
-	ln      net.Listener
+	ln      *connlimit.Listener
 	token   string
 	done    chan error // the HTTP server's end
 
@@ -144,6 +153,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, done: make(chan error, 1), stopped: make(chan struct{}), fnTokens: auth.NewFunctionTokens()}
+	connLim, err := connLimits(cfg, raiseFileLimit(n.log))
+	if err != nil {
+		return nil, err
+	}
 	stageDir := filepath.Join(cfg.DataDir, "tmp")
 	if err := os.MkdirAll(stageDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
@@ -169,10 +182,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.log.Info("using external nats", "url", n.store.ClientURL())
 	}
 	// Listen first: instances are told the node's URL.
-	n.ln, err = net.Listen("tcp", cfg.Listen)
-	if err != nil {
+	if err := n.listen(connLim); err != nil {
 		n.store.Close()
-		return nil, fmt.Errorf("server: listen on %s: %w", cfg.Listen, err)
+		return nil, err
 	}
 	mux := http.NewServeMux()
 	if err := n.openParts(ctx, mux); err != nil {
@@ -190,8 +202,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	mux.Handle("GET /metrics", api.AdminOnly(n.token, n.fnTokens, n.log, n.metrics.Handler()))
 	mux.HandleFunc("GET /healthz", n.healthz)
 
-	n.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
+	n.srv = n.httpServer(mux)
 	// Followed log streams never end by themselves; shutdown ends them.
 	n.srv.RegisterOnShutdown(n.logs.StopFollowing)
 	go func() { n.done <- n.srv.Serve(n.ln) }()

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/wisp-dev/wisp/internal/connlimit"
 	"github.com/wisp-dev/wisp/internal/runtime"
 )
 
@@ -58,6 +59,9 @@ func (i *instance) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	// A connection that speaks the Runtime API is the runtime's: sockets
+	// the function opens and leaves cannot close it to make room.
+	connlimit.MarkAuthenticated(r.Context())
 	switch {
 	case rest == "invocation/next":
 		if r.Method != http.MethodGet {
@@ -117,6 +121,8 @@ func (i *instance) serveNext(w http.ResponseWriter, r *http.Request) {
 	i.running = inv.RequestID
 	i.mu.Unlock()
 
+	// The wait may have been long; the write's time counts from now.
+	connlimit.ExtendWrite(w, int64(len(inv.Payload)))
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(inv.Payload)))

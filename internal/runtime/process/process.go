@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/wisp-dev/wisp/internal/auth"
+	"github.com/wisp-dev/wisp/internal/connlimit"
 	"github.com/wisp-dev/wisp/internal/runtime"
 	"github.com/wisp-dev/wisp/internal/runtime/bootstraps"
 	"github.com/wisp-dev/wisp/internal/sandbox"
@@ -66,6 +67,8 @@ type Driver struct {
 	readOnly []string
 	path     string // the PATH instances get
 	log      *slog.Logger
+	// writeTimeout is the instances' servers'; tests shorten it.
+	writeTimeout time.Duration
 }
 
 // New returns a driver. It looks the interpreters up now, so instances
@@ -98,7 +101,7 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Driver{cfg: cfg, log: cfg.Logger, path: basePath}
+	d := &Driver{cfg: cfg, log: cfg.Logger, path: basePath, writeTimeout: connlimit.WriteTimeout}
 	d.node = d.lookPath(cfg.NodePath)
 	d.python = d.lookPath(cfg.PythonPath)
 	if cfg.Sandbox != nil {
@@ -316,10 +319,11 @@ func (d *Driver) start(spec runtime.Spec, codeDir string, argv []string) (*insta
 // run starts an instance's goroutines: its Runtime API server on ln, its
 // output readers and its wait.
 func (d *Driver) run(i *instance, ln net.Listener) {
-	i.srv = instanceServer(i, d.log)
+	cl := instanceListener(ln, d.log)
+	i.srv = d.instanceServer(i, cl)
 	go func() {
 		defer close(i.served)
-		if err := i.srv.Serve(limitConns(ln, instanceMaxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := i.srv.Serve(cl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.log.Warn("process: runtime API server", "instance", i.spec.InstanceID, "err", err)
 		}
 	}()
@@ -402,11 +406,12 @@ func (d *Driver) startSandboxed(ctx context.Context, spec runtime.Spec, codeDir 
 		runtimeLn = &peerListener{Listener: hostLn, owner: sb.Pids, log: d.log}
 	}
 	if apiLn != nil && d.cfg.API != nil {
-		api := instanceServer(d.cfg.API, d.log)
+		cl := instanceListener(apiLn, d.log)
+		api := d.instanceServer(d.cfg.API, cl)
 		served := make(chan struct{})
 		go func() {
 			defer close(served)
-			if err := api.Serve(limitConns(apiLn, instanceMaxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := api.Serve(cl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				d.log.Debug("process: wisp API server in a sandbox", "instance", spec.InstanceID, "err", err)
 			}
 		}()

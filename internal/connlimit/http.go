@@ -74,7 +74,13 @@ func (rt Rates) BodyRate(h http.Handler) http.Handler {
 		// Set now, not at the first read: a handler that answers without
 		// reading leaves the server to drain the body, within this bound too.
 		b.extend()
+		orig := r.Body
 		r.Body = b
+		// net/http decides what to do with a body the handler did not
+		// read (drain up to 256 KB, or close the connection when more is
+		// declared) only when it knows the body as its own: give it back
+		// for the answer, else a large unread body is drained first.
+		defer func() { r.Body = orig }()
 		h.ServeHTTP(w, r)
 	})
 }

@@ -122,10 +122,10 @@ func TestRateDropsAndNotes(t *testing.T) {
 	var wantDropped int64
 	kept := 0
 	for i := range 200 {
-		before := l.Stats().Dropped
+		before := l.Stats().OverRate
 		rec := Record{Function: "flood", Version: "$LATEST", Stream: "stderr", Message: fmt.Sprintf("%03d %s", i, line)}
 		l.Append(rec)
-		if l.Stats().Dropped > before {
+		if l.Stats().OverRate > before {
 			wantDropped += recordCost(rec)
 		} else {
 			kept++
@@ -144,8 +144,8 @@ func TestRateDropsAndNotes(t *testing.T) {
 	l.Append(Record{Function: "flood", Stream: "stderr", Message: "under the rate again"})
 	flush := func() {
 		t.Helper()
-		if err := l.Flush(context.Background()); err == nil {
-			t.Fatal("Flush reports no records lost")
+		if err := l.Flush(context.Background()); err != nil {
+			t.Fatalf("Flush = %v: records dropped for their rate are not lost", err)
 		}
 	}
 	flush()
@@ -254,8 +254,11 @@ func TestStreamsFollowRegistry(t *testing.T) {
 		l.Append(Record{Function: "made", Stream: "stdout", Message: fmt.Sprint(i, strings.Repeat("x", 1000))})
 	}
 	l.Append(Record{Function: "ghost", Stream: "stdout", Message: "nobody"})
-	if err := l.Flush(ctx); err == nil {
-		t.Error("Flush reports no records lost")
+	if err := l.Flush(ctx); err != nil {
+		t.Errorf("Flush = %v: a record of no function is not lost, nor one over the rate", err)
+	}
+	if s := l.Stats(); s.Gone != 1 || s.OverRate == 0 {
+		t.Errorf("stats = %+v, want 1 record of no function and some over the rate", s)
 	}
 	if got := readAll(t, l, "made", time.Time{}, ""); len(got) == 0 {
 		t.Error("made has no records")

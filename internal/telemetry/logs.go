@@ -28,7 +28,7 @@ const (
 	// DefaultLogBurst is how many seconds of its rate a function may log
 	// at once.
 	DefaultLogBurst       = 4
-	DefaultLogMaxBuffered = 64 << 20
+	DefaultLogMaxBuffered = 16 << 20
 	DefaultLogMaxWait     = 5 * time.Second
 	// MaxMessageBytes bounds a record's message, as CloudWatch bounds a log
 	// event; Append cuts longer ones.
@@ -69,7 +69,7 @@ type LogsConfig struct {
 	Rate, Burst int64
 	// MaxBuffered bounds the bytes of records the node holds: queued, or
 	// sent and not yet stored. AppendWait waits while it is full. Default
-	// 64 MiB, at least 4 MiB.
+	// 16 MiB, at least 4 MiB.
 	MaxBuffered int64
 	// MaxWait bounds how long AppendWait waits for room before it drops
 	// its record; default 5s.
@@ -131,8 +131,12 @@ type Record struct {
 // LogStats counts records since OpenLogs.
 type LogStats struct {
 	Queued  int64 // accepted by Append
-	Dropped int64 // refused by Append: over the rate, no room, closed, or a bad function name
+	Dropped int64 // refused by Append: no room, closed, or a bad function name
 	Failed  int64 // accepted, but the server did not store them
+	// OverRate were dropped for their function's rate, and Gone because
+	// their function is deleted (its logs with it): by design, so they
+	// are not lost to Flush and Close.
+	OverRate, Gone int64
 }
 
 // Logs appends function logs to their streams and reads them back. Append
@@ -147,6 +151,7 @@ type Logs struct {
 	streams *logStreams
 	rates   *rates
 	room    *budget
+	flight  *budget // the bytes of messages sent and not yet stored
 
 	mu     sync.Mutex // guards closed and queue
 	closed bool
@@ -165,8 +170,8 @@ type Logs struct {
 	stopFollow     chan struct{} // closed by StopFollowing
 	stopFollowOnce sync.Once
 
-	queued, dropped, failed atomic.Int64
-	lastWarn                atomic.Int64 // unix nanoseconds of the last warning about lost records
+	queued, dropped, failed, overRate, gone atomic.Int64
+	lastWarn                                atomic.Int64 // unix nanoseconds of the last warning about lost records
 
 	// lostAtFlush is dropped+failed at the last Flush. The acker owns it;
 	// Close reads it once done is closed.
@@ -194,6 +199,7 @@ func OpenLogs(ctx context.Context, js jetstream.JetStream, cfg LogsConfig) (*Log
 		streams:    newLogStreams(js, cfg),
 		rates:      newRates(cfg.Rate, cfg.Burst),
 		room:       newBudget(cfg.MaxBuffered),
+		flight:     newBudget(maxFlightBytes),
 		wake:       make(chan struct{}, 1),
 		sent:       make(chan sent, maxPendingMessages),
 		stop:       make(chan struct{}),
@@ -304,7 +310,7 @@ func (l *Logs) append(rec Record, done <-chan struct{}, wait bool) {
 		l.lose(&l.dropped, "not encodable", err)
 		return
 	}
-	it := item{function: rec.Function, line: line, cost: cost, held: int64(len(line)) + itemOverhead}
+	it := item{function: rec.Function, line: line, cost: cost, held: int64(cap(line)) + itemOverhead}
 	var timeout <-chan time.Time
 	if wait {
 		// The timer only when there is no room now: a flood must not pay
@@ -356,7 +362,7 @@ func (l *Logs) note(n dropNote, now time.Time) {
 		l.lose(&l.dropped, "not encodable", err)
 		return
 	}
-	it := item{function: rec.Function, line: line, cost: recordCost(rec), held: int64(len(line)) + itemOverhead}
+	it := item{function: rec.Function, line: line, cost: recordCost(rec), held: int64(cap(line)) + itemOverhead}
 	if !l.room.tryTake(it.held, true) {
 		l.lose(&l.dropped, "no room for a note of dropped records", nil)
 		return
@@ -372,6 +378,10 @@ func (l *Logs) drop(rec Record, reason string, cost int64, now time.Time) {
 	l.cfg.Metrics.LogDropped(rec.Function, reason, cost)
 	if reason != DropClosed {
 		l.rates.dropped(rec.Function, rec.Version, reason, cost, now)
+	}
+	if reason == DropRate {
+		l.overRate.Add(1) // told in the function's log, not the node's
+		return
 	}
 	l.lose(&l.dropped, "dropped: "+reason, nil)
 }
@@ -448,7 +458,7 @@ func (l *Logs) lose(counter *atomic.Int64, why string, err error) {
 
 // Stats counts the records queued, dropped and not stored so far.
 func (l *Logs) Stats() LogStats {
-	return LogStats{Queued: l.queued.Load(), Dropped: l.dropped.Load(), Failed: l.failed.Load()}
+	return LogStats{Queued: l.queued.Load(), Dropped: l.dropped.Load(), Failed: l.failed.Load(), OverRate: l.overRate.Load(), Gone: l.gone.Load()}
 }
 
 // Buffered is the bytes of records the node holds now: queued, or sent and
@@ -456,8 +466,8 @@ func (l *Logs) Stats() LogStats {
 func (l *Logs) Buffered() int64 { return l.room.held() }
 
 // Flush waits until every record appended before it is stored, or ctx
-// ends. It fails when records were lost (dropped or not stored) since the
-// previous Flush.
+// ends. It fails when records were lost (dropped, other than for their
+// function's rate, or not stored) since the previous Flush.
 func (l *Logs) Flush(ctx context.Context) error {
 	flushed := make(chan error, 1)
 	if !l.enqueue(item{flushed: flushed}) {

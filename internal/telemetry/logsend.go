@@ -9,9 +9,10 @@ import (
 )
 
 const (
-	// maxPendingMessages bounds the messages sent and not yet stored; the
-	// budget bounds their bytes.
+	// maxPendingMessages bounds the messages sent and not yet stored, and
+	// maxFlightBytes their bytes (the budget bounds them with the queue).
 	maxPendingMessages = 4096
+	maxFlightBytes     = 2 << 20
 	// Records of a function queued together are stored as one message
 	// (NDJSON) of at most maxBatchBytes, which costs the stream far less
 	// than a message per line.
@@ -29,6 +30,7 @@ type sent struct {
 	records  int64
 	cost     int64 // the records' recordCost
 	held     int64 // the budget's bytes they hold
+	flying   int64 // the bytes of flight they hold
 	flushed  chan error
 }
 
@@ -83,44 +85,35 @@ func (l *Logs) sendRun(ctx context.Context, items []item) {
 	if len(items) == 0 {
 		return
 	}
-	first := items[0].function
-	same := true
-	for _, it := range items {
-		if it.function != first {
-			same = false
-			break
-		}
-	}
-	if same {
-		l.sendFunction(ctx, first, items)
-		return
-	}
-	var order []string
-	byFunction := map[string][]item{}
-	for _, it := range items {
+	var (
+		order      []string
+		byFunction = map[string][]int{} // indexes into items
+	)
+	for i, it := range items {
 		if _, ok := byFunction[it.function]; !ok {
 			order = append(order, it.function)
 		}
-		byFunction[it.function] = append(byFunction[it.function], it)
+		byFunction[it.function] = append(byFunction[it.function], i)
 	}
 	for _, fn := range order {
-		l.sendFunction(ctx, fn, byFunction[fn])
+		l.sendFunction(ctx, fn, items, byFunction[fn])
 	}
 }
 
-// sendFunction sends one function's records to its stream, made first
-// if need be.
-func (l *Logs) sendFunction(ctx context.Context, function string, items []item) {
+// sendFunction sends one function's records, items[idx], to its stream,
+// made first if need be. Each record's line is let go once it is in its
+// message, so the node holds its bytes once.
+func (l *Logs) sendFunction(ctx context.Context, function string, items []item, idx []int) {
 	ret, err := l.streams.ensure(ctx, function)
 	if err != nil {
-		for _, it := range items {
-			l.room.give(it.held)
+		for _, i := range idx {
+			l.room.give(items[i].held)
+			items[i].line = nil
 			if errors.Is(err, errNoFunction) {
-				// Its function is gone, and so are its logs.
-				l.lose(&l.dropped, "the function is gone", nil)
+				l.gone.Add(1) // its function is gone, and its logs with it
 				continue
 			}
-			l.cfg.Metrics.LogDropped(function, DropFailed, it.cost)
+			l.cfg.Metrics.LogDropped(function, DropFailed, items[i].cost)
 			l.lose(&l.failed, "no stream", err)
 		}
 		return
@@ -131,21 +124,23 @@ func (l *Logs) sendFunction(ctx context.Context, function string, items []item) 
 		msg  sent
 		data []byte
 	)
-	for i, it := range items {
+	for k, i := range idx {
+		it := &items[i]
 		if len(data) > 0 && len(data)+len(it.line)+1 > batch {
 			l.publish(function, data, msg)
 			msg, data = sent{}, nil
 		}
 		if data == nil {
 			size := 0
-			for _, next := range items[i:] {
-				if size += len(next.line) + 1; size >= batch {
+			for _, j := range idx[k:] {
+				if size += len(items[j].line) + 1; size >= batch {
 					break
 				}
 			}
 			data = make([]byte, 0, size)
 		}
 		data = append(append(data, it.line...), '\n')
+		it.line = nil
 		msg.records++
 		msg.cost += it.cost
 		msg.held += it.held
@@ -159,6 +154,13 @@ func (l *Logs) sendFunction(ctx context.Context, function string, items []item) 
 // the acker.
 func (l *Logs) publish(function string, data []byte, msg sent) {
 	msg.function = function
+	// What waits for the server is held twice, here and in the server
+	// until it is stored: it gets a smaller bound of its own.
+	if !l.flight.take(int64(len(data)), l.abort, nil) {
+		l.notStored(msg, errAborted)
+		return
+	}
+	msg.flying = int64(len(data))
 	for {
 		select {
 		case <-l.abort:
@@ -196,6 +198,7 @@ func (l *Logs) ack() {
 		select {
 		case <-s.future.Ok():
 			l.room.give(s.held)
+			l.flight.give(s.flying)
 		case err := <-s.future.Err():
 			if errors.Is(err, jetstream.ErrNoStreamResponse) {
 				l.streams.missing(s.function) // deleted under us: made again next time
@@ -208,6 +211,7 @@ func (l *Logs) ack() {
 // notStored counts a message the server did not store.
 func (l *Logs) notStored(s sent, err error) {
 	l.room.give(s.held)
+	l.flight.give(s.flying)
 	l.cfg.Metrics.LogDropped(s.function, DropFailed, s.cost)
 	l.failed.Add(s.records - 1)
 	l.lose(&l.failed, "not stored", err)

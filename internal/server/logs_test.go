@@ -360,11 +360,14 @@ func nodeMemory(t *testing.T) (rss, held int64) {
 // at once, two processes and two wasm modules, each writing 64 KiB lines
 // to stderr as fast as it can for seconds, with no rate to stop them: the
 // node (in this process) grows by less than 200 MB, since the writers
-// wait for room, and calls work afterwards.
+// wait for room rather than have their lines queued or dropped, and calls
+// work afterwards.
 func TestLogFloodKeepsNodeMemoryBounded(t *testing.T) {
 	needTool(t, "node")
 	logFloodWasm(t) // or skip before starting anything
-	n, _ := startLogsNode(t, telemetry.LogsConfig{Rate: 1 << 40, Burst: 1 << 40})
+	// No rate to drop the flood's lines, and writers that would wait a
+	// minute for room before they drop one.
+	n, _ := startLogsNode(t, telemetry.LogsConfig{Rate: 1 << 40, Burst: 1 << 40, MaxWait: time.Minute})
 	type fn struct {
 		name, runtime string
 		warm, flood   any // the events that warm it and flood with it
@@ -417,9 +420,17 @@ func TestLogFloodKeepsNodeMemoryBounded(t *testing.T) {
 	if peakHeld-baseHeld >= 200<<20 {
 		t.Errorf("the node's memory grew by %d MB in the flood, want under 200 MB", (peakHeld-baseHeld)>>20)
 	}
+	mfs, err := n.c.Metrics(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i, f := range fns {
 		if written[i] == 0 {
 			t.Errorf("%s wrote nothing", f.name)
+		}
+		// The writers waited for room: none of their lines was dropped.
+		if v := dropped(mfs[telemetry.MetricLogDropped], f.name, ""); v != 0 {
+			t.Errorf("%v bytes of %s's log dropped", v, f.name)
 		}
 	}
 

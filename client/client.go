@@ -45,6 +45,10 @@ type (
 	// function's) per hour, day or month. In Config, one with no period
 	// removes the function's quota.
 	Quota = registry.Quota
+	// Logs bounds what is kept of a function's log; LogsPatch changes it
+	// (Config.Logs).
+	Logs      = registry.Logs
+	LogsPatch = registry.LogsPatch
 )
 
 // Error types the control API answers with (docs/api.md, "Errors").

@@ -27,7 +27,8 @@ type LogsOptions struct {
 }
 
 // Logs calls fn for each of the function's log records, oldest first, as
-// they arrive. The function need not exist any more: logs outlive it.
+// they arrive. A deleted function's logs are deleted with it: a function
+// that does not exist has none.
 // Without opt.Follow it returns once it has the records the node held;
 // with it, it returns ctx's error when ctx ends. An error from fn ends Logs
 // with that error.

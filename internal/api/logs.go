@@ -20,8 +20,8 @@ const followWindow = time.Hour
 
 // functionLogs streams a function's log records as NDJSON, one record a
 // line, each line flushed as it is written, so that follow=true tails the
-// log until the client goes away. Logs outlive their function, so the
-// function need not exist.
+// log until the client goes away. A function's logs go with it: one that
+// does not exist has none.
 func (a *api) functionLogs(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
 	if err := registry.ValidName("function", name); err != nil {

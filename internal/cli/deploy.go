@@ -48,6 +48,9 @@ type deployFlags struct {
 	deadLetter  string
 
 	quota quotaFlags
+
+	logMaxBytes  byteSize
+	logRetention time.Duration
 }
 
 func newDeployCmd(g *globals) *cobra.Command {
@@ -81,6 +84,12 @@ and the spend-caps topic is told. The flags given change the function's
 quota (the others keep their value; 0 lifts a cap); --quota-period ''
 removes it. See what a function used with 'wisp usage'.
 
+--log-max-bytes and --log-retention bound what is kept of the function's
+log, in a stream of its own: past the size the oldest lines go first, and
+none is kept longer than the retention; 0 sets the node's default back
+(64MiB and 7 days unless the node says otherwise). Deleting the function
+deletes its logs.
+
 With --runtime go, a directory with a go.mod and no executable 'bootstrap' is
 built first for linux (CGO_ENABLED=0, -tags lambda.norpc) and only the
 resulting bootstrap is uploaded.`,
@@ -88,7 +97,8 @@ resulting bootstrap is uploaded.`,
   wisp deploy --runtime go --memory 256 --env GREETING=hi
   wisp deploy --schedule 'rate(5 minutes)' --retries 0 --on-failure topic:failed
   wisp deploy --schedule 'cron(0 8 ? * MON-FRI *)' --timezone Europe/Paris
-  wisp deploy --quota-period day --quota-invocations 10000 --quota-cost 1.50`,
+  wisp deploy --quota-period day --quota-invocations 10000 --quota-cost 1.50
+  wisp deploy --log-max-bytes 256MiB --log-retention 72h`,
 		Args: wantArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := "."
@@ -121,6 +131,8 @@ resulting bootstrap is uploaded.`,
 	fl.StringVar(&f.onFailure, "on-failure", "", "async: where a failure record goes: function:NAME[:QUALIFIER] or topic:NAME")
 	fl.StringVar(&f.deadLetter, "dead-letter", "", "async: the topic a failed event goes to without --on-failure (default dlq.NAME)")
 	f.quota.add(fl, "the function's", true)
+	fl.Var(&f.logMaxBytes, "log-max-bytes", "how much of the function's log is kept, 1MiB to 64GiB, such as 64MB or 1GiB (default: the node's, 64MiB)")
+	fl.DurationVar(&f.logRetention, "log-retention", 0, "how long the function's log lines are kept, 1h to 8784h (366 days), such as 72h (default: the node's, 7 days)")
 	return cmd
 }
 
@@ -219,6 +231,21 @@ func configFromFlags(flags *pflag.FlagSet, f *deployFlags) (cfg client.Config, c
 	}
 	if async != (client.AsyncPatch{}) {
 		cfg.Async = &async
+	}
+	var logs client.LogsPatch
+	if set("log-max-bytes") {
+		b := int64(f.logMaxBytes)
+		logs.MaxBytes = &b
+	}
+	if set("log-retention") {
+		if f.logRetention < 0 || f.logRetention%time.Second != 0 {
+			return client.Config{}, false, usageErrorf("--log-retention %s is not whole seconds", f.logRetention)
+		}
+		s := int(f.logRetention / time.Second)
+		logs.MaxAge = &s
+	}
+	if logs != (client.LogsPatch{}) {
+		cfg.Logs = &logs
 	}
 	// The quota is sent once the function's current one is known (deploy).
 	if f.quota.given(flags) {

@@ -258,6 +258,21 @@ func TestDeploy(t *testing.T) {
 			wantOut:    "updated hello  sha256:abc123  revision 6\n",
 		},
 		{
+			name:       "create with log limits",
+			args:       []string{"--runtime", "nodejs", "--log-max-bytes", "64MB", "--log-retention", "72h"},
+			wantCalls:  []string{"GET /v1/functions/hello", "POST /v1/functions"},
+			wantConfig: `{"logs":{"max_age":259200,"max_bytes":64000000},"name":"hello","runtime":"nodejs"}`,
+			wantOut:    "created hello  sha256:abc123  revision 1\n",
+		},
+		{
+			name:       "update sets the log size back to the node's",
+			exists:     true,
+			args:       []string{"--log-max-bytes", "0"},
+			wantCalls:  []string{"GET /v1/functions/hello", `PUT /v1/functions/hello/code "4"`, `PATCH /v1/functions/hello "5"`},
+			wantConfig: `{"logs":{"max_bytes":0}}`,
+			wantOut:    "updated hello  sha256:abc123  revision 6\n",
+		},
+		{
 			name:      "update code only",
 			exists:    true,
 			wantCalls: []string{"GET /v1/functions/hello", `PUT /v1/functions/hello/code "4"`},
@@ -317,6 +332,16 @@ func TestDeployRefuses(t *testing.T) {
 			name: "a quota without a period",
 			args: func(dir string) []string { return []string{dir, "--runtime", "nodejs", "--quota-cost", "1"} },
 			want: `wisp: --quota-period (hour, day or month) is needed to set a quota (see 'wisp deploy --help')`,
+		},
+		{
+			name: "a log size that is not one",
+			args: func(dir string) []string { return []string{dir, "--runtime", "nodejs", "--log-max-bytes", "12XB"} },
+			want: `wisp: invalid argument "12XB" for "--log-max-bytes" flag: must be a number of bytes with an optional unit, such as 64MB, 1GiB or 1048576 (see 'wisp deploy --help')`,
+		},
+		{
+			name: "a log retention in fractions of a second",
+			args: func(dir string) []string { return []string{dir, "--runtime", "nodejs", "--log-retention", "1.5s"} },
+			want: `wisp: --log-retention 1.5s is not whole seconds (see 'wisp deploy --help')`,
 		},
 		{
 			name: "go without go.mod or bootstrap",

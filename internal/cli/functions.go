@@ -125,6 +125,7 @@ func functionFields(f client.Function, now time.Time) []field {
 	}
 	return append(fields,
 		field{"quota", quotaText(f.Quota)},
+		field{"logs", logsText(f.Logs)},
 		field{"code_sha256", fullSHA(f.CodeSHA256)},
 		field{"code_size", fmt.Sprintf("%d (%s)", f.CodeSize, humanBytes(f.CodeSize))},
 		field{"created_at", timestamp(now, f.CreatedAt)},
@@ -166,6 +167,18 @@ func scheduleText(s client.Schedule) string {
 		text += ", qualifier " + s.Qualifier
 	}
 	return text
+}
+
+// logsText is what a function keeps of its log.
+func logsText(l client.Logs) string {
+	size, age := "node default", "node default"
+	if l.MaxBytes != 0 {
+		size = sizeText(l.MaxBytes)
+	}
+	if l.MaxAge != 0 {
+		age = (time.Duration(l.MaxAge) * time.Second).String()
+	}
+	return "max_bytes " + size + ", max_age " + age
 }
 
 func keepWarmText(seconds int) string {

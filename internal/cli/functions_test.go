@@ -96,7 +96,7 @@ func TestGet(t *testing.T) {
 			"async":{"retries":0,"max_event_age":3600,"on_failure":"topic:failed"},
 			"schedules":[{"name":"schedule-1","expression":"rate(5 minutes)"},
 				{"name":"morning","expression":"cron(0 8 * * ? *)","timezone":"Europe/Paris","catch_up":true,"qualifier":"live"}],
-			"quota":{"period":"day","max_invocations":1000,"max_cost":2.5},"min_instances":1,"description":"says hi","url_auth":"none","network":"none",
+			"quota":{"period":"day","max_invocations":1000,"max_cost":2.5},"logs":{"max_bytes":67108864},"min_instances":1,"description":"says hi","url_auth":"none","network":"none",
 			"code_sha256":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","code_size":2048,
 			"created_at":"2026-11-23T14:00:00Z","updated_at":"2026-11-23T15:59:30Z","revision":7}`)
 	})
@@ -127,6 +127,7 @@ func TestGet(t *testing.T) {
 		"schedules:     schedule-1: rate(5 minutes)\n" +
 		"               morning: cron(0 8 * * ? *) in Europe/Paris, catch-up, qualifier live\n" +
 		"quota:         1000 invocations, $2.5 per day; capped events wait\n" +
+		"logs:          max_bytes 64MiB, max_age node default\n" +
 		"code_sha256:   sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n" +
 		"code_size:     2048 (2.0 KB)\n" +
 		"created_at:    2026-11-23T14:00:00Z (2h ago)\n" +

@@ -75,6 +75,7 @@ func TestUsageErrors(t *testing.T) {
 		{"quota removed and set", []string{"deploy", "--quota-period", "", "--quota-cost", "1"}, `wisp: --quota-period '' removes the quota: it takes no --quota-cost (see 'wisp deploy --help')`},
 		{"bad quota async", []string{"deploy", "--quota-async", "drop"}, `wisp: --quota-async "drop" must be wait or fail (see 'wisp deploy --help')`},
 		{"bad price", []string{"server", "--price-gb-second", "free"}, `wisp: invalid argument "free" for "--price-gb-second" flag: must be a number of dollars, 0 or more (see 'wisp server --help')`},
+		{"bad log rate", []string{"server", "--log-rate", "fast"}, `wisp: invalid argument "fast" for "--log-rate" flag: must be a number of bytes with an optional unit, such as 64MB, 1GiB or 1048576 (see 'wisp server --help')`},
 		{"node quota without a cap", []string{"server", "--quota-period", "day"}, `wisp: a quota needs --quota-invocations, --quota-gb-seconds or --quota-cost (--quota-period '' removes it) (see 'wisp server --help')`},
 		{"async with the log", []string{"invoke", "hello", "--async", "--log"}, `wisp: --log is for synchronous invocations, not --async (see 'wisp invoke --help')`},
 		{"event data not JSON", []string{"events", "publish", "orders", "{oops"}, `wisp: the event's data is not valid JSON (see 'wisp events publish --help')`},

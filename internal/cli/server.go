@@ -37,7 +37,13 @@ Every invocation is metered ('wisp usage'): billed as Lambda bills, per
 request and per GB-second, at --price-request and --price-gb-second (by
 default AWS Lambda's x86 prices). The --quota flags cap all functions'
 usage together per hour, day or month (UTC); functions may have their own
-quotas too ('wisp deploy --quota-…').`,
+quotas too ('wisp deploy --quota-…').
+
+Each function's log is kept in a stream of its own, bounded by the
+function's 'wisp deploy --log-max-bytes' and '--log-retention', or else by
+--log-max-bytes and --log-retention here. --log-rate bounds what each
+function may write per second; past it its lines are dropped, the log says
+how many bytes, and wisp_log_dropped_bytes_total counts them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
@@ -86,6 +92,9 @@ quotas too ('wisp deploy --quota-…').`,
 	f.IntVar(&cfg.MaxConnsPerSource, "max-conns-per-source", 0, "unauthenticated connections of one IPv4 address or IPv6 /64 (default a quarter of --max-unauthenticated-conns; raise it behind a proxy)")
 	f.BoolVar(&cfg.InsecureNoSandbox, "insecure-no-sandbox", false, "run function instances WITHOUT a sandbox, as the node's user (only where namespaces and cgroups cannot be had)")
 	metering.add(f)
+	f.Var((*byteSize)(&cfg.Logs.DefaultMaxBytes), "log-max-bytes", "how much of each function's log is kept, unless it says otherwise (default 64MiB)")
+	f.DurationVar(&cfg.Logs.DefaultMaxAge, "log-retention", 0, "how long each function's log lines are kept, unless it says otherwise (default 168h, 7 days)")
+	f.Var((*byteSize)(&cfg.Logs.Rate), "log-rate", "bytes of log each function may write per second on this node, with 4 seconds of it at once; past it lines are dropped and counted (default 1MiB)")
 	f.BoolVar(&logJSON, "log-json", false, "log as JSON lines")
 	return cmd
 }

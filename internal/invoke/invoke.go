@@ -52,9 +52,11 @@ type CodeDirs interface {
 	Dir(ctx context.Context, sha string) (string, error)
 }
 
-// LogSink stores log records.
+// LogSink stores log records: Append without waiting, AppendWait
+// waiting while the logs are full until done is closed.
 type LogSink interface {
 	Append(telemetry.Record)
+	AppendWait(done <-chan struct{}, rec telemetry.Record)
 }
 
 // Usage meters invocations: it admits a call under its quotas, or
@@ -619,8 +621,13 @@ func (iv *Invoker) platformLog(t registry.Target, instID, reqID, msg string) {
 // log stores one line and adds it to its invocation's tail if one is
 // being collected.
 func (iv *Invoker) log(t registry.Target, instID string, l runtime.Line) {
-	iv.cfg.Logs.Append(telemetry.Record{Time: l.Time.UTC(), Function: t.Name, Version: t.Version,
-		Instance: instID, RequestID: l.RequestID, Stream: l.Stream, Message: l.Text})
+	rec := telemetry.Record{Time: l.Time.UTC(), Function: t.Name, Version: t.Version,
+		Instance: instID, RequestID: l.RequestID, Stream: l.Stream, Message: l.Text}
+	if l.Done != nil {
+		iv.cfg.Logs.AppendWait(l.Done, rec) // the instance's own output: slowed down when the logs are full
+	} else {
+		iv.cfg.Logs.Append(rec)
+	}
 	if l.RequestID == "" {
 		return
 	}

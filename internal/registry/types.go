@@ -43,6 +43,8 @@ type Function struct {
 	Async AsyncConfig `json:"async"`
 	// Schedules invoke the function on a clock.
 	Schedules []Schedule `json:"schedules,omitempty"`
+	// Logs bounds what is kept of the function's log.
+	Logs Logs `json:"logs"`
 	// Quota caps the function's usage per period; nil: no cap.
 	Quota      *Quota    `json:"quota,omitempty"`
 	CodeSHA256 string    `json:"code_sha256"`
@@ -92,6 +94,8 @@ type Config struct {
 	// Quota, when set, replaces the function's quota; one with no period
 	// removes it.
 	Quota *Quota `json:"quota,omitempty"`
+	// Logs changes what is kept of the function's log.
+	Logs *LogsPatch `json:"logs,omitempty"`
 	// ClearConcurrency sets Concurrency back to unreserved.
 	ClearConcurrency bool `json:"clear_concurrency,omitempty"`
 }
@@ -181,3 +185,19 @@ const (
 	QuotaWait   = "wait"
 	QuotaFail   = "fail"
 )
+
+// Logs bounds what is kept of a function's log, which has a stream of its
+// own: once it holds MaxBytes the oldest records go first, and no record
+// is kept past MaxAge seconds. A zero field means the node's default
+// (64 MiB, 7 days unless the node says otherwise).
+type Logs struct {
+	MaxBytes int64 `json:"max_bytes,omitempty"`
+	MaxAge   int   `json:"max_age,omitempty"` // seconds
+}
+
+// LogsPatch changes a function's Logs: nil fields stay, 0 sets the
+// node's default back.
+type LogsPatch struct {
+	MaxBytes *int64 `json:"max_bytes,omitempty"`
+	MaxAge   *int   `json:"max_age,omitempty"`
+}

@@ -192,6 +192,10 @@ func apply(f *Function, cfg Config, create bool) error {
 		setIf(&f.Async.OnFailure, p.OnFailure)
 		setIf(&f.Async.DeadLetter, p.DeadLetter)
 	}
+	if p := cfg.Logs; p != nil {
+		setIf(&f.Logs.MaxBytes, p.MaxBytes)
+		setIf(&f.Logs.MaxAge, p.MaxAge)
+	}
 	if cfg.Quota != nil {
 		f.Quota = nil
 		if cfg.Quota.Period != "" {
@@ -257,6 +261,9 @@ func check(f *Function) error {
 		return invalid("url_auth %q must be %q or %q", f.URLAuth, URLAuthToken, URLAuthNone)
 	}
 	if err := checkAsync(f); err != nil {
+		return err
+	}
+	if err := checkLogs(f.Logs); err != nil {
 		return err
 	}
 	if f.Quota != nil {
@@ -500,6 +507,26 @@ func CheckQuota(q Quota) error {
 	}
 	if q.Async != "" && q.Async != QuotaWait && q.Async != QuotaFail {
 		return invalid("quota async %q must be %q or %q", q.Async, QuotaWait, QuotaFail)
+	}
+	return nil
+}
+
+// Bounds of a function's log settings (Logs); 0 means the node's default.
+const (
+	MinLogBytes = 1 << 20
+	MaxLogBytes = 64 << 30
+	MinLogAge   = 3600            // seconds
+	MaxLogAge   = 366 * 24 * 3600 // seconds
+)
+
+func checkLogs(l Logs) error {
+	if l.MaxBytes != 0 && (l.MaxBytes < MinLogBytes || l.MaxBytes > MaxLogBytes) {
+		return invalid("logs max_bytes %d is out of range (0 for the node's default, %d (1 MiB) to %d (64 GiB))",
+			l.MaxBytes, MinLogBytes, int64(MaxLogBytes))
+	}
+	if l.MaxAge != 0 && (l.MaxAge < MinLogAge || l.MaxAge > MaxLogAge) {
+		return invalid("logs max_age %d is out of range (0 for the node's default, %d (1 hour) to %d seconds (366 days))",
+			l.MaxAge, MinLogAge, MaxLogAge)
 	}
 	return nil
 }

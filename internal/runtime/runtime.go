@@ -45,7 +45,9 @@ type Spec struct {
 	InstanceID string
 	// Log receives each line the instance writes, tagged with the request
 	// id of the invocation it wrote it during ("" during init). It is called
-	// from one goroutine per stream and must not block for long.
+	// from one goroutine per stream. It may block while the node's logs
+	// are full, which slows the function's writes down, until the line's
+	// Done is closed.
 	Log func(Line)
 }
 
@@ -55,6 +57,10 @@ type Line struct {
 	RequestID string
 	Stream    string // "stdout" or "stderr"
 	Text      string
+	// Done is closed when the writer can wait no longer for Log to take
+	// the line: its instance stopped, or its invocation ended. Nil: Log
+	// must not wait.
+	Done <-chan struct{}
 }
 
 // Driver starts instances.

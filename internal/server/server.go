@@ -78,6 +78,10 @@ type Config struct {
 	// EventAckWait is how long a node may go silent on an event before
 	// another node (or this one, restarted) runs it; default 30s.
 	EventAckWait time.Duration
+	// Logs bounds the functions' logs: their default size and age, their
+	// rate, what the node buffers. The node sets its Registry, Metrics,
+	// Logger and Now.
+	Logs telemetry.LogsConfig
 	// Prices turn usage into cost; default Lambda's x86 prices.
 	Prices *meter.Prices
 	// Quota caps all functions together per period; nil: none.
@@ -218,7 +222,10 @@ func (n *Node) openParts(ctx context.Context, handler http.Handler) error {
 	if n.reg, err = registry.Open(ctx, n.store.JS, cfg.Now, n.log); err != nil {
 		return err
 	}
-	if n.logs, err = telemetry.OpenLogs(ctx, n.store.JS, telemetry.LogsConfig{Logger: n.log, Now: cfg.Now}); err != nil {
+	n.metrics = telemetry.NewMetrics(n.poolStats)
+	logsCfg := cfg.Logs
+	logsCfg.Registry, logsCfg.Metrics, logsCfg.Logger, logsCfg.Now = n.reg, n.metrics, n.log, cfg.Now
+	if n.logs, err = telemetry.OpenLogs(ctx, n.store.JS, logsCfg); err != nil {
 		return err
 	}
 	if n.keys, err = auth.OpenKeys(ctx, n.store.JS, auth.KeysConfig{
@@ -248,7 +255,6 @@ func (n *Node) openParts(ctx context.Context, handler http.Handler) error {
 		memMB = defaultMemoryMB()
 	}
 	n.log.Info("instance memory budget", "mb", memMB)
-	n.metrics = telemetry.NewMetrics(n.poolStats)
 	if n.meter, err = meter.Open(ctx, meter.Config{JS: n.store.JS, Now: cfg.Now, Logger: n.log,
 		Prices: cfg.Prices, Quota: cfg.Quota, Publish: n.publishCap}); err != nil {
 		return err

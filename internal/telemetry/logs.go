@@ -1,10 +1,10 @@
 // Package telemetry owns what invocations leave behind for people to read:
-// function logs, kept in a JetStream stream bounded in size and age, and the
-// platform lines (START, END, REPORT) Lambda writes around each invocation.
+// function logs, kept in a JetStream stream per function bounded in size
+// and age, the platform lines (START, END, REPORT) Lambda writes around
+// each invocation, and the node's metrics.
 package telemetry
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,25 +17,27 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-)
-
-// The logs stream: one subject per function, wisp.logs.<function>.
-const (
-	LogStream        = "wisp_logs"
-	logSubjectPrefix = "wisp.logs."
 )
 
 // Defaults of LogsConfig, and the limit on one record's message.
 const (
-	DefaultLogMaxAge     = 7 * 24 * time.Hour
-	DefaultLogMaxBytes   = 1 << 30
-	DefaultLogMaxPending = 8192
+	DefaultLogMaxAge   = 7 * 24 * time.Hour
+	DefaultLogMaxBytes = 64 << 20
+	DefaultLogRate     = 1 << 20
+	// DefaultLogBurst is how many seconds of its rate a function may log
+	// at once.
+	DefaultLogBurst       = 4
+	DefaultLogMaxBuffered = 16 << 20
+	DefaultLogMaxWait     = 5 * time.Second
 	// MaxMessageBytes bounds a record's message, as CloudWatch bounds a log
 	// event; Append cuts longer ones.
 	MaxMessageBytes = 256 << 10
 )
+
+// StreamPlatform is the stream of the lines the platform writes itself:
+// START, END, REPORT, and the notes of dropped records.
+const StreamPlatform = "platform"
 
 const (
 	// ackTimeout bounds how long a record waits for the server to store it,
@@ -47,22 +49,70 @@ const (
 	// it expects before it asks the stream whether that record is still there.
 	idleRecheck = 2 * time.Second
 	truncated   = " [truncated]"
+	// minBuffered is the least MaxBuffered may be: room for the largest
+	// record, with the platform's share beside it.
+	minBuffered = 4 << 20
 )
 
 // LogsConfig bounds the logs. The zero value means the defaults.
 type LogsConfig struct {
-	// MaxAge is how long a record is kept; default 7 days.
-	MaxAge time.Duration
-	// MaxBytes bounds the stream; the oldest records go first. Default 1 GiB.
-	MaxBytes int64
-	// MaxPending bounds the records appended and not yet sent to the server;
-	// Append drops (and counts) records beyond it rather than wait. Default
-	// 8192.
-	MaxPending int
-	Logger     *slog.Logger
+	// DefaultMaxBytes bounds the stream of a function that does not set
+	// logs.max_bytes; the oldest records go first. Default 64 MiB.
+	DefaultMaxBytes int64
+	// DefaultMaxAge is how long a record is kept when its function does
+	// not set logs.max_age; default 7 days.
+	DefaultMaxAge time.Duration
+	// Rate bounds the bytes of log each function writes per second on
+	// this node, and Burst how many it may write at once; past them its
+	// records are dropped, counted, and noted in its log. Defaults 1 MiB
+	// a second and DefaultLogBurst seconds of Rate.
+	Rate, Burst int64
+	// MaxBuffered bounds the bytes of records the node holds: queued, or
+	// sent and not yet stored. AppendWait waits while it is full. Default
+	// 16 MiB, at least 4 MiB.
+	MaxBuffered int64
+	// MaxWait bounds how long AppendWait waits for room before it drops
+	// its record; default 5s.
+	MaxWait time.Duration
+	// Registry says what each function keeps of its log and when that
+	// changes. Nil: every function keeps the defaults, and its stream
+	// lives as long as the data.
+	Registry Registry
+	// Metrics counts the bytes dropped; nil: none.
+	Metrics *Metrics
+	Logger  *slog.Logger
 	// Now is the clock; default time.Now. It stamps records appended without
-	// a time.
+	// a time, and runs the rates.
 	Now func() time.Time
+}
+
+func (cfg LogsConfig) withDefaults() LogsConfig {
+	if cfg.DefaultMaxAge <= 0 {
+		cfg.DefaultMaxAge = DefaultLogMaxAge
+	}
+	if cfg.DefaultMaxBytes <= 0 {
+		cfg.DefaultMaxBytes = DefaultLogMaxBytes
+	}
+	if cfg.Rate <= 0 {
+		cfg.Rate = DefaultLogRate
+	}
+	if cfg.Burst <= 0 {
+		cfg.Burst = DefaultLogBurst * cfg.Rate
+	}
+	if cfg.MaxBuffered <= 0 {
+		cfg.MaxBuffered = DefaultLogMaxBuffered
+	}
+	cfg.MaxBuffered = max(cfg.MaxBuffered, minBuffered)
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = DefaultLogMaxWait
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return cfg
 }
 
 // Record is one line of a function's log.
@@ -81,106 +131,127 @@ type Record struct {
 // LogStats counts records since OpenLogs.
 type LogStats struct {
 	Queued  int64 // accepted by Append
-	Dropped int64 // refused by Append: too many pending, closed, or a bad function name
+	Dropped int64 // refused by Append: no room, closed, or a bad function name
 	Failed  int64 // accepted, but the server did not store them
+	// OverRate were dropped for their function's rate, and Gone because
+	// their function is deleted (its logs with it): by design, so they
+	// are not lost to Flush and Close.
+	OverRate, Gone int64
 }
 
-// Logs appends function logs to the stream and reads them back. Append is
-// cheap and never waits for the server: a goroutine sends the records on.
+// Logs appends function logs to their streams and reads them back. Append
+// never waits for the server and AppendWait only for room: goroutines send
+// the records on and count what the server stored.
 type Logs struct {
-	js     jetstream.JetStream
-	pub    jetstream.JetStream // the records' own publisher, so its pending count and completion are theirs alone
-	stream jetstream.Stream
-	log    *slog.Logger
-	now    func() time.Time
-	// batchBytes bounds a message of records: maxBatchBytes, or less for
-	// a small stream, so a batch never outgrows it.
-	batchBytes int
+	cfg     LogsConfig
+	js      jetstream.JetStream
+	pub     jetstream.JetStream // the records' own publisher, so its pending count and completion are theirs alone
+	log     *slog.Logger
+	now     func() time.Time
+	streams *logStreams
+	rates   *rates
+	room    *budget
+	flight  *budget // the bytes of messages sent and not yet stored
 
-	mu     sync.RWMutex // guards closed; Append holds it while it sends on queue
+	mu     sync.Mutex // guards closed and queue
 	closed bool
-	queue  chan item
+	queue  []item
+	wake   chan struct{} // buffered 1: the queue has items
 
-	stop      chan struct{} // closed by Close: send what is queued and end
-	abort     chan struct{} // closed when Close gives up: drop what is left
-	abortOnce sync.Once
-	done      chan struct{} // closed when the sending goroutine has ended
+	sent       chan sent     // the sender's messages, in order, to the acker
+	stop       chan struct{} // closed by Close: send what is queued and end
+	abort      chan struct{} // closed when Close gives up: drop what is left
+	abortOnce  sync.Once
+	cancelSend context.CancelFunc // ends the sender's calls to the server, when Close gives up
+	done       chan struct{}      // closed when the sender and the acker have ended
+	watchDone  chan struct{}      // closed when the registry's follower has ended
+	stopWatch  context.CancelFunc
 
 	stopFollow     chan struct{} // closed by StopFollowing
 	stopFollowOnce sync.Once
 
-	queued, dropped, failed atomic.Int64
-	lastWarn                atomic.Int64 // unix nanoseconds of the last warning about lost records
+	queued, dropped, failed, overRate, gone atomic.Int64
+	lastWarn                                atomic.Int64 // unix nanoseconds of the last warning about lost records
 
-	// lostAtFlush is dropped+failed at the last Flush. The sending
-	// goroutine owns it; Close reads it once done is closed.
+	// lostAtFlush is dropped+failed at the last Flush. The acker owns it;
+	// Close reads it once done is closed.
 	lostAtFlush int64
 }
 
 // item is a record to send, or a Flush waiting for everything before it.
 type item struct {
-	rec     Record
-	flushed chan error // non-nil for a Flush
+	function string
+	line     []byte     // the record's JSON
+	cost     int64      // what the record counts for (recordCost)
+	held     int64      // the bytes of the budget it holds
+	flushed  chan error // non-nil for a Flush
 }
 
-// OpenLogs creates the logs stream, or updates its limits, and starts
-// sending appended records to it. Close stops it.
+// OpenLogs starts sending appended records to their functions' streams,
+// and following the registry to keep each stream's limits those of its
+// function. It deletes the stream of a function that is gone, and the
+// stream every function's logs shared before they had one each. Close
+// stops it.
 func OpenLogs(ctx context.Context, js jetstream.JetStream, cfg LogsConfig) (*Logs, error) {
-	if cfg.MaxAge <= 0 {
-		cfg.MaxAge = DefaultLogMaxAge
-	}
-	if cfg.MaxBytes <= 0 {
-		cfg.MaxBytes = DefaultLogMaxBytes
-	}
-	if cfg.MaxPending <= 0 {
-		cfg.MaxPending = DefaultLogMaxPending
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        LogStream,
-		Description: "wisp function logs",
-		Subjects:    []string{logSubjectPrefix + ">"},
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      cfg.MaxAge,
-		MaxBytes:    cfg.MaxBytes,
-		Storage:     jetstream.FileStorage,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("telemetry: logs stream: %w", err)
-	}
+	cfg = cfg.withDefaults()
 	l := &Logs{
-		js: js, stream: stream, log: cfg.Logger, now: cfg.Now,
-		batchBytes: int(min(maxBatchBytes, cfg.MaxBytes/16)),
-		queue:      make(chan item, cfg.MaxPending),
+		cfg: cfg, js: js, log: cfg.Logger, now: cfg.Now,
+		streams:    newLogStreams(js, cfg),
+		rates:      newRates(cfg.Rate, cfg.Burst),
+		room:       newBudget(cfg.MaxBuffered),
+		flight:     newBudget(maxFlightBytes),
+		wake:       make(chan struct{}, 1),
+		sent:       make(chan sent, maxPendingMessages),
 		stop:       make(chan struct{}),
 		abort:      make(chan struct{}),
 		done:       make(chan struct{}),
+		watchDone:  make(chan struct{}),
 		stopFollow: make(chan struct{}),
 	}
-	l.pub, err = publisher(js, cfg.MaxPending, func(_ jetstream.JetStream, _ *nats.Msg, err error) {
-		l.lose(&l.failed, "not stored", err)
-	})
-	if err != nil {
+	if err := l.streams.dropShared(ctx); err != nil {
+		return nil, err
+	}
+	var err error
+	if l.pub, err = publisher(js); err != nil {
 		return nil, fmt.Errorf("telemetry: logs publisher: %w", err)
 	}
-	go l.send()
+	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	l.stopWatch = stopWatch
+	if cfg.Registry == nil {
+		close(l.watchDone)
+	} else {
+		changes, err := cfg.Registry.Watch(wctx)
+		if err != nil {
+			stopWatch()
+			return nil, fmt.Errorf("telemetry: following the registry: %w", err)
+		}
+		go func() {
+			defer close(l.watchDone)
+			l.streams.follow(wctx, changes, l.forget)
+		}()
+	}
+	sctx, cancelSend := context.WithCancel(context.Background())
+	l.cancelSend = cancelSend
+	acked := make(chan struct{})
+	go func() {
+		defer close(acked)
+		l.ack()
+	}()
+	go func() {
+		defer close(l.done)
+		l.send(sctx)
+		<-acked
+	}()
 	return l, nil
 }
 
 // publisher is a JetStream context on js's connection and API for the
 // records alone.
-func publisher(js jetstream.JetStream, maxPending int, onErr jetstream.MsgErrHandler) (jetstream.JetStream, error) {
+func publisher(js jetstream.JetStream) (jetstream.JetStream, error) {
 	o := js.Options()
 	opts := []jetstream.JetStreamOpt{
-		jetstream.WithPublishAsyncMaxPending(maxPending),
+		jetstream.WithPublishAsyncMaxPending(maxPendingMessages),
 		jetstream.WithPublishAsyncTimeout(ackTimeout),
-		jetstream.WithPublishAsyncErrHandler(onErr),
 	}
 	if o.DefaultTimeout > 0 {
 		opts = append(opts, jetstream.WithDefaultTimeout(o.DefaultTimeout))
@@ -194,32 +265,166 @@ func publisher(js jetstream.JetStream, maxPending int, onErr jetstream.MsgErrHan
 	return jetstream.New(js.Conn(), opts...)
 }
 
-// Append queues rec for the stream and returns at once. When MaxPending
-// records are already waiting, or the logs are closed, it drops rec and
-// counts it (see Stats), logging a warning now and then. A record without
-// a time is stamped now; a message over MaxMessageBytes is cut.
-func (l *Logs) Append(rec Record) {
+// Append queues rec for its function's stream and returns at once: it is
+// for the platform's own lines, and for writers that cannot wait. A
+// function's own line over its rate is dropped; so is a record the
+// node's buffer has no room for (platform lines have a share of it kept
+// for them), or one appended after Close. Drops are counted (see Stats
+// and the metric wisp_log_dropped_bytes_total) and noted in the
+// function's log. A record without a time is stamped now; a message over
+// MaxMessageBytes is cut.
+func (l *Logs) Append(rec Record) { l.append(rec, nil, false) }
+
+// AppendWait is Append for a writer that can wait, such as an instance's
+// output: while the node's buffer is full it waits, so a function that
+// floods its log is slowed down rather than the node filled up. It gives
+// up, dropping rec, once done is closed or MaxWait has passed.
+func (l *Logs) AppendWait(done <-chan struct{}, rec Record) { l.append(rec, done, true) }
+
+func (l *Logs) append(rec Record, done <-chan struct{}, wait bool) {
 	if !validToken(rec.Function) {
 		l.lose(&l.dropped, fmt.Sprintf("bad function name %q", rec.Function), nil)
 		return
 	}
+	now := l.now()
 	if rec.Time.IsZero() {
-		rec.Time = l.now()
+		rec.Time = now
 	}
 	if len(rec.Message) > MaxMessageBytes {
 		rec.Message = cut(rec.Message, MaxMessageBytes-len(truncated)) + truncated
 	}
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		l.lose(&l.dropped, "logs closed", nil)
+	cost := recordCost(rec)
+	platform := rec.Stream == StreamPlatform
+	if !platform {
+		ok, notes := l.rates.take(rec.Function, rec.Version, cost, now)
+		for _, n := range notes {
+			l.note(n, now)
+		}
+		if !ok {
+			l.drop(rec, DropRate, cost, now)
+			return
+		}
+	}
+	line, err := encode(rec)
+	if err != nil {
+		l.lose(&l.dropped, "not encodable", err)
 		return
 	}
-	select {
-	case l.queue <- item{rec: rec}:
+	it := item{function: rec.Function, line: line, cost: cost, held: int64(cap(line)) + itemOverhead}
+	var timeout <-chan time.Time
+	if wait {
+		// The timer only when there is no room now: a flood must not pay
+		// for one per line.
+		if !l.room.tryTake(it.held, false) {
+			t := time.NewTimer(l.cfg.MaxWait)
+			defer t.Stop()
+			timeout = t.C
+			if !l.room.take(it.held, done, timeout) {
+				l.drop(rec, DropFull, cost, now)
+				return
+			}
+		}
+	} else if !l.room.tryTake(it.held, platform) {
+		l.drop(rec, DropFull, cost, now)
+		return
+	}
+	if !l.enqueue(it) {
+		l.room.give(it.held)
+		l.drop(rec, DropClosed, cost, now)
+	}
+}
+
+// enqueue adds it to the queue, unless the logs are closed.
+func (l *Logs) enqueue(it item) bool {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return false
+	}
+	l.queue = append(l.queue, it)
+	l.mu.Unlock()
+	if it.flushed == nil {
 		l.queued.Add(1)
+	}
+	select {
+	case l.wake <- struct{}{}:
 	default:
-		l.lose(&l.dropped, "too many records pending", nil)
+	}
+	return true
+}
+
+// note appends the platform line that says a function's records were
+// dropped.
+func (l *Logs) note(n dropNote, now time.Time) {
+	rec := Record{Time: now, Function: n.function, Version: n.version, Stream: StreamPlatform, Message: n.message(l.cfg.Rate)}
+	line, err := encode(rec)
+	if err != nil {
+		l.lose(&l.dropped, "not encodable", err)
+		return
+	}
+	it := item{function: rec.Function, line: line, cost: recordCost(rec), held: int64(cap(line)) + itemOverhead}
+	if !l.room.tryTake(it.held, true) {
+		l.lose(&l.dropped, "no room for a note of dropped records", nil)
+		return
+	}
+	if !l.enqueue(it) {
+		l.room.give(it.held)
+		l.lose(&l.dropped, "logs closed", nil)
+	}
+}
+
+// drop counts a record not kept, for the metric and its function's note.
+func (l *Logs) drop(rec Record, reason string, cost int64, now time.Time) {
+	l.cfg.Metrics.LogDropped(rec.Function, reason, cost)
+	if reason != DropClosed {
+		l.rates.dropped(rec.Function, rec.Version, reason, cost, now)
+	}
+	if reason == DropRate {
+		l.overRate.Add(1) // told in the function's log, not the node's
+		return
+	}
+	l.lose(&l.dropped, "dropped: "+reason, nil)
+}
+
+// forget drops what the logs keep about a deleted function: its rate and
+// its metric's series.
+func (l *Logs) forget(function string) {
+	l.rates.forget(function)
+	l.cfg.Metrics.ForgetLogs(function)
+}
+
+// The reasons records are dropped, as the metric labels them.
+const (
+	DropRate   = "rate"   // the function wrote past its rate
+	DropFull   = "full"   // the node's buffer was full: the server took them too slowly
+	DropClosed = "closed" // the logs were closing
+	DropFailed = "failed" // sent, but the server did not store them
+)
+
+// itemOverhead is what a queued record costs the node beside its JSON.
+const itemOverhead = 64
+
+// recordCost is what a record counts for against its function's rate: its
+// message and fields, and as much again as a record's JSON adds to them,
+// so that a flood of empty lines is bounded too. Records are not encoded
+// before the rate lets them in.
+func recordCost(rec Record) int64 {
+	return int64(len(rec.Message)+len(rec.Function)+len(rec.Version)+len(rec.Instance)+len(rec.RequestID)+len(rec.Stream)) + recordEnvelope
+}
+
+// recordEnvelope is about what a record's JSON adds to its fields: names,
+// quotes, the time.
+const recordEnvelope = 112
+
+// encode is rec's JSON, cut further if escapes made it much longer than
+// its message (a line of control characters grows six times).
+func encode(rec Record) ([]byte, error) {
+	for {
+		line, err := json.Marshal(rec)
+		if err != nil || len(line) <= 2*MaxMessageBytes || len(rec.Message) < 1024 {
+			return line, err
+		}
+		rec.Message = cut(rec.Message, len(rec.Message)/2) + truncated
 	}
 }
 
@@ -253,28 +458,20 @@ func (l *Logs) lose(counter *atomic.Int64, why string, err error) {
 
 // Stats counts the records queued, dropped and not stored so far.
 func (l *Logs) Stats() LogStats {
-	return LogStats{Queued: l.queued.Load(), Dropped: l.dropped.Load(), Failed: l.failed.Load()}
+	return LogStats{Queued: l.queued.Load(), Dropped: l.dropped.Load(), Failed: l.failed.Load(), OverRate: l.overRate.Load(), Gone: l.gone.Load()}
 }
 
+// Buffered is the bytes of records the node holds now: queued, or sent and
+// not yet stored.
+func (l *Logs) Buffered() int64 { return l.room.held() }
+
 // Flush waits until every record appended before it is stored, or ctx
-// ends. It fails when records were lost (dropped or not stored) since the
-// previous Flush.
+// ends. It fails when records were lost (dropped, other than for their
+// function's rate, or not stored) since the previous Flush.
 func (l *Logs) Flush(ctx context.Context) error {
-	l.mu.RLock()
-	closed := l.closed
-	l.mu.RUnlock()
-	if closed {
-		return errors.New("telemetry: logs closed")
-	}
 	flushed := make(chan error, 1)
-	// The queue is never closed; once the goroutine has ended, Close has
-	// stored or counted everything.
-	select {
-	case l.queue <- item{flushed: flushed}:
-	case <-l.done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("telemetry: flushing logs: %w", ctx.Err())
+	if !l.enqueue(item{flushed: flushed}) {
+		return errors.New("telemetry: logs closed")
 	}
 	select {
 	case err := <-flushed:
@@ -291,6 +488,7 @@ func (l *Logs) Flush(ctx context.Context) error {
 // were lost since the last Flush.
 func (l *Logs) Close(ctx context.Context) error {
 	l.StopFollowing()
+	l.stopWatch()
 	l.mu.Lock()
 	wasClosed := l.closed
 	l.closed = true
@@ -302,10 +500,13 @@ func (l *Logs) Close(ctx context.Context) error {
 	case <-l.done:
 	case <-ctx.Done():
 		l.abortOnce.Do(func() { close(l.abort) })
+		l.cancelSend()
 		l.pub.CleanupPublisher() // fails what waits for an ack, so done comes soon
 		<-l.done
+		<-l.watchDone
 		return fmt.Errorf("telemetry: closing logs: %w (%d records lost since the last flush)", ctx.Err(), l.lost()-l.lostAtFlush)
 	}
+	<-l.watchDone
 	if wasClosed {
 		return nil
 	}
@@ -319,290 +520,11 @@ func lostError(n int64) error {
 	return fmt.Errorf("telemetry: %d function log records lost (dropped or not stored)", n)
 }
 
+func (l *Logs) lost() int64 { return l.dropped.Load() + l.failed.Load() }
+
 // StopFollowing ends every Read that follows, now and later, as if it had
 // caught up. A node calls it as its HTTP server shuts down, so streams
 // that would never end let the shutdown finish.
 func (l *Logs) StopFollowing() {
 	l.stopFollowOnce.Do(func() { close(l.stopFollow) })
-}
-
-// send is the goroutine that publishes the queued records, in order. It
-// ends after Close, once what was queued is stored or given up on.
-func (l *Logs) send() {
-	defer close(l.done)
-	for {
-		select {
-		case it := <-l.queue:
-			l.handleBatch(l.gather(it))
-		case <-l.stop:
-			for {
-				select {
-				case it := <-l.queue:
-					l.handle(it)
-				default:
-					l.waitStored()
-					return
-				}
-			}
-		}
-	}
-}
-
-func (l *Logs) lost() int64 { return l.dropped.Load() + l.failed.Load() }
-
-// Batches: records queued together are stored as one message per function
-// (NDJSON), which costs the stream far less than a message per line.
-const (
-	maxBatchRecords = 256
-	maxBatchBytes   = 512 << 10
-)
-
-// gather returns it and the records queued behind it, up to a flush.
-func (l *Logs) gather(it item) []item {
-	items := []item{it}
-	for it.flushed == nil && len(items) < maxBatchRecords {
-		select {
-		case it = <-l.queue:
-			items = append(items, it)
-		default:
-			return items
-		}
-	}
-	return items
-}
-
-// handleBatch publishes a batch's records, one message per run of records
-// of one function, in order, and then answers a flush at its end.
-func (l *Logs) handleBatch(items []item) {
-	var (
-		fn   string
-		data []byte
-	)
-	publish := func() {
-		if len(data) > 0 {
-			l.publish(fn, data)
-		}
-		data = data[:0]
-	}
-	for _, it := range items {
-		if it.flushed != nil {
-			publish()
-			l.handle(it)
-			continue
-		}
-		line, err := json.Marshal(it.rec)
-		if err != nil {
-			l.lose(&l.failed, "not encodable", err)
-			continue
-		}
-		if it.rec.Function != fn || len(data)+len(line) > l.batchBytes {
-			publish()
-			fn = it.rec.Function
-		}
-		data = append(append(data, line...), '\n')
-	}
-	publish()
-}
-
-func (l *Logs) handle(it item) {
-	if it.flushed != nil {
-		l.waitStored()
-		lost := l.lost()
-		it.flushed <- lostError(lost - l.lostAtFlush)
-		l.lostAtFlush = lost
-		return
-	}
-	select {
-	case <-l.abort:
-		l.failed.Add(1)
-		return
-	default:
-	}
-	data, err := json.Marshal(it.rec)
-	if err != nil {
-		l.lose(&l.failed, "not encodable", err)
-		return
-	}
-	l.publish(it.rec.Function, data)
-}
-
-// publish sends one message of records of a function.
-func (l *Logs) publish(function string, data []byte) {
-	select {
-	case <-l.abort:
-		l.failed.Add(1)
-		return
-	default:
-	}
-	// The publisher keeps data until the server answers.
-	data = bytes.Clone(data)
-	subject := logSubjectPrefix + function
-	var err error
-	for {
-		_, err = l.pub.PublishAsync(subject, data)
-		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-			break
-		}
-		// MaxPending records wait for the server: wait with them (Append
-		// drops meanwhile) unless Close gave up.
-		select {
-		case <-l.abort:
-			l.failed.Add(1)
-			return
-		default:
-		}
-	}
-	if err != nil {
-		l.lose(&l.failed, "not sent", err)
-	}
-}
-
-// waitStored waits until the server has answered for every record sent,
-// which ackTimeout bounds, or Close gives up.
-func (l *Logs) waitStored() {
-	select {
-	case <-l.pub.PublishAsyncComplete():
-	case <-l.abort:
-	}
-}
-
-// Read calls fn for the function's records from since on (the zero time:
-// all that are kept), oldest first, only those of requestID unless it is
-// empty. Without follow it returns once it has caught up with what the
-// stream held when it started; with follow it waits for new records until
-// ctx ends (returning ctx's error) or StopFollowing is called (returning
-// nil). An error from fn ends Read with that error.
-func (l *Logs) Read(ctx context.Context, function string, since time.Time, requestID string, follow bool, fn func(Record) error) error {
-	if !validToken(function) {
-		return fmt.Errorf("telemetry: %q is not a function name", function)
-	}
-	subject := logSubjectPrefix + function
-	var last uint64 // without follow: the last record's sequence when Read started
-	if !follow {
-		seq, err := l.lastSeq(ctx, subject, since)
-		if err != nil || seq == 0 {
-			return err
-		}
-		last = seq
-	}
-
-	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{subject},
-		DeliverPolicy:     jetstream.DeliverAllPolicy,
-		InactiveThreshold: time.Minute,
-	}
-	if !since.IsZero() {
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
-	}
-	cons, err := l.stream.OrderedConsumer(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("telemetry: reading the logs of %s: %w", function, err)
-	}
-	defer l.deleteConsumer(ctx, cons)
-	msgs, err := cons.Messages()
-	if err != nil {
-		return fmt.Errorf("telemetry: reading the logs of %s: %w", function, err)
-	}
-	defer msgs.Stop()
-
-	readCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stopped := false
-	if follow {
-		stopped = func() bool {
-			select {
-			case <-l.stopFollow:
-				return true
-			default:
-				return false
-			}
-		}()
-		go func() {
-			select {
-			case <-l.stopFollow:
-				cancel()
-			case <-readCtx.Done():
-			}
-		}()
-	}
-
-	var delivered uint64 // the sequence of the last record delivered
-	for !stopped {
-		nextCtx, cancelNext := readCtx, context.CancelFunc(func() {})
-		if !follow {
-			nextCtx, cancelNext = context.WithTimeout(readCtx, idleRecheck)
-		}
-		msg, err := msgs.Next(jetstream.NextContext(nextCtx))
-		cancelNext()
-		switch {
-		case err != nil && ctx.Err() != nil:
-			return ctx.Err()
-		case err != nil && follow && readCtx.Err() != nil:
-			return nil // StopFollowing
-		case err != nil && !follow && errors.Is(err, context.DeadlineExceeded):
-			// The record awaited may have aged out while Read waited.
-			seq, err := l.lastSeq(ctx, subject, since)
-			if err != nil {
-				return err
-			}
-			if seq <= delivered {
-				return nil
-			}
-			continue
-		case err != nil:
-			return fmt.Errorf("telemetry: reading the logs of %s: %w", function, err)
-		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			return fmt.Errorf("telemetry: reading the logs of %s: %w", function, err)
-		}
-		delivered = meta.Sequence.Stream
-		for line := range bytes.SplitSeq(bytes.TrimRight(msg.Data(), "\n"), []byte("\n")) {
-			var rec Record
-			if err := json.Unmarshal(line, &rec); err != nil {
-				l.log.Warn("telemetry: skipping a log record that is not JSON", "function", function, "seq", delivered, "err", err)
-				continue
-			}
-			if requestID != "" && rec.RequestID != requestID {
-				continue
-			}
-			if err := fn(rec); err != nil {
-				return err
-			}
-		}
-		if !follow && (delivered >= last || meta.NumPending == 0) {
-			return nil
-		}
-	}
-	return nil
-}
-
-// lastSeq is the sequence of the subject's last record, or 0 when there is
-// none or it is older than since.
-func (l *Logs) lastSeq(ctx context.Context, subject string, since time.Time) (uint64, error) {
-	m, err := l.stream.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("telemetry: reading the logs of %s: %w", strings.TrimPrefix(subject, logSubjectPrefix), err)
-	}
-	if !since.IsZero() && m.Time.Before(since) {
-		return 0, nil
-	}
-	return m.Sequence, nil
-}
-
-// deleteConsumer removes a Read's consumer from the server at once rather
-// than leave it to expire.
-func (l *Logs) deleteConsumer(ctx context.Context, cons jetstream.Consumer) {
-	info := cons.CachedInfo()
-	if info == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := l.js.DeleteConsumer(ctx, LogStream, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		l.log.Debug("telemetry: deleting a log reader's consumer", "consumer", info.Name, "err", err)
-	}
 }

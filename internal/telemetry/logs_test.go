@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wisp-dev/wisp/internal/store"
 )
@@ -271,7 +271,7 @@ func TestReadBadFunction(t *testing.T) {
 }
 
 func TestSizeBound(t *testing.T) {
-	l := openLogs(t, LogsConfig{MaxBytes: 4096})
+	l := openLogs(t, LogsConfig{DefaultMaxBytes: 4096})
 	const n = 200
 	for i := range n {
 		l.Append(Record{Function: "hello", Message: fmt.Sprintf("line %03d %s", i, strings.Repeat("x", 50))})
@@ -362,28 +362,6 @@ func TestCloseFlushes(t *testing.T) {
 	}
 }
 
-// TestAppendDropsWhenFull checks that Append never waits: with the queue
-// full (no goroutine drains this one), records are dropped and counted.
-func TestAppendDropsWhenFull(t *testing.T) {
-	l := &Logs{queue: make(chan item, 2), log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := range 5 {
-			l.Append(Record{Function: "hello", Message: fmt.Sprint(i)})
-		}
-		l.Append(Record{Function: "bad.name", Message: "x"})
-	}()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Append blocked on a full queue")
-	}
-	if s, want := l.Stats(), (LogStats{Queued: 2, Dropped: 4}); s != want {
-		t.Errorf("stats = %+v, want %+v", s, want)
-	}
-}
-
 func TestFlushReportsLoss(t *testing.T) {
 	l := openLogs(t, LogsConfig{})
 	l.Append(Record{Function: "bad name", Message: "dropped"})
@@ -397,6 +375,9 @@ func TestFlushReportsLoss(t *testing.T) {
 	}
 }
 
+// TestReopenUpdatesLimits checks that a function's stream takes the
+// limits of the logs that write to it, and that the stream all functions
+// shared before is deleted.
 func TestReopenUpdatesLimits(t *testing.T) {
 	ctx := context.Background()
 	st, err := store.Open(ctx, store.Config{Dir: t.TempDir()})
@@ -404,16 +385,23 @@ func TestReopenUpdatesLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	for _, cfg := range []LogsConfig{{}, {MaxAge: time.Hour, MaxBytes: 1 << 20}} {
+	if _, err := st.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "wisp_logs", Subjects: []string{"wisp.logs.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range []LogsConfig{{}, {DefaultMaxAge: time.Hour, DefaultMaxBytes: 1 << 20}} {
 		l, err := OpenLogs(ctx, st.JS, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
+		l.Append(Record{Function: "hello", Message: "one"})
 		if err := l.Close(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s, err := st.JS.Stream(ctx, LogStream)
+	if _, err := st.JS.Stream(ctx, "wisp_logs"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("the old shared stream: %v, want it deleted", err)
+	}
+	s, err := st.JS.Stream(ctx, LogStreamName("hello"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,7 +409,10 @@ func TestReopenUpdatesLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := info.Config; c.MaxAge != time.Hour || c.MaxBytes != 1<<20 {
-		t.Errorf("stream limits = %v, %d bytes; want 1h, 1 MiB", c.MaxAge, c.MaxBytes)
+	if c := info.Config; c.MaxAge != time.Hour || c.MaxBytes != 1<<20 || c.Discard != jetstream.DiscardOld {
+		t.Errorf("stream limits = %v, %d bytes, discard %v; want 1h, 1 MiB, old", c.MaxAge, c.MaxBytes, c.Discard)
+	}
+	if info.State.Msgs != 2 {
+		t.Errorf("the stream holds %d messages, want 2", info.State.Msgs)
 	}
 }

@@ -44,6 +44,11 @@ const (
 	MetricAsyncQueued = "wisp_async_queued_events"
 	// MetricPublished counts events accepted on each topic by this node.
 	MetricPublished = "wisp_events_published_total"
+	// MetricLogDropped counts the bytes of log records this node dropped,
+	// by function and reason: rate (over the function's rate), full (the
+	// node's log buffer was full), closed (the logs were closing), failed
+	// (the stream did not store them). Records count as recordCost has it.
+	MetricLogDropped = "wisp_log_dropped_bytes_total"
 )
 
 // The label names of the metrics, and the outcome of an invocation that
@@ -100,6 +105,9 @@ type Metrics struct {
 	asyncEvents children[outcomeKey, prometheus.Counter]
 	asyncAge    children[string, prometheus.Observer] // by function
 	published   children[string, prometheus.Counter]  // by topic
+	logDropped  children[logDropKey, prometheus.Counter]
+	// forgetLogDropped deletes a function's series of logDropped.
+	forgetLogDropped func(function string)
 }
 
 type (
@@ -107,6 +115,7 @@ type (
 	versionKey    struct{ function, version string }
 	throttleKey   struct{ function, reason string }
 	outcomeKey    struct{ function, outcome string }
+	logDropKey    struct{ function, reason string }
 )
 
 // NewMetrics returns a node's metrics. stats, if not nil, is called at each
@@ -151,8 +160,13 @@ func NewMetrics(stats func() []PoolStat) *Metrics {
 		Help: "Events accepted on each topic by this node.",
 	}, []string{LabelTopic})
 
+	logDropped := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: MetricLogDropped,
+		Help: "Bytes of log records dropped, by reason: rate, full, closed, failed.",
+	}, []string{LabelFunction, LabelReason})
+
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(invocations, durations, inits, coldStarts, throttles, asyncEvents, asyncAge, published)
+	reg.MustRegister(invocations, durations, inits, coldStarts, throttles, asyncEvents, asyncAge, published, logDropped)
 	if stats != nil {
 		reg.MustRegister(newPoolCollector(stats))
 	}
@@ -189,7 +203,33 @@ func NewMetrics(stats func() []PoolStat) *Metrics {
 	m.published.init(func(topic string) (prometheus.Counter, error) {
 		return published.GetMetricWithLabelValues(topic)
 	})
+	m.logDropped.init(func(k logDropKey) (prometheus.Counter, error) {
+		return logDropped.GetMetricWithLabelValues(k.function, k.reason)
+	})
+	m.forgetLogDropped = func(function string) {
+		m.logDropped.forget(func(k logDropKey) bool { return k.function == function },
+			func(k logDropKey) { logDropped.DeleteLabelValues(k.function, k.reason) })
+	}
 	return m
+}
+
+// LogDropped counts bytes of a function's log records dropped for reason
+// (rate, full, closed or failed).
+func (m *Metrics) LogDropped(function, reason string, bytes int64) {
+	if m == nil {
+		return
+	}
+	if c, ok := m.logDropped.get(logDropKey{function, reason}); ok {
+		c.Add(float64(bytes))
+	}
+}
+
+// ForgetLogs deletes a deleted function's series of the log metrics.
+func (m *Metrics) ForgetLogs(function string) {
+	if m == nil {
+		return
+	}
+	m.forgetLogDropped(function)
 }
 
 // AsyncOutcome records an event attempt's outcome.
@@ -322,6 +362,20 @@ func (c *children[K, V]) get(k K) (V, bool) {
 	}
 	c.m[k] = v
 	return v, true
+}
+
+// forget deletes the children whose keys match, and with deleteSeries
+// their series from the vector, so that a function deleted leaves no
+// series behind. A child recorded to later is made anew.
+func (c *children[K, V]) forget(match func(K) bool, deleteSeries func(K)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.m {
+		if match(k) {
+			delete(c.m, k)
+			deleteSeries(k)
+		}
+	}
 }
 
 // poolCollector turns the pools' stats into gauges at scrape time, so no

@@ -148,7 +148,10 @@ func (s *stream) emit(line []byte, tag string, now time.Time) {
 		s.mu.Unlock()
 	}
 	if log != nil {
-		log(runtime.Line{Time: now, RequestID: tag, Stream: s.name, Text: text})
+		// Log may wait for room in the node's logs, and the reader with
+		// it: the pipe fills and the function's writes block, until the
+		// instance stops.
+		log(runtime.Line{Time: now, RequestID: tag, Stream: s.name, Text: text, Done: s.inst.stopping})
 	}
 }
 

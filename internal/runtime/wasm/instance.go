@@ -136,7 +136,7 @@ func (i *instance) Invoke(ctx context.Context, inv runtime.Invocation) runtime.R
 // stderr; instantiation runs _start.
 func (i *instance) run(ctx context.Context, inv runtime.Invocation) runtime.Result {
 	out := &response{}
-	logs := &logWriter{log: i.spec.Log, requestID: inv.RequestID, stream: "stderr"}
+	logs := &logWriter{log: i.spec.Log, done: ctx.Done(), requestID: inv.RequestID, stream: "stderr"}
 	alloc := &allocator{limit: i.limit, reserve: i.m.lastPeak.Load()}
 	cfg := i.config.
 		WithStdin(bytes.NewReader(inv.Payload)).

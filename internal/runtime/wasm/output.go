@@ -33,7 +33,10 @@ func (r *response) tooLarge() bool { return r.written > runtime.MaxResponseBytes
 // mode stdout too) to the spec's Log, tagged with the request id, and
 // remembers what an error message is made of.
 type logWriter struct {
-	log       func(runtime.Line)
+	log func(runtime.Line)
+	// done ends a wait of log for room in the node's logs: the call's
+	// ctx.Done. While log waits, so does the guest's write.
+	done      <-chan struct{}
 	requestID string
 	stream    string // "stdout" or "stderr"
 	partial   []byte // the line being written
@@ -80,7 +83,7 @@ func (w *logWriter) emit() {
 		w.crash = text
 	}
 	if w.log != nil {
-		w.log(runtime.Line{Time: time.Now(), RequestID: w.requestID, Stream: w.stream, Text: text})
+		w.log(runtime.Line{Time: time.Now(), RequestID: w.requestID, Stream: w.stream, Text: text, Done: w.done})
 	}
 }
 

@@ -59,8 +59,8 @@ func (o warmOutput) Write(p []byte) (int, error) {
 // listen routes the module's output, tagged with requestID, and its
 // sleeps to the call about to begin under ctx.
 func (w *warm) listen(ctx context.Context, log func(runtime.Line), requestID string) {
-	w.stdout = &logWriter{log: log, requestID: requestID, stream: "stdout"}
-	w.stderr = &logWriter{log: log, requestID: requestID, stream: "stderr"}
+	w.stdout = &logWriter{log: log, done: ctx.Done(), requestID: requestID, stream: "stdout"}
+	w.stderr = &logWriter{log: log, done: ctx.Done(), requestID: requestID, stream: "stderr"}
 	w.wake = ctx.Done()
 }
 

@@ -189,6 +189,14 @@ func apply(f *Function, cfg Config, create bool) error {
 		setIf(&f.Async.OnSuccess, p.OnSuccess)
 		setIf(&f.Async.OnFailure, p.OnFailure)
 		setIf(&f.Async.DeadLetter, p.DeadLetter)
+		setIf(&f.Async.MaxQueuedEvents, p.MaxQueuedEvents)
+		setIf(&f.Async.MaxQueuedBytes, p.MaxQueuedBytes)
+	}
+	if cfg.Publish != nil {
+		f.Publish = nil
+		if len(*cfg.Publish) > 0 {
+			f.Publish = append([]string(nil), *cfg.Publish...)
+		}
 	}
 	if cfg.Quota != nil {
 		f.Quota = nil
@@ -257,6 +265,9 @@ func check(f *Function) error {
 	if err := checkAsync(f); err != nil {
 		return err
 	}
+	if err := checkPublishAndQueue(f); err != nil {
+		return err
+	}
 	if f.Quota != nil {
 		if err := CheckQuota(*f.Quota); err != nil {
 			return err
@@ -295,6 +306,30 @@ func checkAsync(f *Function) error {
 		if err := CheckTopic(a.DeadLetter); err != nil {
 			return invalid("async dead_letter: %v", err)
 		}
+	}
+	return nil
+}
+
+// Bounds a function may set on its queue; the node's defaults apply
+// below them.
+const (
+	MaxQueuedEventsLimit = 10_000_000
+	MaxQueuedBytesLimit  = 64 << 30
+	// MinQueuedBytes is the largest event (256 KB), so that one always fits.
+	MinQueuedBytes = 256 << 10
+)
+
+// checkPublishAndQueue checks what a function may publish and how much it
+// may have queued.
+func checkPublishAndQueue(f *Function) error {
+	if err := checkPublish(f.Publish); err != nil {
+		return err
+	}
+	if n := f.Async.MaxQueuedEvents; n < 0 || n > MaxQueuedEventsLimit {
+		return invalid("async max_queued_events %d is out of range (0 for the node's default, up to %d)", n, MaxQueuedEventsLimit)
+	}
+	if n := f.Async.MaxQueuedBytes; n != 0 && (n < MinQueuedBytes || n > MaxQueuedBytesLimit) {
+		return invalid("async max_queued_bytes %d is out of range (0 for the node's default, or %d to %d)", n, MinQueuedBytes, int64(MaxQueuedBytesLimit))
 	}
 	return nil
 }

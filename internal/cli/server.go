@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/meter"
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/server"
@@ -37,7 +38,13 @@ Every invocation is metered ('wisp usage'): billed as Lambda bills, per
 request and per GB-second, at --price-request and --price-gb-second (by
 default AWS Lambda's x86 prices). The --quota flags cap all functions'
 usage together per hour, day or month (UTC); functions may have their own
-quotas too ('wisp deploy --quota-…').`,
+quotas too ('wisp deploy --quota-…').
+
+Each function's queue of events is bounded (--max-queued-events,
+--max-queued-bytes; functions may set their own with 'wisp deploy'), and
+each topic keeps its own events (--topic-max-bytes, --topic-max-age), so a
+flood on one topic ages out only that topic's oldest; --max-topics bounds
+the topics callers make.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
@@ -82,6 +89,12 @@ quotas too ('wisp deploy --quota-…').`,
 	f.DurationVar(&cfg.KeepWarm, "keep-warm", 10*time.Minute, "how long an idle instance is kept before it stops (functions may set their own)")
 	f.DurationVar(&cfg.MaxLifetime, "max-lifetime", 2*time.Hour, "instances this old are replaced at their next idle moment")
 	f.BoolVar(&cfg.InsecureNoSandbox, "insecure-no-sandbox", false, "run function instances WITHOUT a sandbox, as the node's user (only where namespaces and cgroups cannot be had)")
+	lim := &cfg.EventLimits
+	f.Int64Var(&lim.MaxQueuedEvents, "max-queued-events", events.DefaultMaxQueuedEvents, "events a function's queue holds at most, unless the function sets its own")
+	f.Int64Var(&lim.MaxQueuedBytes, "max-queued-bytes", events.DefaultMaxQueuedBytes, "bytes of events a function's queue holds at most, unless the function sets its own")
+	f.Int64Var(&lim.TopicMaxBytes, "topic-max-bytes", events.DefaultTopicMaxBytes, "bytes each topic keeps; past them its oldest events go")
+	f.DurationVar(&lim.TopicMaxAge, "topic-max-age", events.DefaultTopicMaxAge, "how long each topic keeps its events")
+	f.IntVar(&lim.MaxTopics, "max-topics", events.DefaultMaxTopics, "topics callers may make (the node's own are not counted)")
 	metering.add(f)
 	f.BoolVar(&logJSON, "log-json", false, "log as JSON lines")
 	return cmd

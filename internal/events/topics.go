@@ -171,6 +171,13 @@ func (e *Events) dropIdleTopics(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	e.tmu.Lock()
+	for topic := range e.topicStreams {
+		if infos[topic] == nil { // dropped by another node
+			delete(e.topicStreams, topic)
+		}
+	}
+	e.tmu.Unlock()
 	now := e.cfg.Now()
 	for topic, info := range infos {
 		last := info.Created

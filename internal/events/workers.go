@@ -97,6 +97,7 @@ func (e *Events) syncGroups(ctx context.Context) {
 	for fn, info := range infos {
 		switch {
 		case want[fn] > 0:
+			delete(e.emptyQueues, fn)
 		case info.State.Msgs > 0:
 			want[fn] = 1
 			delete(e.emptyQueues, fn)
@@ -106,6 +107,16 @@ func (e *Events) syncGroups(ctx context.Context) {
 		default:
 			e.emptyQueues[fn] = true
 		}
+	}
+	if err == nil {
+		// Queues another node deleted are forgotten here too.
+		e.qmu.Lock()
+		for fn := range e.queues {
+			if infos[fn] == nil {
+				delete(e.queues, fn)
+			}
+		}
+		e.qmu.Unlock()
 	}
 	e.mu.Lock()
 	if e.closed {

@@ -83,15 +83,17 @@ func (e *Events) boundOf(fn string) queueBound {
 	return queueBound{n, b}
 }
 
-// queue returns a function's queue, making its stream if need be.
+// queue returns a function's queue, making its stream if need be, with
+// the bound the function's config says now: a changed bound counts at once.
 func (e *Events) queue(ctx context.Context, fn string) (*queue, error) {
+	b := e.boundOf(fn)
 	e.qmu.Lock()
 	q := e.queues[fn]
 	e.qmu.Unlock()
-	if q != nil {
+	if q != nil && q.bound == b {
 		return q, nil
 	}
-	return e.openQueue(ctx, fn, e.boundOf(fn))
+	return e.openQueue(ctx, fn, b)
 }
 
 // openQueue makes or updates a function's stream with bound b. Lowering a
@@ -112,17 +114,10 @@ func (e *Events) openQueue(ctx context.Context, fn string, b queueBound) (*queue
 	return q, nil
 }
 
-// syncQueue gives a function's stream the bound its config says, if this
-// node has not already.
+// syncQueue makes a function's stream, or gives it the bound its config
+// says, if this node has not already.
 func (e *Events) syncQueue(ctx context.Context, fn string) error {
-	b := e.boundOf(fn)
-	e.qmu.Lock()
-	q := e.queues[fn]
-	e.qmu.Unlock()
-	if q != nil && q.bound == b {
-		return nil
-	}
-	_, err := e.openQueue(ctx, fn, b)
+	_, err := e.queue(ctx, fn)
 	return err
 }
 

@@ -1,12 +1,15 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -125,14 +128,13 @@ func TestQueueBound(t *testing.T) {
 		t.Errorf("flaky's calls %+v, want two of %s", c, id)
 	}
 
-	// A raised bound counts once the node hears of it.
+	// A raised bound counts at once.
 	if _, err := n.c.UpdateConfig(ctx, "stuck", client.Config{Async: &registry.AsyncPatch{MaxQueuedEvents: ptr2(int64(4))}}, 0); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "stuck takes a fourth event", func() bool {
-		status, _, _ := invokeEvent(t, n, "stuck", `{"n":4}`)
-		return status == http.StatusAccepted
-	})
+	if status, _, body := invokeEvent(t, n, "stuck", `{"n":4}`); status != http.StatusAccepted {
+		t.Errorf("a fourth event under a bound of 4: %d %s", status, body)
+	}
 	if q := n.Events().Queued()["stuck"]; q != 4 {
 		t.Errorf("%d events of stuck queued, want 4", q)
 	}
@@ -213,5 +215,66 @@ func TestTopicRetention(t *testing.T) {
 	}
 	if r := n.topicRecords(t, "dlq.broken", 1)[0]; r.RequestContext.Condition != "RetriesExhausted" {
 		t.Errorf("dead letter %+v", r.RequestContext)
+	}
+}
+
+// logBuffer is a node's log, kept for the test to read.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestScheduleSkipsTickOfFullQueue: a schedule's tick that finds its
+// function's queue full is skipped, with a line in the node's log, and
+// not held to flood the queue later.
+func TestScheduleSkipsTickOfFullQueue(t *testing.T) {
+	needTool(t, "node")
+	clock := newClock()
+	var log logBuffer
+	n := startEventNode(t, server.Config{Now: clock.Now, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	rec := newRecorder(t)
+	n.deployRecorder(t, rec, "ticker", client.Config{Concurrency: ptr2(0), Async: &registry.AsyncPatch{MaxQueuedEvents: ptr2(int64(1))},
+		Schedules: &[]registry.Schedule{{Name: "five", Expression: "rate(5 minutes)"}}})
+	ctx := context.Background()
+	check := func() {
+		t.Helper()
+		if err := n.Events().CheckSchedules(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check() // the schedule starts now
+	toNextTick(clock, 5*time.Minute)
+	check()
+	if q := n.Events().Queued()["ticker"]; q != 1 {
+		t.Fatalf("%d ticks queued, want 1", q)
+	}
+	toNextTick(clock, 5*time.Minute)
+	check()
+	if q := n.Events().Queued()["ticker"]; q != 1 {
+		t.Errorf("%d ticks queued after the queue was full, want 1", q)
+	}
+	if !strings.Contains(log.String(), "schedule tick skipped: the function's queue is full") {
+		t.Errorf("no log line of the skipped tick in:\n%s", log.String())
+	}
+	// Skipped, not kept: once there is room, only the next tick comes.
+	if _, err := n.c.UpdateConfig(ctx, "ticker", client.Config{Async: &registry.AsyncPatch{MaxQueuedEvents: ptr2(int64(5))}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	toNextTick(clock, 5*time.Minute)
+	check()
+	if q := n.Events().Queued()["ticker"]; q != 2 {
+		t.Errorf("%d ticks queued after room was made, want 2", q)
 	}
 }

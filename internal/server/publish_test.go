@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -234,5 +236,47 @@ func TestPublisherFilter(t *testing.T) {
 	}
 	if p, _ := ev.Attr(events.PublisherAttribute); p != "function:shop" || string(ev.Data) != `{"amount":10}` {
 		t.Errorf("billing ran %s from %q, want the amount 10 of function:shop", ev.Data, p)
+	}
+}
+
+// TestTopicsAcrossNodes: two nodes sharing one NATS route a topic's events
+// with one consumer between them: events published on either node reach a
+// subscription made on the other once each, and grants and the publisher
+// attribute hold on both.
+func TestTopicsAcrossNodes(t *testing.T) {
+	needTool(t, "node")
+	a := startEventNode(t, server.Config{NATSListen: "127.0.0.1:0"})
+	b := startEventNode(t, server.Config{NATSURL: a.NATSURL()})
+	ctx := context.Background()
+	rec := newRecorder(t)
+	a.deployRecorder(t, rec, "sink", client.Config{Timeout: ptr2(30)})
+	if _, err := a.c.Subscribe(ctx, client.Subscription{Topic: "orders", Function: "sink",
+		Filter: cloudevent.Filter{Exact: map[string]string{events.PublisherAttribute: "admin"}}}); err != nil {
+		t.Fatal(err)
+	}
+	const each = 10
+	for i := range 2 * each {
+		n := []funcNode{a, b}[i%2]
+		if status, body := postJSON(t, n, "/v1/events/orders", fmt.Sprintf(`{"i":%d}`, i), nil); status != http.StatusAccepted {
+			t.Fatalf("publishing on node %d: %d %s", i%2, status, body)
+		}
+	}
+	if status, _ := postJSON(t, b, "/v1/events/dlq.sink", `{}`, nil); status != http.StatusForbidden {
+		t.Errorf("node b let the admin publish on dlq.sink: %d", status)
+	}
+	waitUntil(t, 30*time.Second, "every event is delivered", func() bool { return len(rec.of("sink")) >= 2*each })
+	waitUntil(t, 30*time.Second, "sink's queue empties", func() bool { return a.Events().Queued()["sink"] == 0 })
+	seen := map[string]int{}
+	for _, c := range rec.of("sink") {
+		ev, err := cloudevent.Parse(c.Event)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[string(ev.Data)]++
+	}
+	for i := range 2 * each {
+		if n := seen[fmt.Sprintf(`{"i":%d}`, i)]; n != 1 {
+			t.Errorf("event %d was delivered %d times, want once", i, n)
+		}
 	}
 }

@@ -9,6 +9,12 @@
 // stored in turn. Delivery is at least once; a function that must not run
 // twice for one event keeps the request id, which stays the same across
 // retries.
+//
+// Nothing is shared that one caller could fill for the others: each
+// function's queue is a stream of its own with a bound (queues.go), each
+// topic a stream of its own with its own retention (topics.go), every size
+// in Limits. Who may publish where, and the publisher attribute no one can
+// forge, are in publish.go.
 package events
 
 import (
@@ -131,8 +137,9 @@ type Events struct {
 	outcomeTopics atomic.Pointer[map[string]string]
 }
 
-// Open creates the streams and buckets if need be and starts the node's
-// workers, the router of the bus and the scheduler; Close stops them.
+// Open creates the buckets if need be and starts the node's workers, the
+// routers of the subscribed topics, the move of the old layout's events
+// and the scheduler; Close stops them.
 func Open(ctx context.Context, cfg Config) (*Events, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -163,9 +163,9 @@ func (e *Events) topicInfos(ctx context.Context) (map[string]*jetstream.StreamIn
 	return out, nil
 }
 
-// dropIdleTopics deletes the streams of topics whose events have all aged
-// out, that nobody subscribes to, and that no event reached for longer
-// than the dedup window.
+// dropIdleTopics deletes the streams (and catalog entries) of topics whose
+// events have all aged out, that nobody subscribes to, and that no event
+// reached for longer than the dedup window.
 func (e *Events) dropIdleTopics(ctx context.Context) error {
 	infos, err := e.topicInfos(ctx)
 	if err != nil {
@@ -189,6 +189,11 @@ func (e *Events) dropIdleTopics(ctx context.Context) error {
 		}
 		e.forgetTopic(topic)
 		if err := e.cfg.JS.DeleteStream(ctx, info.Config.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return err
+		}
+		// Its catalog entry goes too, or the catalog would keep every
+		// topic ever made.
+		if err := e.cat.kv.Delete(ctx, topic); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return err
 		}
 		e.log.Info("events: an idle topic is dropped", "topic", topic)

@@ -122,7 +122,7 @@ func (e *Events) moveLegacyBus(ctx context.Context) (bool, error) {
 	case !errors.Is(err, jetstream.ErrConsumerNotFound):
 		return false, err
 	}
-	moved := 0
+	moved, routers := 0, map[string]bool{}
 	seq := old.CachedInfo().State.FirstSeq
 	for ; ; moved++ {
 		raw, err := old.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(legacyBusPrefix+">"))
@@ -141,11 +141,12 @@ func (e *Events) moveLegacyBus(ctx context.Context) (bool, error) {
 		m.Header.Set(hLegacySeq, strconv.FormatUint(raw.Sequence, 10))
 		if raw.Sequence <= routed {
 			m.Header.Set(hRouted, "1")
-		} else if len(e.subs.forTopic(topic)) > 0 {
+		} else if len(e.subs.forTopic(topic)) > 0 && !routers[topic] {
 			// Its router must be there before it is, to deliver it.
 			if _, err := e.openRouter(ctx, topic, true); err != nil {
 				return false, err
 			}
+			routers[topic] = true
 		}
 		if _, err := e.topicStream(ctx, topic, true); err != nil {
 			return false, err

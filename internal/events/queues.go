@@ -98,9 +98,23 @@ func (e *Events) queue(ctx context.Context, fn string) (*queue, error) {
 
 // openQueue makes or updates a function's stream with bound b. Lowering a
 // bound under what the queue holds loses nothing: JetStream then refuses
-// new events until it drains.
+// new events until it drains. A stream already as it should be is left
+// alone: every node opens every queue, and an update racing a consumer's
+// creation on the same stream is a data race inside nats-server.
 func (e *Events) openQueue(ctx context.Context, fn string, b queueBound) (*queue, error) {
-	s, err := e.cfg.JS.CreateOrUpdateStream(ctx, e.queueStreamConfig(fn, b))
+	cfg := e.queueStreamConfig(fn, b)
+	s, err := e.cfg.JS.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = e.cfg.JS.CreateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // made meanwhile, with another bound
+			s, err = e.cfg.JS.Stream(ctx, cfg.Name)
+		}
+	}
+	if err == nil {
+		if c := s.CachedInfo().Config; c.MaxMsgs != cfg.MaxMsgs || c.MaxBytes != cfg.MaxBytes {
+			s, err = e.cfg.JS.UpdateStream(ctx, cfg)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("events: the queue of %s: %w", fn, err)
 	}

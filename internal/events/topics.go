@@ -240,7 +240,14 @@ func (e *Events) openRouter(ctx context.Context, topic string, byNode bool) (jet
 	if err != nil {
 		return nil, err
 	}
-	cons, err := s.CreateOrUpdateConsumer(ctx, e.routerConsumer())
+	// An existing consumer is left as it is, as a stream is (openQueue).
+	cons, err := s.Consumer(ctx, routerName)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		cons, err = s.CreateConsumer(ctx, e.routerConsumer())
+		if errors.Is(err, jetstream.ErrConsumerExists) {
+			cons, err = s.Consumer(ctx, routerName)
+		}
+	}
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		e.forgetTopic(topic)
 	}

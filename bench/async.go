@@ -34,13 +34,11 @@ const asyncMaxTrials = 3
 // asyncRunTimeout bounds how long one end-to-end run may take to drain.
 const asyncRunTimeout = 2 * time.Minute
 
-// Where the events package keeps the queue (internal/events/queue.go):
-// the bench purges a function's events between trials. A purge that
-// leaves events behind fails the run, so a rename cannot go unnoticed.
-const (
-	asyncStreamName    = "wisp_async"
-	asyncSubjectPrefix = "wisp.async."
-)
+// Where the events package keeps a function's queue (a stream of its own,
+// internal/events/queues.go): the bench purges a function's events between
+// trials. A purge that leaves events behind fails the run, so a rename
+// cannot go unnoticed.
+const asyncStreamPrefix = "wisp_async_"
 
 // asyncWarmupEvents are the untimed events that start a function's
 // instances before its end-to-end trials.
@@ -112,10 +110,6 @@ func (b *bench) asyncRuns(ctx context.Context, bareURL string, goCode []byte, wa
 	if err != nil {
 		return nil, err
 	}
-	queue, err := js.Stream(ctx, asyncStreamName)
-	if err != nil {
-		return nil, fmt.Errorf("the async queue's stream: %w", err)
-	}
 
 	res := &asyncResults{events: b.o.asyncEvents, runEvents: b.o.asyncRunEvents, trials: min(b.o.trials, asyncMaxTrials),
 		workers: b.o.conns}
@@ -142,7 +136,7 @@ func (b *bench) asyncRuns(ctx context.Context, bareURL string, goCode []byte, wa
 				}
 				row.bare = append(row.bare, float64(res.events)/took.Seconds())
 			}
-			if err := b.enqueueTrial(ctx, n, queue, goRT, row, res.events, invokeBase); err != nil {
+			if err := b.enqueueTrial(ctx, n, js, goRT, row, res.events, invokeBase); err != nil {
 				return nil, err
 			}
 			if row.http {
@@ -182,7 +176,7 @@ func (b *bench) asyncRuns(ctx context.Context, bareURL string, goCode []byte, wa
 // concurrency 0), so its events stay queued, sends it count events over
 // row.conns connections (or goroutines), and then purges them and deletes
 // it, so that the next trial starts from an empty queue.
-func (b *bench) enqueueTrial(ctx context.Context, n *wispNode, queue jetstream.Stream, rt *runtimeUnderTest,
+func (b *bench) enqueueTrial(ctx context.Context, n *wispNode, js jetstream.JetStream, rt *runtimeUnderTest,
 	row *enqueueRow, count int, invokeBase string) error {
 	b.seq++
 	name := fmt.Sprintf("enqueue-%d", b.seq)
@@ -234,12 +228,16 @@ func (b *bench) enqueueTrial(ctx context.Context, n *wispNode, queue jetstream.S
 	if got := n.node.Events().Queued()[name]; got < uint64(count-failed) {
 		return fmt.Errorf("%s: %d events queued after %d were accepted", name, got, count-failed)
 	}
-	if err := queue.Purge(ctx, jetstream.WithPurgeSubject(asyncSubjectPrefix+name)); err != nil {
+	queue, err := js.Stream(ctx, asyncStreamPrefix+name)
+	if err != nil {
+		return fmt.Errorf("the queue of %s: %w", name, err)
+	}
+	if err := queue.Purge(ctx); err != nil {
 		return fmt.Errorf("purging the events of %s: %w", name, err)
 	}
 	if got := n.node.Events().Queued()[name]; got != 0 {
-		return fmt.Errorf("%s: %d events queued after the purge: the queue is no longer in stream %s, subject %s…",
-			name, got, asyncStreamName, asyncSubjectPrefix)
+		return fmt.Errorf("%s: %d events queued after the purge: the queue is no longer stream %s…",
+			name, got, asyncStreamPrefix+name)
 	}
 	return n.api.DeleteFunction(ctx, name, 0)
 }

@@ -51,7 +51,7 @@ type PublishOptions struct {
 	// stored once.
 	ID string
 	// Extensions are more attributes, by name (1 to 20 lowercase letters
-	// or digits).
+	// or digits); not wisppublisher, which only the node sets.
 	Extensions map[string]string
 }
 
@@ -155,7 +155,9 @@ func newUUID() string {
 
 // ReadEvents returns up to limit (0: the node's default) events of a
 // topic, oldest first, from those stored after sequence number after (0:
-// from the first kept). Topics keep their events 7 days.
+// from the first kept); each topic numbers its own events. Each topic keeps
+// its events 7 days or 64 MiB by default. A TopicEvent's Principal is who
+// published it, as the event's wisppublisher attribute says.
 func (c *Client) ReadEvents(ctx context.Context, topic string, after uint64, limit int) ([]TopicEvent, error) {
 	q := url.Values{}
 	if after > 0 {

@@ -47,6 +47,14 @@ func errorFor(err error) *Error {
 		return &Error{http.StatusRequestEntityTooLarge, "RequestTooLargeException", "request body is too large: " + err.Error()}
 	case errors.Is(err, events.ErrTooLarge):
 		return &Error{http.StatusRequestEntityTooLarge, "RequestTooLargeException", err.Error()}
+	case errors.Is(err, events.ErrForbidden):
+		return &Error{http.StatusForbidden, "AccessDeniedException", trimSentinel(err, events.ErrForbidden)}
+	case errors.Is(err, events.ErrInvalid):
+		return &Error{http.StatusBadRequest, "InvalidRequestContentException", trimSentinel(err, events.ErrInvalid)}
+	case errors.Is(err, events.ErrBusy):
+		return &Error{http.StatusTooManyRequests, "TooManyRequestsException", trimSentinel(err, events.ErrBusy)}
+	case errors.Is(err, events.ErrTooManyTopics):
+		return &Error{http.StatusInsufficientStorage, "TopicLimitExceededException", trimSentinel(err, events.ErrTooManyTopics)}
 	case errors.Is(err, events.ErrNotFound):
 		return &Error{http.StatusNotFound, "ResourceNotFoundException", trimSentinel(err, events.ErrNotFound)}
 	case errors.Is(err, registry.ErrNotFound):
@@ -78,6 +86,9 @@ func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err er
 	e := errorFor(err)
 	if e.Status >= 500 {
 		log.Error("api: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if e.Status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, e.Status, e)
 }

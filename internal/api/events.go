@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/connlimit"
 	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/events/cloudevent"
@@ -33,25 +34,28 @@ func (a *api) eventsOn() (Events, error) {
 	return a.events, nil
 }
 
-// publisher authorizes a publish: the admin token, or a function's own
-// token (functions publish through WISP_API_URL). It returns who it is.
+// publisher authenticates a publish: the admin token, or a function's own
+// token (functions publish through WISP_API_URL). It returns who it is, as
+// auth names principals; what that principal may publish, events decides.
 func (a *api) publisher(r *http.Request) (string, error) {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if a.fnTokens != nil {
 		if fn, isFn := a.fnTokens.Function(tok); ok && isFn {
 			connlimit.MarkAuthenticated(r.Context())
-			return "function:" + fn, nil
+			return auth.FunctionPrincipal(fn), nil
 		}
 	}
 	if ok && a.token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(a.token)) == 1 {
 		connlimit.MarkAuthenticated(r.Context())
-		return "admin", nil
+		return auth.PrincipalAdmin, nil
 	}
 	return "", &Error{http.StatusUnauthorized, "UnauthorizedException", "missing or wrong bearer token"}
 }
 
 // publishEvent accepts a CloudEvent in structured or binary mode, or any
-// JSON, which it wraps into one; 202 once it is stored.
+// JSON, which it wraps into one; 202 once it is stored. Subscribing and
+// reading topics stay the admin's: a function's token only publishes, to
+// the topics its grants match.
 func (a *api) publishEvent(w http.ResponseWriter, r *http.Request) error {
 	principal, err := a.publisher(r)
 	if err != nil {
@@ -73,7 +77,7 @@ func (a *api) publishEvent(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("reading the body: " + err.Error())
 	}
 	source := "wisp://api"
-	if fn, ok := strings.CutPrefix(principal, "function:"); ok {
+	if fn, ok := auth.PrincipalFunction(principal); ok {
 		source = "wisp://functions/" + fn
 	}
 	e, err := cloudevent.FromHTTP(r.Header, body, cloudevent.Wrap{Source: source, Type: "wisp.event", Now: a.now().UTC()})

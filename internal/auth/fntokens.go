@@ -7,6 +7,35 @@ import (
 	"sync"
 )
 
+// Principals say who made a call, in one vocabulary: the events' publisher
+// attribute, the catalog's publishers and the stored events say the same.
+const (
+	// PrincipalAdmin is a caller with the admin token.
+	PrincipalAdmin = "admin"
+	// PrincipalNode is the node itself: dead letters, destination
+	// records, spend-cap notices.
+	PrincipalNode = "node"
+	// functionPrincipal + NAME is a function's own token.
+	functionPrincipal = "function:"
+)
+
+// FunctionPrincipal is the principal of a function's own token.
+func FunctionPrincipal(function string) string { return functionPrincipal + function }
+
+// PrincipalFunction returns the function a principal names, if it names one.
+func PrincipalFunction(principal string) (string, bool) {
+	return strings.CutPrefix(principal, functionPrincipal)
+}
+
+// PrincipalKind is what kind of caller a principal is: admin, function or
+// node; a bounded set, for metric labels.
+func PrincipalKind(principal string) string {
+	if _, ok := PrincipalFunction(principal); ok {
+		return "function"
+	}
+	return principal
+}
+
 // FunctionTokens are the tokens this node hands its function instances
 // (WISP_API_TOKEN), each scoped to one function: they name the caller on
 // the node's API and are never accepted where the admin token is needed.
@@ -41,6 +70,15 @@ func (ft *FunctionTokens) Revoke(tok string) {
 	ft.mu.Lock()
 	defer ft.mu.Unlock()
 	delete(ft.tokens, tok)
+}
+
+// Principal returns the principal of a function's token.
+func (ft *FunctionTokens) Principal(tok string) (string, bool) {
+	fn, ok := ft.Function(tok)
+	if !ok {
+		return "", false
+	}
+	return FunctionPrincipal(fn), true
 }
 
 // Function returns the function a token belongs to.

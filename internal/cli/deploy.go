@@ -47,6 +47,10 @@ type deployFlags struct {
 	onFailure   string
 	deadLetter  string
 
+	publish         []string
+	maxQueuedEvents int64
+	maxQueuedBytes  int64
+
 	quota quotaFlags
 
 	logMaxBytes  byteSize
@@ -76,6 +80,20 @@ tried again, how old it may get, and where its outcome goes. A destination is
 function:NAME[:QUALIFIER] or topic:NAME; '' clears it. A failed event with no
 --on-failure goes to the --dead-letter topic (default dlq.NAME).
 
+--publish grants the function's own token (WISP_API_TOKEN) the topics it may
+publish to: topic patterns, comma-separated, where * stands for one
+dot-separated word and a last > for the rest (audit.* matches audit.login,
+audit.> also audit.login.failed). Without it a function publishes to no
+topic; '' takes every grant back. Grants count at once, for every version.
+No grant gives dlq.* or the topics the node sends outcomes to.
+
+--max-queued-events and --max-queued-bytes bound the function's queue of
+events (waiting, retrying or running; 0: the node's default, 100,000 events
+and 256 MiB): past either, an async invocation is refused (429
+TooManyRequestsException, reason EventQueueFull), a topic's delivery goes to
+the failure destination or dead-letter topic with condition EventQueueFull,
+and a schedule's tick is skipped.
+
 The --quota flags cap the function's usage per --quota-period (an hour, day
 or month, UTC): once its invocations, GB-seconds or cost (at the node's
 prices) in the period reach a cap, its calls are refused (429
@@ -98,7 +116,8 @@ resulting bootstrap is uploaded.`,
   wisp deploy --schedule 'rate(5 minutes)' --retries 0 --on-failure topic:failed
   wisp deploy --schedule 'cron(0 8 ? * MON-FRI *)' --timezone Europe/Paris
   wisp deploy --quota-period day --quota-invocations 10000 --quota-cost 1.50
-  wisp deploy --log-max-bytes 256MiB --log-retention 72h`,
+  wisp deploy --log-max-bytes 256MiB --log-retention 72h
+  wisp deploy --publish orders,audit.* --max-queued-events 10000`,
 		Args: wantArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := "."
@@ -130,6 +149,9 @@ resulting bootstrap is uploaded.`,
 	fl.StringVar(&f.onSuccess, "on-success", "", "async: where a success record goes: function:NAME[:QUALIFIER] or topic:NAME")
 	fl.StringVar(&f.onFailure, "on-failure", "", "async: where a failure record goes: function:NAME[:QUALIFIER] or topic:NAME")
 	fl.StringVar(&f.deadLetter, "dead-letter", "", "async: the topic a failed event goes to without --on-failure (default dlq.NAME)")
+	fl.StringSliceVar(&f.publish, "publish", nil, "topic patterns the function's token may publish to, such as orders,audit.*; replaces the grants ('' removes them)")
+	fl.Int64Var(&f.maxQueuedEvents, "max-queued-events", 0, "async: how many events the function's queue holds at most (default: the node's, 100,000)")
+	fl.Int64Var(&f.maxQueuedBytes, "max-queued-bytes", 0, "async: how many bytes of events the function's queue holds at most, 262144 or more (default: the node's, 256 MiB)")
 	f.quota.add(fl, "the function's", true)
 	fl.Var(&f.logMaxBytes, "log-max-bytes", "how much of the function's log is kept, 1MiB to 64GiB, such as 64MB or 1GiB (default: the node's, 64MiB)")
 	fl.DurationVar(&f.logRetention, "log-retention", 0, "how long the function's log lines are kept, 1h to 8784h (366 days), such as 72h (default: the node's, 7 days)")
@@ -228,6 +250,21 @@ func configFromFlags(flags *pflag.FlagSet, f *deployFlags) (cfg client.Config, c
 	}
 	if set("dead-letter") {
 		async.DeadLetter = &f.deadLetter
+	}
+	if set("max-queued-events") {
+		async.MaxQueuedEvents = &f.maxQueuedEvents
+	}
+	if set("max-queued-bytes") {
+		async.MaxQueuedBytes = &f.maxQueuedBytes
+	}
+	if set("publish") {
+		grants := []string{}
+		for _, g := range f.publish {
+			if g = strings.TrimSpace(g); g != "" {
+				grants = append(grants, g)
+			}
+		}
+		cfg.Publish = &grants
 	}
 	if async != (client.AsyncPatch{}) {
 		cfg.Async = &async

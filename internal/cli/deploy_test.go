@@ -233,6 +233,23 @@ func TestDeploy(t *testing.T) {
 			wantOut:    "updated hello  sha256:abc123  revision 6\n",
 		},
 		{
+			name: "create with publish grants and queue bounds",
+			args: []string{"--runtime", "nodejs", "--publish", "orders,audit.*", "--publish", "audit.>",
+				"--max-queued-events", "1000", "--max-queued-bytes", "1048576"},
+			wantCalls: []string{"GET /v1/functions/hello", "POST /v1/functions"},
+			wantConfig: `{"async":{"max_queued_bytes":1048576,"max_queued_events":1000},"name":"hello",` +
+				`"publish":["orders","audit.*","audit.\u003e"],"runtime":"nodejs"}`,
+			wantOut: "created hello  sha256:abc123  revision 1\n",
+		},
+		{
+			name:       "update takes the grants back",
+			exists:     true,
+			args:       []string{"--publish", ""},
+			wantCalls:  []string{"GET /v1/functions/hello", `PUT /v1/functions/hello/code "4"`, `PATCH /v1/functions/hello "5"`},
+			wantConfig: `{"publish":[]}`,
+			wantOut:    "updated hello  sha256:abc123  revision 6\n",
+		},
+		{
 			name:       "create with a quota",
 			args:       []string{"--runtime", "nodejs", "--quota-period", "day", "--quota-invocations", "1000", "--quota-async", "fail"},
 			wantCalls:  []string{"GET /v1/functions/hello", "POST /v1/functions"},

@@ -29,13 +29,26 @@ func newEventsCmd(g *globals) *cobra.Command {
 An event is a CloudEvent published on a topic (dot-separated words such as
 orders.created). Each subscription of the topic whose filter the event passes
 delivers it to a function as an async invocation, with the function's
-retries and destinations. Topics keep their events 7 days.`,
+retries and destinations. Each topic keeps its own events, 7 days or 64 MiB
+by default (wisp server --topic-max-age, --topic-max-bytes): a flood on one
+topic ages out only that topic's oldest events.
+
+Every stored event carries the attribute wisppublisher, set by the node:
+admin, function:NAME or node. No publisher can set it, so a subscription can
+trust it (wisp events subscribe --publisher) where a source is whatever the
+publisher said. Functions publish only to the topics their config grants
+(wisp deploy --publish); dlq.* and the topics the node sends outcomes to are
+written by the node only.`,
 		RunE: runGroup,
 	}
 	cmd.AddCommand(newEventsPublishCmd(g), newEventsReadCmd(g), newEventsSubscribeCmd(g),
 		newEventsUnsubscribeCmd(g), newEventsLsCmd(g), newEventsCatalogCmd(g))
 	return cmd
 }
+
+// publisherAttribute is the attribute the node sets on every event to say
+// who published it (events.PublisherAttribute).
+const publisherAttribute = "wisppublisher"
 
 // Attributes the CLI gives an event that has some but not these, as the
 // node does an event it makes of plain JSON.
@@ -140,9 +153,10 @@ func newEventsReadCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "read TOPIC",
 		Short: "Show the events of a topic, oldest first",
-		Long: `Show the events a topic keeps (7 days), oldest first, --limit at a time
-from those after the sequence number --after. -o json shows each event in
-full, as the node stored it.`,
+		Long: `Show the events a topic keeps, oldest first, --limit at a time from those
+after the sequence number --after (each topic numbers its own events).
+PUBLISHER is who published each: admin, function:NAME or node. -o json shows
+each event in full, as the node stored it.`,
 		Example: `  wisp events read dlq.hello
   wisp events read orders --after 120 --limit 10 -o json`,
 		Args: wantArgs(1, 1),
@@ -183,9 +197,9 @@ full, as the node stored it.`,
 					data = "base64:" + ce.DataBase64
 				}
 				rows = append(rows, []string{strconv.FormatUint(e.Seq, 10), e.Time.UTC().Format(time.RFC3339),
-					ce.Source, ce.Type, orDefault(ce.Subject, "-"), ce.ID, shorten(data, 60)})
+					orDefault(e.Principal, "-"), ce.Source, ce.Type, orDefault(ce.Subject, "-"), ce.ID, shorten(data, 60)})
 			}
-			return writeTable(w, []string{"SEQ", "TIME", "SOURCE", "TYPE", "SUBJECT", "ID", "DATA"}, rows)
+			return writeTable(w, []string{"SEQ", "TIME", "PUBLISHER", "SOURCE", "TYPE", "SUBJECT", "ID", "DATA"}, rows)
 		})
 		if err == nil && len(evs) == limit {
 			fmt.Fprintf(cmd.ErrOrStderr(), "more events may follow: --after %d\n", evs[len(evs)-1].Seq) //nolint:errcheck // a terminal
@@ -206,8 +220,8 @@ func shorten(s string, n int) string {
 
 func newEventsSubscribeCmd(g *globals) *cobra.Command {
 	var (
-		typ, source, subject string
-		exact, prefix        []string
+		typ, source, subject, publisher string
+		exact, prefix                   []string
 	)
 	cmd := &cobra.Command{
 		Use:   "subscribe TOPIC FUNCTION[:QUALIFIER]",
@@ -218,16 +232,23 @@ CloudEvent as its event, with its retries and destinations.
 
 The filter matches context attributes: --filter NAME=VALUE wants the
 attribute equal to the value, --prefix NAME=VALUE wants it to start with it;
---type, --source and --subject are --filter type=…, source=… and subject=….
-Without a filter every event of the topic is delivered.`,
+--type, --source, --subject and --publisher are --filter type=…, source=…,
+subject=… and wisppublisher=…. The publisher (admin, function:NAME or node)
+is set by the node on every event, so it cannot be forged as a source can.
+Without a filter every event of the topic is delivered.
+
+Subscriptions are made and deleted with the admin token only; a function's
+own token cannot subscribe.`,
 		Example: `  wisp events subscribe orders ship
-  wisp events subscribe orders ship:live --type com.example.order.created --prefix subject=eu/`,
+  wisp events subscribe orders ship:live --type com.example.order.created --prefix subject=eu/
+  wisp events subscribe orders billing --publisher function:shop`,
 		Args: wantArgs(2, 2),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&typ, "type", "", "deliver only events of this type")
 	fl.StringVar(&source, "source", "", "deliver only events from this source")
 	fl.StringVar(&subject, "subject", "", "deliver only events of this subject")
+	fl.StringVar(&publisher, "publisher", "", "deliver only events this principal published: admin, function:NAME or node")
 	fl.StringArrayVar(&exact, "filter", nil, "deliver only events whose attribute NAME is VALUE (NAME=VALUE); repeatable")
 	fl.StringArrayVar(&prefix, "prefix", nil, "deliver only events whose attribute NAME starts with VALUE (NAME=VALUE); repeatable")
 	out := addOutputFlag(cmd, "text", "json")
@@ -235,9 +256,10 @@ Without a filter every event of the topic is delivered.`,
 		fn, qualifier, _ := strings.Cut(args[1], ":")
 		s := client.Subscription{Topic: args[0], Function: fn, Qualifier: qualifier}
 		s.Exact, s.Prefix = map[string]string{}, map[string]string{}
-		for _, a := range []struct{ name, value string }{{"type", typ}, {"source", source}, {"subject", subject}} {
-			if cmd.Flags().Changed(a.name) {
-				exact = append(exact, a.name+"="+a.value)
+		for _, a := range []struct{ flag, attr, value string }{{"type", "type", typ}, {"source", "source", source},
+			{"subject", "subject", subject}, {"publisher", publisherAttribute, publisher}} {
+			if cmd.Flags().Changed(a.flag) {
+				exact = append(exact, a.attr+"="+a.value)
 			}
 		}
 		if err := parsePairs("--filter", exact, s.Exact); err != nil {
@@ -349,7 +371,7 @@ func newEventsCatalogCmd(g *globals) *cobra.Command {
 		Short: "List topics with who publishes on them and who subscribes",
 		Long: `List every topic published on or subscribed to: how many events it was
 sent, when last, its publishers (source and principal: admin, function:NAME,
-or wisp for the node's own records) and its subscribers. Publishers are
+or node for the node's own records) and its subscribers. Publishers are
 merged into the catalog about every second.`,
 		Args: wantArgs(0, 0),
 	}

@@ -117,7 +117,7 @@ func TestEventsAgainstANode(t *testing.T) {
 	if out := run("events", "read", "orders"); !strings.Contains(out, id) || !strings.Contains(out, `{"n":1}`) {
 		t.Errorf("events read:\n%s", out)
 	}
-	if out := run("events", "read", "orders", "--after", "1000"); out != "SEQ   TIME   SOURCE   TYPE   SUBJECT   ID   DATA\n" {
+	if out := run("events", "read", "orders", "--after", "1000"); out != "SEQ   TIME   PUBLISHER   SOURCE   TYPE   SUBJECT   ID   DATA\n" {
 		t.Errorf("events read --after past the end:\n%s", out)
 	}
 

@@ -60,11 +60,11 @@ func TestEventsTables(t *testing.T) {
 				{"seq":12,"time":"2026-11-23T15:59:50Z","principal":"admin","event":{"specversion":"1.0","id":"e12","source":"/shop",
 				 "type":"big","data":"` + strings.Repeat("x", 100) + `"}}]}`,
 			want: "" +
-				"SEQ   TIME                   SOURCE   TYPE            SUBJECT   ID    DATA\n" +
-				"8     2026-11-23T15:59:00Z   /shop    order.created   eu/42     e8    {\"total\":12.5}\n" +
-				"9     2026-11-23T15:59:30Z   /shop    ping            -         e9    -\n" +
-				"11    2026-11-23T15:59:40Z   /shop    blob            -         e11   base64:aGVsbG8=\n" +
-				"12    2026-11-23T15:59:50Z   /shop    big             -         e12   \"" + strings.Repeat("x", 58) + "…\n",
+				"SEQ   TIME                   PUBLISHER   SOURCE   TYPE            SUBJECT   ID    DATA\n" +
+				"8     2026-11-23T15:59:00Z   admin       /shop    order.created   eu/42     e8    {\"total\":12.5}\n" +
+				"9     2026-11-23T15:59:30Z   admin       /shop    ping            -         e9    -\n" +
+				"11    2026-11-23T15:59:40Z   admin       /shop    blob            -         e11   base64:aGVsbG8=\n" +
+				"12    2026-11-23T15:59:50Z   admin       /shop    big             -         e12   \"" + strings.Repeat("x", 58) + "…\n",
 		},
 		{
 			name: "schedules",
@@ -194,15 +194,15 @@ func TestEventsSubscribe(t *testing.T) {
 		if r.Method != "POST" || r.URL.Path != "/v1/subscriptions" {
 			t.Errorf("request %s %s", r.Method, r.URL)
 		}
-		want := `{"topic":"orders","function":"ship","qualifier":"live","exact":{"source":"/shop","tenant":"acme","type":"order.created"},"prefix":{"subject":"eu/"}}`
+		want := `{"topic":"orders","function":"ship","qualifier":"live","exact":{"source":"/shop","tenant":"acme","type":"order.created","wisppublisher":"function:shop"},"prefix":{"subject":"eu/"}}`
 		if got := readAll(t, r); got != want {
 			t.Errorf("body %s, want %s", got, want)
 		}
-		answer(w, 201, `{"id":"sub-1","topic":"orders","function":"ship","qualifier":"live","exact":{"source":"/shop","tenant":"acme","type":"order.created"},
+		answer(w, 201, `{"id":"sub-1","topic":"orders","function":"ship","qualifier":"live","exact":{"source":"/shop","tenant":"acme","type":"order.created","wisppublisher":"function:shop"},
 			"prefix":{"subject":"eu/"},"created_at":"2026-11-23T16:00:00Z"}`)
 	})
 	stdout, stderr, err := runCLI(t, env, "events", "subscribe", "orders", "ship:live",
-		"--type", "order.created", "--source", "/shop", "--filter", "tenant=acme", "--prefix", "subject=eu/")
+		"--type", "order.created", "--source", "/shop", "--filter", "tenant=acme", "--prefix", "subject=eu/", "--publisher", "function:shop")
 	if err != nil {
 		t.Fatalf("wisp events subscribe: %v (stderr %q)", err, stderr)
 	}
@@ -210,7 +210,7 @@ func TestEventsSubscribe(t *testing.T) {
 		"id:         sub-1\n" +
 		"topic:      orders\n" +
 		"function:   ship:live\n" +
-		"filter:     source=/shop tenant=acme type=order.created subject^=eu/\n" +
+		"filter:     source=/shop tenant=acme type=order.created wisppublisher=function:shop subject^=eu/\n" +
 		"created_at: 2026-11-23T16:00:00Z (just now)\n"
 	if stdout != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", stdout, want)

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/meter"
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/server"
@@ -43,7 +44,13 @@ Each function's log is kept in a stream of its own, bounded by the
 function's 'wisp deploy --log-max-bytes' and '--log-retention', or else by
 --log-max-bytes and --log-retention here. --log-rate bounds what each
 function may write per second; past it its lines are dropped, the log says
-how many bytes, and wisp_log_dropped_bytes_total counts them.`,
+how many bytes, and wisp_log_dropped_bytes_total counts them.
+
+Each function's queue of events is bounded (--max-queued-events,
+--max-queued-bytes; functions may set their own with 'wisp deploy'), and
+each topic keeps its own events (--topic-max-bytes, --topic-max-age), so a
+flood on one topic ages out only that topic's oldest; --max-topics bounds
+the topics callers make.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
@@ -91,6 +98,12 @@ how many bytes, and wisp_log_dropped_bytes_total counts them.`,
 	f.IntVar(&cfg.MaxUnauthenticatedConns, "max-unauthenticated-conns", 0, "of those, connections that have not made an authenticated request (default half of --max-conns)")
 	f.IntVar(&cfg.MaxConnsPerSource, "max-conns-per-source", 0, "unauthenticated connections of one IPv4 address or IPv6 /64 (default a quarter of --max-unauthenticated-conns; raise it behind a proxy)")
 	f.BoolVar(&cfg.InsecureNoSandbox, "insecure-no-sandbox", false, "run function instances WITHOUT a sandbox, as the node's user (only where namespaces and cgroups cannot be had)")
+	lim := &cfg.EventLimits
+	f.Int64Var(&lim.MaxQueuedEvents, "max-queued-events", events.DefaultMaxQueuedEvents, "events a function's queue holds at most, unless the function sets its own")
+	f.Int64Var(&lim.MaxQueuedBytes, "max-queued-bytes", events.DefaultMaxQueuedBytes, "bytes of events a function's queue holds at most, unless the function sets its own")
+	f.Int64Var(&lim.TopicMaxBytes, "topic-max-bytes", events.DefaultTopicMaxBytes, "bytes each topic keeps; past them its oldest events go")
+	f.DurationVar(&lim.TopicMaxAge, "topic-max-age", events.DefaultTopicMaxAge, "how long each topic keeps its events")
+	f.IntVar(&lim.MaxTopics, "max-topics", events.DefaultMaxTopics, "topics callers may make (the node's own are not counted)")
 	metering.add(f)
 	f.Var((*byteSize)(&cfg.Logs.DefaultMaxBytes), "log-max-bytes", "how much of each function's log is kept, unless it says otherwise (default 64MiB)")
 	f.DurationVar(&cfg.Logs.DefaultMaxAge, "log-retention", 0, "how long each function's log lines are kept, unless it says otherwise (default 168h, 7 days)")

@@ -3,12 +3,10 @@ package events
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -18,136 +16,94 @@ import (
 	"github.com/wisp-dev/wisp/internal/registry"
 )
 
+// hRouted marks an event moved from the old shared topic stream that its
+// router had already delivered; hLegacySeq is its sequence number there,
+// which its deliveries' ids were made of.
 const (
-	busStreamName = "wisp_events"
-	busPrefix     = "wisp.events." // + topic
-	routerName    = "router"
-	hPrincipal    = "Wisp-Principal"
-	// busMaxAge is how long an event stays on its topic, to be read back
-	// (dead letters, say) after it was delivered.
-	busMaxAge = 7 * 24 * time.Hour
-	// busMaxBytes bounds the topics' storage.
-	busMaxBytes = 1 << 30
+	hRouted    = "Wisp-Routed"
+	hLegacySeq = "Wisp-Legacy-Seq"
 )
 
-func busStream() jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:        busStreamName,
-		Description: "wisp: events published on topics",
-		Subjects:    []string{busPrefix + ">"},
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		// Delivered events are history: the oldest go when it is full.
-		// Undelivered ones are kept by refusing events (ErrBusy) while
-		// the router is behind.
-		Discard:    jetstream.DiscardOld,
-		MaxAge:     busMaxAge,
-		MaxBytes:   busMaxBytes,
-		MaxMsgSize: 1 << 20,
-		Duplicates: dedupWindow,
-	}
-}
-
-// Publish stores an event on a topic, for every subscription that matches
-// it; it returns once the event cannot be lost. principal names who
-// published it (the admin, a function, the platform), for the catalog.
-// An event with the source and id of one published on the topic in the
-// last two minutes is stored once.
-func (e *Events) Publish(ctx context.Context, topic string, ev cloudevent.Event, principal string) error {
-	return e.publish(ctx, topic, ev, principal, MaxPayload)
-}
-
-// publish is Publish with a size limit: the platform's own records may be
-// larger than what callers may send.
-func (e *Events) publish(ctx context.Context, topic string, ev cloudevent.Event, principal string, limit int) error {
-	if err := registry.CheckTopic(topic); err != nil {
-		return err
-	}
-	if err := ev.Validate(); err != nil {
-		return err
-	}
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return err
-	}
-	if len(data) > limit {
-		return fmt.Errorf("the event is %d bytes; at most %d: %w", len(data), limit, ErrTooLarge)
-	}
-	if n := e.routerBacklog.Load(); n > maxBacklog {
-		return fmt.Errorf("%d events wait to be routed: %w", n, ErrBusy)
-	}
-	m := nats.NewMsg(busPrefix + topic)
-	m.Data = data
-	m.Header.Set(hPrincipal, principal)
-	sum := sha256.Sum256([]byte(topic + "\x00" + ev.Source + "\x00" + ev.ID))
-	m.Header.Set(jetstream.MsgIDHeader, hex.EncodeToString(sum[:16]))
-	ack, err := e.cfg.JS.PublishMsg(ctx, m)
-	if err != nil {
-		return fmt.Errorf("events: storing an event on %s: %w", topic, err)
-	}
-	if !ack.Duplicate {
-		e.cat.saw(topic, ev.Source, principal)
-		e.cfg.Metrics.Published(topic)
-	}
-	return nil
-}
-
-// ErrBusy is an event refused because the router is too far behind: the
-// topics keep a bounded history, and an event must not age out of it
-// before it is delivered.
-var ErrBusy = errors.New("events: too many events wait to be delivered; try again later")
-
-// maxBacklog is how many events may wait to be routed before new ones are
-// refused.
-const maxBacklog = 200_000
-
-// route delivers the events of every topic to the subscriptions that
-// match them, as events for their functions, until ctx ends. Every node
-// routes, sharing one durable consumer; an event is acknowledged once all
-// its deliveries are stored, and stored again after a crash is stored once.
-func (e *Events) route(ctx context.Context) {
+// route delivers the events of a topic to the subscriptions that match
+// them, as events for their functions, until ctx ends. Every node routes
+// every subscribed topic, sharing the topic's durable consumer; an event is
+// acknowledged once all its deliveries are stored, and stored again after
+// a crash is stored once.
+func (e *Events) route(ctx context.Context, topic string) {
+	defer func() {
+		e.tmu.Lock()
+		delete(e.backlogs, topic)
+		e.tmu.Unlock()
+	}()
 	var cons jetstream.Consumer
 	lastInfo := time.Time{}
 	for ctx.Err() == nil {
 		if cons == nil {
+			if len(e.subs.forTopic(topic)) == 0 {
+				return // unsubscribed: its consumer is not made again
+			}
 			var err error
-			cons, err = e.bus.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-				Durable: routerName, Description: "wisp: fans events out to subscriptions",
-				AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxDeliver: -1, MaxAckPending: 1000,
-			})
-			if err != nil {
+			// The topic was counted when it was subscribed to.
+			if cons, err = e.openRouter(ctx, topic, true); err != nil {
 				if ctx.Err() == nil {
-					e.log.Warn("events: the router's consumer", "err", err)
+					e.log.Warn("events: the router of a topic", "topic", topic, "err", err)
 				}
 				sleep(ctx, time.Second)
 				continue
 			}
 		}
 		if time.Since(lastInfo) > time.Second {
-			if info, err := cons.Info(ctx); err == nil {
-				e.routerBacklog.Store(int64(info.NumPending) + int64(info.NumAckPending))
-				lastInfo = time.Now()
-			}
+			e.readBacklog(ctx, topic, cons)
+			lastInfo = time.Now()
 		}
-		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		batch, err := cons.Fetch(64, jetstream.FetchContext(fctx))
 		if err == nil {
 			for m := range batch.Messages() {
-				e.routeOne(ctx, m)
+				e.routeOne(ctx, topic, m)
 			}
 			err = batch.Error()
 		}
 		cancel()
 		if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
-			e.log.Warn("events: fetching events to route", "err", err)
+			e.log.Warn("events: fetching events to route", "topic", topic, "err", err)
 			cons = nil // made again, if it was deleted
 			sleep(ctx, time.Second)
 		}
 	}
 }
 
-func (e *Events) routeOne(ctx context.Context, m jetstream.Msg) {
-	topic := strings.TrimPrefix(m.Subject(), busPrefix)
+// readBacklog notes how many events of a topic wait to be routed, and
+// about how many bytes they are.
+func (e *Events) readBacklog(ctx context.Context, topic string, cons jetstream.Consumer) {
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return
+	}
+	b := backlog{events: int64(info.NumPending) + int64(info.NumAckPending)}
+	if b.events > 0 {
+		s, err := e.topicStream(ctx, topic, true)
+		if err != nil {
+			return
+		}
+		si, err := s.Info(ctx)
+		if err != nil {
+			return
+		}
+		if si.State.Msgs > 0 {
+			b.bytes = b.events * int64(si.State.Bytes/si.State.Msgs)
+		}
+	}
+	e.tmu.Lock()
+	e.backlogs[topic] = b
+	e.tmu.Unlock()
+}
+
+func (e *Events) routeOne(ctx context.Context, topic string, m jetstream.Msg) {
+	if m.Headers().Get(hRouted) != "" {
+		m.Ack() //nolint:errcheck // delivered before it was moved
+		return
+	}
 	ev, err := cloudevent.Parse(m.Data())
 	if err != nil {
 		e.log.Error("events: an unreadable event is not routed", "topic", topic, "err", err)
@@ -159,13 +115,24 @@ func (e *Events) routeOne(ctx context.Context, m jetstream.Msg) {
 		m.Nak() //nolint:errcheck // as above
 		return
 	}
+	// A delivery's id is the same however often it is stored; an event
+	// moved from the old shared stream keeps the ids it had there.
+	key := "t" + strconv.FormatUint(md.Sequence.Stream, 10)
+	if s := m.Headers().Get(hLegacySeq); s != "" {
+		key = s
+	}
 	for _, s := range e.subs.forTopic(topic) {
 		if !s.Filter.Match(ev) {
 			continue
 		}
-		err := e.store(ctx, Async{Function: s.Function, Qualifier: s.Qualifier, Payload: m.Data(),
-			RequestID: eventRequestID(md.Sequence.Stream, s.ID), Trigger: TriggerTopic,
-			DedupID: "ev." + strconv.FormatUint(md.Sequence.Stream, 10) + "." + s.ID}, e.cfg.Now(), 0, time.Time{})
+		a := Async{Function: s.Function, Qualifier: s.Qualifier, Payload: m.Data(),
+			RequestID: eventRequestID(key, s.ID), Trigger: TriggerTopic, DedupID: "ev." + key + "." + s.ID}
+		err := e.storeNew(ctx, a)
+		if errors.Is(err, ErrQueueFull) {
+			// The function has no room: the delivery fails, as a failed
+			// event does, and the other subscriptions still get theirs.
+			err = e.failUnqueued(ctx, a, err)
+		}
 		if err != nil {
 			e.log.Warn("events: routing an event; trying again", "topic", topic, "subscription", s.ID, "err", err)
 			m.NakWithDelay(time.Second) //nolint:errcheck // as above
@@ -177,8 +144,8 @@ func (e *Events) routeOne(ctx context.Context, m jetstream.Msg) {
 
 // eventRequestID is the request id of an event's delivery to one
 // subscription: the same however often the delivery is stored.
-func eventRequestID(seq uint64, sub string) string {
-	b := sha256.Sum256([]byte(strconv.FormatUint(seq, 10) + "/" + sub))
+func eventRequestID(key, sub string) string {
+	b := sha256.Sum256([]byte(key + "/" + sub))
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
@@ -193,25 +160,28 @@ type TopicEvent struct {
 }
 
 // Read returns up to limit events of a topic, oldest first, from those
-// stored after seq.
+// stored after seq (each topic numbers its own events).
 func (e *Events) Read(ctx context.Context, topic string, after uint64, limit int) ([]TopicEvent, error) {
 	if err := registry.CheckTopic(topic); err != nil {
 		return nil, err
 	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{busPrefix + topic}, InactiveThreshold: 10 * time.Second}
-	if after > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
+	out := []TopicEvent{}
+	stream, err := e.cfg.JS.Stream(ctx, topicStreamName(topic))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return out, nil
 	}
-	info, err := e.bus.Info(ctx, jetstream.WithSubjectFilter(busPrefix+topic))
 	if err != nil {
 		return nil, err
 	}
-	pending := info.State.Subjects[busPrefix+topic]
-	out := []TopicEvent{}
-	if pending == 0 || (after > 0 && after >= info.State.LastSeq) {
+	info := stream.CachedInfo()
+	if info.State.Msgs == 0 || (after > 0 && after >= info.State.LastSeq) {
 		return out, nil
 	}
-	c, err := e.bus.OrderedConsumer(ctx, cfg)
+	cfg := jetstream.OrderedConsumerConfig{InactiveThreshold: 10 * time.Second}
+	if after > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
+	}
+	c, err := stream.OrderedConsumer(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

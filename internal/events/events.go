@@ -9,6 +9,12 @@
 // stored in turn. Delivery is at least once; a function that must not run
 // twice for one event keeps the request id, which stays the same across
 // retries.
+//
+// Nothing is shared that one caller could fill for the others: each
+// function's queue is a stream of its own with a bound (queues.go), each
+// topic a stream of its own with its own retention (topics.go), every size
+// in Limits. Who may publish where, and the publisher attribute no one can
+// forge, are in publish.go.
 package events
 
 import (
@@ -53,8 +59,10 @@ type Metrics interface {
 	AsyncOutcome(function, outcome string)
 	// AsyncAge observes how long an event waited before an attempt.
 	AsyncAge(function string, d time.Duration)
-	// Published counts an event accepted on a topic.
-	Published(topic string)
+	// Published counts an event accepted on a topic, by the kind of its
+	// publisher (auth.PrincipalKind: admin, function, node), a bounded
+	// set, unlike topics, which callers name.
+	Published(publisher string)
 }
 
 // Config is what Events needs. JS, Invoker and Registry are required.
@@ -84,14 +92,20 @@ type Config struct {
 	Workers int
 	// ScheduleEvery is how often schedules are checked; default 1s.
 	ScheduleEvery time.Duration
+	// Limits bound the queues and the topics; zero fields take their
+	// defaults.
+	Limits Limits
+	// NodeTopics are topic patterns (registry.CheckTopicPattern) only the
+	// node publishes on, besides dead letters (dlq.…) and the topics
+	// functions send outcomes to: no API caller may, the admin included.
+	NodeTopics []string
 }
 
 // Events is a node's part of the async queue, the bus and the scheduler.
 type Events struct {
 	cfg    Config
+	lim    Limits
 	log    *slog.Logger
-	async  jetstream.Stream
-	bus    jetstream.Stream
 	subs   *subscriptions
 	sched  jetstream.KeyValue
 	scheds schedules
@@ -103,13 +117,29 @@ type Events struct {
 	// retired are groups stopped while their last events may still run;
 	// Close waits for them too. Guarded by mu.
 	retired []*group
-	closed  bool // guarded by mu
-	// routerBacklog is how many events wait to be routed, as last seen.
-	routerBacklog atomic.Int64
+	closed  bool               // guarded by mu
+	routers map[string]*router // guarded by mu; by topic
+	// emptyQueues are deleted functions whose queue was empty when last
+	// looked at; only the workers' supervisor uses it.
+	emptyQueues map[string]bool
+
+	qmu    sync.Mutex
+	queues map[string]*queue // guarded by qmu; the queues opened, by function
+
+	tmu          sync.Mutex
+	topicStreams map[string]jetstream.Stream // guarded by tmu; the topics opened
+	backlogs     map[string]backlog          // guarded by tmu; by topic, as routers last saw
+	topicCount   int                         // guarded by tmu; topics callers made, as last counted
+	topicCountAt time.Time                   // guarded by tmu
+
+	// outcomeTopics are the topics functions send outcomes to, which
+	// only the node writes: topic → why.
+	outcomeTopics atomic.Pointer[map[string]string]
 }
 
-// Open creates the streams and buckets if need be and starts the node's
-// workers, the router of the bus and the scheduler; Close stops them.
+// Open creates the buckets if need be and starts the node's workers, the
+// routers of the subscribed topics, the move of the old layout's events
+// and the scheduler; Close stops them.
 func Open(ctx context.Context, cfg Config) (*Events, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -144,15 +174,17 @@ func Open(ctx context.Context, cfg Config) (*Events, error) {
 	if cfg.Account == "" {
 		cfg.Account = "000000000000"
 	}
-	e := &Events{cfg: cfg, log: cfg.Logger, groups: map[string]*group{},
+	for _, p := range cfg.NodeTopics {
+		if err := registry.CheckTopicPattern(p); err != nil {
+			return nil, fmt.Errorf("events: a node topic: %w", err)
+		}
+	}
+	e := &Events{cfg: cfg, lim: cfg.Limits.withDefaults(), log: cfg.Logger, groups: map[string]*group{},
+		routers: map[string]*router{}, emptyQueues: map[string]bool{}, queues: map[string]*queue{},
+		topicStreams: map[string]jetstream.Stream{}, backlogs: map[string]backlog{},
 		scheds: schedules{parsed: map[string]*schedule.Schedule{}, states: map[string]knownState{}}}
+	e.syncOutcomeTopics(cfg.Registry.Functions())
 	var err error
-	if e.async, err = cfg.JS.CreateOrUpdateStream(ctx, asyncStream()); err != nil {
-		return nil, fmt.Errorf("events: async stream: %w", err)
-	}
-	if e.bus, err = cfg.JS.CreateOrUpdateStream(ctx, busStream()); err != nil {
-		return nil, fmt.Errorf("events: event stream: %w", err)
-	}
 	if e.sched, err = cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: scheduleBucket, Description: "wisp: the last tick each schedule fired", History: 1,
 		Storage: jetstream.FileStorage}); err != nil {
@@ -173,7 +205,8 @@ func Open(ctx context.Context, cfg Config) (*Events, error) {
 		return nil, err
 	}
 	e.goLoop(func() { e.superviseWorkers(lctx, changes) })
-	e.goLoop(func() { e.route(lctx) })
+	e.goLoop(func() { e.superviseRouters(lctx) })
+	e.goLoop(func() { e.moveLegacy(lctx) })
 	e.goLoop(func() { e.runSchedules(lctx) })
 	e.goLoop(func() { e.cat.flushEvery(lctx, time.Second) })
 	return e, nil

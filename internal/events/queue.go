@@ -24,13 +24,9 @@ const MaxPayload = 256 << 10
 // ErrTooLarge is an event over MaxPayload.
 var ErrTooLarge = errors.New("events: the payload is too large")
 
-const (
-	asyncStreamName = "wisp_async"
-	asyncPrefix     = "wisp.async." // + function
-	// dedupWindow is how long JetStream remembers an event's dedup id: a
-	// tick or a fan-out stored twice within it is stored once.
-	dedupWindow = 2 * time.Minute
-)
+// dedupWindow is how long JetStream remembers an event's dedup id: a tick
+// or a fan-out stored twice within it is stored once.
+const dedupWindow = 2 * time.Minute
 
 // Headers of a queued event.
 const (
@@ -59,21 +55,6 @@ const (
 	TriggerDestination = "destination"
 )
 
-func asyncStream() jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:        asyncStreamName,
-		Description: "wisp: events (async invocations) waiting to run",
-		Subjects:    []string{asyncPrefix + ">"},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Discard:     jetstream.DiscardNew,
-		// A destination record holds the request and up to 256 KB of
-		// the response.
-		MaxMsgSize: 1 << 20,
-		Duplicates: dedupWindow,
-	}
-}
-
 // Async is an event for a function.
 type Async struct {
 	Function, Qualifier string
@@ -87,7 +68,8 @@ type Async struct {
 }
 
 // Enqueue checks an event and stores it durably; it returns the request id
-// once the event cannot be lost. The function (and qualifier) must exist.
+// once the event cannot be lost. The function (and qualifier) must exist,
+// and its queue have room: past its bound the error wraps ErrQueueFull.
 func (e *Events) Enqueue(ctx context.Context, a Async) (string, error) {
 	if len(a.Payload) > MaxPayload {
 		return "", fmt.Errorf("%d bytes is over the %d byte limit of an event: %w", len(a.Payload), MaxPayload, ErrTooLarge)
@@ -104,16 +86,25 @@ func (e *Events) Enqueue(ctx context.Context, a Async) (string, error) {
 	if a.Trigger == "" {
 		a.Trigger = TriggerEvent
 	}
-	return a.RequestID, e.store(ctx, a, e.cfg.Now(), 0, time.Time{})
+	return a.RequestID, e.storeNew(ctx, a)
 }
 
-// store writes an event to the queue and waits for JetStream to hold it.
+// storeNew stores a new event (an Invoke API call, a topic's delivery, a
+// schedule's tick), which its function's queue refuses past its bound
+// with ErrQueueFull.
+func (e *Events) storeNew(ctx context.Context, a Async) error {
+	return e.publishAsync(ctx, a, e.cfg.Now(), 0, time.Time{}, nil, true)
+}
+
+// store writes what an accepted event still needs to the queue (a retry,
+// a destination record): never refused at the bound, only past the
+// headroom above it, and waits for JetStream to hold it.
 func (e *Events) store(ctx context.Context, a Async, enqueued time.Time, attempt int, notBefore time.Time) error {
-	return e.publishAsync(ctx, a, enqueued, attempt, notBefore, nil)
+	return e.publishAsync(ctx, a, enqueued, attempt, notBefore, nil, false)
 }
 
-func (e *Events) publishAsync(ctx context.Context, a Async, enqueued time.Time, attempt int, notBefore time.Time, extra map[string]string) error {
-	m := nats.NewMsg(asyncPrefix + a.Function)
+func (e *Events) publishAsync(ctx context.Context, a Async, enqueued time.Time, attempt int, notBefore time.Time, extra map[string]string, fresh bool) error {
+	m := nats.NewMsg(queuePrefix + a.Function)
 	for k, v := range extra {
 		m.Header.Set(k, v)
 	}
@@ -134,10 +125,7 @@ func (e *Events) publishAsync(ctx context.Context, a Async, enqueued time.Time, 
 	if a.DedupID != "" {
 		m.Header.Set(jetstream.MsgIDHeader, a.DedupID)
 	}
-	if _, err := e.cfg.JS.PublishMsg(ctx, m); err != nil {
-		return fmt.Errorf("events: storing an event for %s: %w", a.Function, err)
-	}
-	return nil
+	return e.put(ctx, a.Function, m, fresh)
 }
 
 // queued is an event read back from the queue.
@@ -356,7 +344,7 @@ func (e *Events) settle(ctx context.Context, m jetstream.Msg, q queued, f regist
 // storeRecord keeps a record to send later, as an event of the function
 // that sends it to dest when it comes round.
 func (e *Events) storeRecord(ctx context.Context, a Async, kind, dest string) error {
-	return e.publishAsync(ctx, a, e.cfg.Now(), 0, e.cfg.Now().Add(e.cfg.ThrottleBase), map[string]string{hRecordKind: kind, hRecordTo: dest})
+	return e.publishAsync(ctx, a, e.cfg.Now(), 0, e.cfg.Now().Add(e.cfg.ThrottleBase), map[string]string{hRecordKind: kind, hRecordTo: dest}, false)
 }
 
 // resend sends a record kept by settle; until it can, it stays queued.
@@ -402,6 +390,25 @@ func (e *Events) deliverRecord(ctx context.Context, q queued, fn, kind, dest str
 	return "topic:" + topic, e.publishRecord(ctx, topic, q, fn, kind, rec)
 }
 
+// failUnqueued sends the failure record of a new event its function's
+// queue refused (a topic's delivery) where the function's failures go:
+// its failure destination, or else its dead-letter topic.
+func (e *Events) failUnqueued(ctx context.Context, a Async, cause error) error {
+	q := queued{Async: a, enqueued: e.cfg.Now()}
+	f := registry.Function{Name: a.Function}
+	if t, err := e.cfg.Invoker.Resolve(a.Function, ""); err == nil {
+		f = t.Function
+	}
+	rec := e.record(q, f, outcome{condition: conditionQueueFull, err: cause})
+	sent, err := e.deliverRecord(ctx, q, f.Name, "failure", f.Async.OnFailure, rec)
+	if err != nil {
+		return err
+	}
+	e.cfg.Metrics.AsyncOutcome(a.Function, "queue_full")
+	e.platformLog(q, fmt.Sprintf("ASYNC RequestId: %s\tCondition: %s\tError: %s\tSent to: %s", q.RequestID, conditionQueueFull, cause, sent))
+	return nil
+}
+
 // outcome is how an event ended, or an attempt of it.
 type outcome struct {
 	condition string
@@ -429,6 +436,7 @@ const (
 	conditionRetriesExhausted = "RetriesExhausted"
 	conditionAgeExceeded      = "EventAgeExceeded"
 	conditionNotFound         = "FunctionNotFound"
+	conditionQueueFull        = ReasonQueueFull
 )
 
 // keepAlive tells JetStream every period that the event is still being

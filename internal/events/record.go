@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/events/cloudevent"
 	"github.com/wisp-dev/wisp/internal/registry"
 )
@@ -100,5 +101,5 @@ func (e *Events) publishRecord(ctx context.Context, topic string, q queued, fn, 
 	ev := cloudevent.Event{SpecVersion: "1.0", ID: q.RequestID + "." + kind, Source: "wisp://functions/" + fn,
 		Type: "wisp.async." + kind, Subject: q.RequestID, Time: e.cfg.Now().UTC().Truncate(time.Millisecond),
 		DataContentType: "application/json", Data: rec}
-	return e.publish(ctx, topic, ev, "wisp", maxInternal)
+	return e.publish(ctx, topic, ev, auth.PrincipalNode, maxInternal, true)
 }

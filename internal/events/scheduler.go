@@ -144,13 +144,23 @@ func (e *Events) checkSchedule(ctx context.Context, f registry.Function, s regis
 			return nil
 		}
 		fire := now.Sub(latest) <= onTime || s.CatchUp
+		full := false
 		if fire {
 			// Stored before it is claimed: a node that dies in between
 			// leaves it to the next, and the tick id keeps one copy.
-			if err := e.fireTick(ctx, f, s, latest); err != nil {
+			err := e.fireTick(ctx, f, s, latest)
+			switch {
+			case errors.Is(err, ErrQueueFull):
+				// The function has no room: the tick is skipped, not
+				// held to flood it later.
+				fire, full = false, true
+				e.log.Warn("events: schedule tick skipped: the function's queue is full", "function", f.Name,
+					"schedule", s.Name, "tick", latest, "err", err)
+			case err != nil:
 				return err
+			default:
+				st.Fired = latest
 			}
-			st.Fired = latest
 		}
 		st.Last = latest
 		rev, err = e.putTickState(ctx, key, st, rev)
@@ -162,6 +172,7 @@ func (e *Events) checkSchedule(ctx context.Context, f registry.Function, s regis
 		}
 		e.rememberState(key, st, rev)
 		switch {
+		case full:
 		case !fire:
 			e.log.Info("events: schedule skipped missed ticks", "function", f.Name, "schedule", s.Name, "missed", n, "latest", latest)
 		case n > 1 || now.Sub(latest) > onTime:
@@ -181,8 +192,8 @@ func (e *Events) fireTick(ctx context.Context, f registry.Function, s registry.S
 	if err := json.Unmarshal(payload, &ev); err != nil {
 		return err
 	}
-	return e.store(ctx, Async{Function: f.Name, Qualifier: s.Qualifier, Payload: payload, RequestID: ev.ID,
-		Trigger: TriggerSchedule, DedupID: "tick." + tickID}, e.cfg.Now(), 0, time.Time{})
+	return e.storeNew(ctx, Async{Function: f.Name, Qualifier: s.Qualifier, Payload: payload, RequestID: ev.ID,
+		Trigger: TriggerSchedule, DedupID: "tick." + tickID})
 }
 
 func (e *Events) tickState(ctx context.Context, key string) (tickState, uint64, error) {

@@ -43,7 +43,9 @@ var ErrNotFound = errors.New("events: not found")
 // subscriptions is this node's copy of every subscription, kept current by
 // a watch on the bucket.
 type subscriptions struct {
-	kv      jetstream.KeyValue
+	kv jetstream.KeyValue
+	// changed is signalled (without blocking) on every change.
+	changed chan struct{}
 	mu      sync.RWMutex
 	byID    map[string]Subscription   // guarded by mu
 	byTopic map[string][]Subscription // guarded by mu
@@ -55,7 +57,7 @@ func openSubscriptions(ctx context.Context, js jetstream.JetStream, wg *sync.Wai
 	if err != nil {
 		return nil, fmt.Errorf("events: subscription bucket: %w", err)
 	}
-	s := &subscriptions{kv: kv, byID: map[string]Subscription{}, byTopic: map[string][]Subscription{}}
+	s := &subscriptions{kv: kv, changed: make(chan struct{}, 1), byID: map[string]Subscription{}, byTopic: map[string][]Subscription{}}
 	ready := make(chan struct{})
 	wg.Add(1)
 	go func() {
@@ -73,6 +75,12 @@ func openSubscriptions(ctx context.Context, js jetstream.JetStream, wg *sync.Wai
 func (s *subscriptions) apply(entry jetstream.KeyValueEntry, log *slog.Logger) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer func() {
+		select {
+		case s.changed <- struct{}{}:
+		default:
+		}
+	}()
 	id := entry.Key()
 	// The topic's list is made anew, never changed in place: routers
 	// range over the lists forTopic handed out.
@@ -92,6 +100,19 @@ func (s *subscriptions) apply(entry jetstream.KeyValueEntry, log *slog.Logger) {
 	s.byTopic[sub.Topic] = append(slices.Clone(s.byTopic[sub.Topic]), sub)
 }
 
+// topics are the topics that have subscriptions.
+func (s *subscriptions) topics() map[string]bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := map[string]bool{}
+	for t, subs := range s.byTopic {
+		if len(subs) > 0 {
+			out[t] = true
+		}
+	}
+	return out
+}
+
 func (s *subscriptions) forTopic(topic string) []Subscription {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -99,7 +120,7 @@ func (s *subscriptions) forTopic(topic string) []Subscription {
 }
 
 // Subscribe binds a topic to a function (which must exist) through a
-// filter.
+// filter. It gets the topic's events published from now on.
 func (e *Events) Subscribe(ctx context.Context, sub Subscription) (Subscription, error) {
 	if err := registry.CheckTopic(sub.Topic); err != nil {
 		return Subscription{}, err
@@ -119,6 +140,11 @@ func (e *Events) Subscribe(ctx context.Context, sub Subscription) (Subscription,
 	if n := len(e.subs.forTopic(sub.Topic)); n >= MaxSubscriptionsPerTopic {
 		return Subscription{}, &registry.ValidationError{Msg: fmt.Sprintf("topic %q has %d subscriptions; at most %d", sub.Topic, n, MaxSubscriptionsPerTopic)}
 	}
+	// The topic's router starts from now: it must be there before the
+	// caller publishes what it subscribed for.
+	if _, err := e.openRouter(ctx, sub.Topic, false); err != nil {
+		return Subscription{}, err
+	}
 	var b [8]byte
 	rand.Read(b[:]) //nolint:errcheck // crypto/rand.Read never fails (Go 1.24+)
 	sub.ID = "sub-" + hex.EncodeToString(b[:])
@@ -136,13 +162,20 @@ func (e *Events) Subscribe(ctx context.Context, sub Subscription) (Subscription,
 
 // Unsubscribe deletes a subscription.
 func (e *Events) Unsubscribe(ctx context.Context, id string) error {
-	if _, ok := e.subscription(id); !ok {
+	s, ok := e.subscription(id)
+	if !ok {
 		return fmt.Errorf("subscription %q: %w", id, ErrNotFound)
 	}
 	if err := e.subs.kv.Delete(ctx, id); err != nil {
 		return fmt.Errorf("events: deleting a subscription: %w", err)
 	}
 	e.subs.waitFor(id, false)
+	if len(e.subs.forTopic(s.Topic)) == 0 {
+		// Events published from now on are for nobody.
+		if err := e.closeRouter(ctx, s.Topic); err != nil {
+			e.log.Warn("events: closing the router of a topic nobody subscribes to", "err", err)
+		}
+	}
 	return nil
 }
 

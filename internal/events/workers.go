@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -76,25 +75,52 @@ func (e *Events) workersFor(f registry.Function) int {
 
 func (e *Events) syncGroups(ctx context.Context) {
 	want := map[string]int{}
-	for _, f := range e.cfg.Registry.Functions() {
+	fns := e.cfg.Registry.Functions()
+	e.syncOutcomeTopics(fns)
+	for _, f := range fns {
 		want[f.Name] = e.workersFor(f)
+		if err := e.syncQueue(ctx, f.Name); err != nil && ctx.Err() == nil {
+			e.log.Warn("events: the queue of a function", "function", f.Name, "err", err)
+		}
 	}
-	// Events of a deleted function still run, to their dead-letter topic.
-	info, err := e.async.Info(ctx, jetstream.WithSubjectFilter(asyncPrefix+">"))
+	// Events of a deleted function still run, to its dead-letter topic;
+	// the queue of one with none left goes, once seen empty twice (an
+	// event a node stored just before it heard of the delete would
+	// otherwise go with it).
+	var gone []string
+	infos, err := e.queueInfos(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			e.log.Warn("events: reading the queue", "err", err)
-		}
-	} else {
-		for subj := range info.State.Subjects {
-			if fn := strings.TrimPrefix(subj, asyncPrefix); want[fn] == 0 {
-				want[fn] = 1
-			}
+			e.log.Warn("events: reading the queues", "err", err)
 		}
 	}
+	for fn, info := range infos {
+		switch {
+		case want[fn] > 0:
+			delete(e.emptyQueues, fn)
+		case info.State.Msgs > 0:
+			want[fn] = 1
+			delete(e.emptyQueues, fn)
+		case e.emptyQueues[fn]:
+			gone = append(gone, fn)
+			delete(e.emptyQueues, fn)
+		default:
+			e.emptyQueues[fn] = true
+		}
+	}
+	if err == nil {
+		// Queues another node deleted are forgotten here too.
+		e.qmu.Lock()
+		for fn := range e.queues {
+			if infos[fn] == nil {
+				delete(e.queues, fn)
+			}
+		}
+		e.qmu.Unlock()
+	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.closed {
+		e.mu.Unlock()
 		return
 	}
 	e.retired = slices.DeleteFunc(e.retired, (*group).ended)
@@ -103,12 +129,6 @@ func (e *Events) syncGroups(ctx context.Context) {
 			g.stop()
 			delete(e.groups, fn)
 			e.retired = append(e.retired, g)
-			if !ok && err == nil {
-				// Nothing is left for it: its consumer goes too.
-				if derr := e.async.DeleteConsumer(ctx, consumerName(fn)); derr != nil && !errors.Is(derr, jetstream.ErrConsumerNotFound) {
-					e.log.Warn("events: removing the consumer of a deleted function", "function", fn, "err", derr)
-				}
-			}
 		}
 	}
 	for fn, n := range want {
@@ -116,26 +136,39 @@ func (e *Events) syncGroups(ctx context.Context) {
 			e.groups[fn] = e.startGroup(ctx, fn, n)
 		}
 	}
+	e.mu.Unlock()
+	for _, fn := range gone {
+		e.qmu.Lock()
+		delete(e.queues, fn)
+		e.qmu.Unlock()
+		if err := e.cfg.JS.DeleteStream(ctx, queueStreamName(fn)); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			e.log.Warn("events: removing the queue of a deleted function", "function", fn, "err", err)
+		}
+	}
 }
 
 // consumer returns the durable consumer of a function's events, made if
 // need be. An existing one is not changed: its AckWait is the one every
-// node keeps events alive by.
+// node keeps events alive by. It does not make the function's stream:
+// a group whose queue is gone waits.
 func (e *Events) consumer(ctx context.Context, fn string) (jetstream.Consumer, error) {
-	cons, err := e.async.Consumer(ctx, consumerName(fn))
+	s, err := e.cfg.JS.Stream(ctx, queueStreamName(fn))
+	if err != nil {
+		return nil, err
+	}
+	cons, err := s.Consumer(ctx, consumerName(fn))
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		cons, err = e.async.CreateConsumer(ctx, jetstream.ConsumerConfig{
-			Durable:       consumerName(fn),
-			Description:   "wisp: the workers of " + fn + "'s events",
-			FilterSubject: asyncPrefix + fn,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       e.cfg.AckWait,
-			MaxDeliver:    -1,
+		cons, err = s.CreateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable:     consumerName(fn),
+			Description: "wisp: the workers of " + fn + "'s events",
+			AckPolicy:   jetstream.AckExplicitPolicy,
+			AckWait:     e.cfg.AckWait,
+			MaxDeliver:  -1,
 			// Events waiting for a retry or for room count as pending.
 			MaxAckPending: 100_000,
 		})
 		if errors.Is(err, jetstream.ErrConsumerExists) {
-			cons, err = e.async.Consumer(ctx, consumerName(fn))
+			cons, err = s.Consumer(ctx, consumerName(fn))
 		}
 	}
 	return cons, err
@@ -229,21 +262,4 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
-}
-
-// Queued returns the events stored for each function, over every node,
-// waiting or running.
-func (e *Events) Queued() map[string]uint64 {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	out := map[string]uint64{}
-	info, err := e.async.Info(ctx, jetstream.WithSubjectFilter(asyncPrefix+">"))
-	if err != nil {
-		e.log.Warn("events: reading the queue", "err", err)
-		return out
-	}
-	for subj, n := range info.State.Subjects {
-		out[strings.TrimPrefix(subj, asyncPrefix)] = n
-	}
-	return out
 }

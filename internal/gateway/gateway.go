@@ -108,12 +108,12 @@ func lerr(status int, typ, msg string) *lambdaError {
 func writeLambdaError(w http.ResponseWriter, e *lambdaError) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Amzn-ErrorType", e.typ)
-	w.WriteHeader(e.status)
 	body := map[string]string{"__type": e.typ, "message": e.msg}
 	if e.reason != "" {
 		body["Reason"] = e.reason
-		w.Header().Set("Retry-After", e.retryAfterHeader())
+		w.Header().Set("Retry-After", e.retryAfterHeader()) // before the status, or it is not sent
 	}
+	w.WriteHeader(e.status)
 	json.NewEncoder(w).Encode(body) //nolint:errcheck // the status is sent
 }
 

@@ -46,7 +46,10 @@ type Function struct {
 	// Logs bounds what is kept of the function's log.
 	Logs Logs `json:"logs"`
 	// Quota caps the function's usage per period; nil: no cap.
-	Quota      *Quota    `json:"quota,omitempty"`
+	Quota *Quota `json:"quota,omitempty"`
+	// Publish are the topics the function's own token may publish to,
+	// as topic patterns (see CheckTopicPattern); none by default.
+	Publish    []string  `json:"publish,omitempty"`
 	CodeSHA256 string    `json:"code_sha256"`
 	CodeSize   int64     `json:"code_size"`
 	CreatedAt  time.Time `json:"created_at"`
@@ -96,6 +99,9 @@ type Config struct {
 	Quota *Quota `json:"quota,omitempty"`
 	// Logs changes what is kept of the function's log.
 	Logs *LogsPatch `json:"logs,omitempty"`
+	// Publish, when set, replaces the function's publish grants; an empty
+	// list removes them all.
+	Publish *[]string `json:"publish,omitempty"`
 	// ClearConcurrency sets Concurrency back to unreserved.
 	ClearConcurrency bool `json:"clear_concurrency,omitempty"`
 }
@@ -137,6 +143,12 @@ type AsyncConfig struct {
 	// not set; default "dlq.<function>". A failed event always goes
 	// somewhere.
 	DeadLetter string `json:"dead_letter,omitempty"`
+	// MaxQueuedEvents and MaxQueuedBytes bound the function's queue:
+	// past either, a new event is refused (the Invoke API answers 429,
+	// a topic's delivery fails with condition EventQueueFull). 0 means
+	// the node's default.
+	MaxQueuedEvents int64 `json:"max_queued_events,omitempty"`
+	MaxQueuedBytes  int64 `json:"max_queued_bytes,omitempty"`
 }
 
 // AsyncPatch changes an AsyncConfig: nil fields stay, an empty string
@@ -147,6 +159,10 @@ type AsyncPatch struct {
 	OnSuccess   *string `json:"on_success,omitempty"`
 	OnFailure   *string `json:"on_failure,omitempty"`
 	DeadLetter  *string `json:"dead_letter,omitempty"`
+	// MaxQueuedEvents and MaxQueuedBytes set the queue's bounds; 0 is
+	// the node's default.
+	MaxQueuedEvents *int64 `json:"max_queued_events,omitempty"`
+	MaxQueuedBytes  *int64 `json:"max_queued_bytes,omitempty"`
 }
 
 // Schedule invokes a function on a clock: Expression is rate(…), an

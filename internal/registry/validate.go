@@ -191,6 +191,14 @@ func apply(f *Function, cfg Config, create bool) error {
 		setIf(&f.Async.OnSuccess, p.OnSuccess)
 		setIf(&f.Async.OnFailure, p.OnFailure)
 		setIf(&f.Async.DeadLetter, p.DeadLetter)
+		setIf(&f.Async.MaxQueuedEvents, p.MaxQueuedEvents)
+		setIf(&f.Async.MaxQueuedBytes, p.MaxQueuedBytes)
+	}
+	if cfg.Publish != nil {
+		f.Publish = nil
+		if len(*cfg.Publish) > 0 {
+			f.Publish = append([]string(nil), *cfg.Publish...)
+		}
 	}
 	if p := cfg.Logs; p != nil {
 		setIf(&f.Logs.MaxBytes, p.MaxBytes)
@@ -264,6 +272,9 @@ func check(f *Function) error {
 		return err
 	}
 	if err := checkLogs(f.Logs); err != nil {
+		return err
+	}
+	if err := checkPublishAndQueue(f); err != nil {
 		return err
 	}
 	if f.Quota != nil {
@@ -397,6 +408,30 @@ func within(where string, err error) error {
 		return invalid("%s: %s", where, ve.Msg)
 	}
 	return err
+}
+
+// Bounds a function may set on its queue; the node's defaults apply
+// below them.
+const (
+	MaxQueuedEventsLimit = 10_000_000
+	MaxQueuedBytesLimit  = 64 << 30
+	// MinQueuedBytes is the largest event (256 KB), so that one always fits.
+	MinQueuedBytes = 256 << 10
+)
+
+// checkPublishAndQueue checks what a function may publish and how much it
+// may have queued.
+func checkPublishAndQueue(f *Function) error {
+	if err := checkPublish(f.Publish); err != nil {
+		return err
+	}
+	if n := f.Async.MaxQueuedEvents; n < 0 || n > MaxQueuedEventsLimit {
+		return invalid("async max_queued_events %d is out of range (0 for the node's default, up to %d)", n, MaxQueuedEventsLimit)
+	}
+	if n := f.Async.MaxQueuedBytes; n != 0 && (n < MinQueuedBytes || n > MaxQueuedBytesLimit) {
+		return invalid("async max_queued_bytes %d is out of range (0 for the node's default, or %d to %d)", n, MinQueuedBytes, int64(MaxQueuedBytesLimit))
+	}
+	return nil
 }
 
 var scheduleNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)

@@ -141,13 +141,14 @@ func TestEventGateway(t *testing.T) {
 		t.Errorf("%d subscriptions after refusals, want 4", len(got))
 	}
 
-	// A function publishes through WISP_API_URL with its own token.
+	// A function publishes through WISP_API_URL with its own token, to a
+	// topic it is granted.
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": `exports.handler = async () => {
   const r = await fetch(process.env.WISP_API_URL + "/v1/events/shop", {method: "POST",
     headers: {"authorization": "Bearer " + process.env.WISP_API_TOKEN, "content-type": "application/json"},
     body: JSON.stringify({from: "a function"})});
   return {status: r.status};
-};`}), client.Config{Name: "publisher", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})
+};`}), client.Config{Name: "publisher", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Publish: &[]string{"shop"}})
 	res, err := n.c.Invoke(ctx, "publisher", []byte(`{}`), client.InvokeOptions{})
 	if err != nil || !strings.Contains(string(res.Payload), `"status":202`) {
 		t.Fatalf("publishing from a function: %v %s", err, res.Payload)

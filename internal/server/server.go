@@ -82,6 +82,9 @@ type Config struct {
 	// rate, what the node buffers. The node sets its Registry, Metrics,
 	// Logger and Now.
 	Logs telemetry.LogsConfig
+	// EventLimits bound the functions' queues and the topics; zero
+	// fields take events' defaults.
+	EventLimits events.Limits
 	// Prices turn usage into cost; default Lambda's x86 prices.
 	Prices *meter.Prices
 	// Quota caps all functions together per period; nil: none.
@@ -267,7 +270,8 @@ func (n *Node) openParts(ctx context.Context, handler http.Handler) error {
 	}
 	n.ev, err = events.Open(ctx, events.Config{JS: n.store.JS, Invoker: n.inv, Registry: n.reg, Logs: n.logs,
 		Metrics: n.metrics, Logger: n.log, Now: cfg.Now, Region: cfg.Region,
-		RetryBase: cfg.RetryBase, ThrottleBase: min(cfg.RetryBase, time.Second), AckWait: cfg.EventAckWait})
+		RetryBase: cfg.RetryBase, ThrottleBase: min(cfg.RetryBase, time.Second), AckWait: cfg.EventAckWait,
+		Limits: cfg.EventLimits, NodeTopics: []string{meter.CapTopic}})
 	if err != nil {
 		return err
 	}
@@ -437,10 +441,10 @@ func (n *Node) publishCap(ctx context.Context, topic string, e *meter.CapError) 
 	if e.Scope == "function" {
 		subject = e.Function
 	}
-	return ev.Publish(ctx, topic, cloudevent.Event{SpecVersion: cloudevent.SpecVersion,
+	return ev.PublishNode(ctx, topic, cloudevent.Event{SpecVersion: cloudevent.SpecVersion,
 		ID: e.Scope + "/" + subject + "/" + e.Start.Format(time.RFC3339), Source: "wisp://meter",
 		Type: "wisp.cap.exceeded", Subject: subject, Time: n.cfg.Now().UTC().Truncate(time.Millisecond),
-		DataContentType: "application/json", Data: data}, "wisp")
+		DataContentType: "application/json", Data: data})
 }
 
 // healthz answers "ok" while the node can do its work, and 503 with the

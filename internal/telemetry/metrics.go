@@ -42,7 +42,10 @@ const (
 	// MetricAsyncQueued is the events stored for each function, waiting
 	// or running, over every node.
 	MetricAsyncQueued = "wisp_async_queued_events"
-	// MetricPublished counts events accepted on each topic by this node.
+	// MetricPublished counts events accepted on topics by this node, by
+	// the kind of their publisher: admin, function or node. Not by topic:
+	// callers name topics, and a label must not take unbounded values
+	// (the catalog counts each topic's events).
 	MetricPublished = "wisp_events_published_total"
 	// MetricLogDropped counts the bytes of log records this node dropped,
 	// by function and reason: rate (over the function's rate), full (the
@@ -59,7 +62,7 @@ const (
 	LabelOutcome   = "outcome"
 	LabelReason    = "reason"
 	LabelState     = "state"
-	LabelTopic     = "topic"
+	LabelPublisher = "publisher"
 	OutcomeSuccess = "success"
 )
 
@@ -148,7 +151,7 @@ func NewMetrics(stats func() []PoolStat) *Metrics {
 
 	asyncEvents := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: MetricAsyncEvents,
-		Help: "Event attempts by outcome: success, retry, failure, expired, throttled.",
+		Help: "Event attempts by outcome: success, retry, failure, expired, throttled, capped, queue_full.",
 	}, []string{LabelFunction, LabelOutcome})
 	asyncAge := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    MetricAsyncAge,
@@ -157,8 +160,8 @@ func NewMetrics(stats func() []PoolStat) *Metrics {
 	}, []string{LabelFunction})
 	published := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: MetricPublished,
-		Help: "Events accepted on each topic by this node.",
-	}, []string{LabelTopic})
+		Help: "Events accepted on topics by this node, by the kind of their publisher: admin, function or node.",
+	}, []string{LabelPublisher})
 
 	logDropped := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: MetricLogDropped,
@@ -200,8 +203,8 @@ func NewMetrics(stats func() []PoolStat) *Metrics {
 	m.asyncAge.init(func(fn string) (prometheus.Observer, error) {
 		return asyncAge.GetMetricWithLabelValues(fn)
 	})
-	m.published.init(func(topic string) (prometheus.Counter, error) {
-		return published.GetMetricWithLabelValues(topic)
+	m.published.init(func(kind string) (prometheus.Counter, error) {
+		return published.GetMetricWithLabelValues(kind)
 	})
 	m.logDropped.init(func(k logDropKey) (prometheus.Counter, error) {
 		return logDropped.GetMetricWithLabelValues(k.function, k.reason)
@@ -252,12 +255,18 @@ func (m *Metrics) AsyncAge(function string, d time.Duration) {
 	}
 }
 
-// Published records an event accepted on a topic.
-func (m *Metrics) Published(topic string) {
+// Published records an event accepted on a topic, by the kind of its
+// publisher: admin, function or node.
+func (m *Metrics) Published(kind string) {
 	if m == nil {
 		return
 	}
-	if c, ok := m.published.get(topic); ok {
+	switch kind {
+	case "admin", "function", "node":
+	default: // the label stays bounded whatever a caller passes
+		kind = "other"
+	}
+	if c, ok := m.published.get(kind); ok {
 		c.Inc()
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -340,4 +341,23 @@ func BenchmarkInvoked(b *testing.B) {
 			m.Invoked("hello", "1", OutcomeSuccess, time.Millisecond)
 		}
 	})
+}
+
+// TestPublishedIsBounded: events of every kind of publisher make one series
+// per kind, and a thousand other names make one more, not a thousand.
+func TestPublishedIsBounded(t *testing.T) {
+	m := NewMetrics(nil)
+	for i := range 1000 {
+		m.Published([]string{"admin", "function", "node"}[i%3])
+		m.Published("orders-" + strconv.Itoa(i))
+	}
+	mfs := scrape(t, m)
+	if n := len(mfs[MetricPublished].GetMetric()); n != 4 {
+		t.Fatalf("%d series of %s, want 4 (admin, function, node, other)", n, MetricPublished)
+	}
+	for labels, want := range map[string]float64{"publisher=admin": 334, "publisher=function": 333, "publisher=node": 333, "publisher=other": 1000} {
+		if got := series(mfs, MetricPublished, labels).GetCounter().GetValue(); got != want {
+			t.Errorf("%s{%s} = %v, want %v", MetricPublished, labels, got, want)
+		}
+	}
 }

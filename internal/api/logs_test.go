@@ -34,7 +34,7 @@ func logsNodeStore(t *testing.T) (*telemetry.Logs, *httptest.Server, *store.Stor
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	reg, err := registry.Open(ctx, st.JS, time.Now, log)
+	reg, err := registry.Open(ctx, st.JS, time.Now, log, registry.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

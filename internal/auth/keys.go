@@ -160,6 +160,8 @@ func OpenKeys(ctx context.Context, js jetstream.JetStream, cfg KeysConfig) (*Key
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: KeysBucket, Description: "wisp access keys (secrets sealed with AES-256-GCM)",
 		History: 1, Storage: jetstream.FileStorage,
+		// Some tens of thousands of keys; a write past it is refused.
+		MaxBytes: 16 << 20,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("auth: open %s: %w", KeysBucket, err)

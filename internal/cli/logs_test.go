@@ -165,7 +165,7 @@ func TestLogsRealHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	reg, err := registry.Open(ctx, st.JS, time.Now, log)
+	reg, err := registry.Open(ctx, st.JS, time.Now, log, registry.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,7 +60,8 @@ type catalog struct {
 
 func openCatalog(ctx context.Context, js jetstream.JetStream, now func() time.Time, log *slog.Logger) (*catalog, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: catalogBucket,
-		Description: "wisp: topics and their publishers", History: 1, Storage: jetstream.FileStorage})
+		Description: "wisp: topics and their publishers", History: 1, Storage: jetstream.FileStorage,
+		MaxBytes: bucketBytes})
 	if err != nil {
 		return nil, fmt.Errorf("events: catalog bucket: %w", err)
 	}

@@ -187,7 +187,7 @@ func Open(ctx context.Context, cfg Config) (*Events, error) {
 	var err error
 	if e.sched, err = cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: scheduleBucket, Description: "wisp: the last tick each schedule fired", History: 1,
-		Storage: jetstream.FileStorage}); err != nil {
+		Storage: jetstream.FileStorage, MaxBytes: bucketBytes}); err != nil {
 		return nil, fmt.Errorf("events: schedule bucket: %w", err)
 	}
 	if e.cat, err = openCatalog(ctx, cfg.JS, cfg.Now, e.log); err != nil {

@@ -36,6 +36,11 @@ type Limits struct {
 	MaxBacklog int64
 }
 
+// bucketBytes bounds each of the events' buckets (subscriptions, the
+// catalog, the schedules' last ticks): records of a few hundred bytes,
+// tens of thousands of them; a write past it is refused.
+const bucketBytes = 64 << 20
+
 // Defaults of Limits.
 const (
 	DefaultMaxQueuedEvents     = 100_000

@@ -53,7 +53,8 @@ type subscriptions struct {
 
 func openSubscriptions(ctx context.Context, js jetstream.JetStream, wg *sync.WaitGroup, log *slog.Logger) (*subscriptions, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: subscriptionBucket,
-		Description: "wisp: topic subscriptions", History: 1, Storage: jetstream.FileStorage})
+		Description: "wisp: topic subscriptions", History: 1, Storage: jetstream.FileStorage,
+		MaxBytes: bucketBytes})
 	if err != nil {
 		return nil, fmt.Errorf("events: subscription bucket: %w", err)
 	}

@@ -50,18 +50,41 @@ type Registry struct {
 	subs  map[*subscriber]struct{} // guarded by subMu
 }
 
-// Open opens the registry's buckets, creating them on first use.
-func Open(ctx context.Context, js jetstream.JetStream, now func() time.Time, log *slog.Logger) (*Registry, error) {
+// Limits bound the registry's buckets; a write past one is refused. Zero
+// fields take the defaults.
+type Limits struct {
+	// RecordBytes bounds the records (functions, versions, aliases);
+	// default 256 MiB, some hundred thousand records.
+	RecordBytes int64
+	// CodeBytes bounds the code artifacts; default 64 GiB.
+	CodeBytes int64
+}
+
+// Defaults of Limits.
+const (
+	DefaultRecordBytes = 256 << 20
+	DefaultCodeBytes   = 64 << 30
+)
+
+// Open opens the registry's buckets, creating them on first use, or
+// setting their limits.
+func Open(ctx context.Context, js jetstream.JetStream, now func() time.Time, log *slog.Logger, lim Limits) (*Registry, error) {
+	if lim.RecordBytes <= 0 {
+		lim.RecordBytes = DefaultRecordBytes
+	}
+	if lim.CodeBytes <= 0 {
+		lim.CodeBytes = DefaultCodeBytes
+	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: recordsBucket, Description: "wisp functions, versions and aliases",
-		History: 1, Storage: jetstream.FileStorage,
+		History: 1, Storage: jetstream.FileStorage, MaxBytes: lim.RecordBytes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("registry: open %s: %w", recordsBucket, err)
 	}
 	code, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket: codeBucket, Description: "wisp code artifacts by sha256",
-		Storage: jetstream.FileStorage,
+		Storage: jetstream.FileStorage, MaxBytes: lim.CodeBytes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("registry: open %s: %w", codeBucket, err)

@@ -15,7 +15,7 @@ import (
 
 func openRegistry(t *testing.T, st *store.Store) *Registry {
 	t.Helper()
-	r, err := Open(context.Background(), st.JS, time.Now, slog.New(slog.DiscardHandler))
+	r, err := Open(context.Background(), st.JS, time.Now, slog.New(slog.DiscardHandler), Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

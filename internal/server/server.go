@@ -222,12 +222,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 func (n *Node) openParts(ctx context.Context, handler http.Handler) error {
 	var err error
 	cfg := n.cfg
-	if n.reg, err = registry.Open(ctx, n.store.JS, cfg.Now, n.log); err != nil {
+	lim := n.sizeLimits(cfg)
+	if n.reg, err = registry.Open(ctx, n.store.JS, cfg.Now, n.log, lim.registry); err != nil {
 		return err
 	}
 	n.metrics = telemetry.NewMetrics(n.poolStats)
-	logsCfg := cfg.Logs
+	logsCfg := lim.logs
 	logsCfg.Registry, logsCfg.Metrics, logsCfg.Logger, logsCfg.Now = n.reg, n.metrics, n.log, cfg.Now
+	logsCfg.CanWrite = n.store.CanWrite
 	if n.logs, err = telemetry.OpenLogs(ctx, n.store.JS, logsCfg); err != nil {
 		return err
 	}
@@ -259,7 +261,7 @@ func (n *Node) openParts(ctx context.Context, handler http.Handler) error {
 	}
 	n.log.Info("instance memory budget", "mb", memMB)
 	if n.meter, err = meter.Open(ctx, meter.Config{JS: n.store.JS, Now: cfg.Now, Logger: n.log,
-		Prices: cfg.Prices, Quota: cfg.Quota, Publish: n.publishCap}); err != nil {
+		Prices: cfg.Prices, Quota: cfg.Quota, Publish: n.publishCap, MaxBytes: lim.usageBytes}); err != nil {
 		return err
 	}
 	n.inv, err = invoke.New(invoke.Config{Usage: n.meter, Registry: n.reg, Driver: driver, Code: code, Logs: n.logs,
@@ -271,7 +273,7 @@ func (n *Node) openParts(ctx context.Context, handler http.Handler) error {
 	n.ev, err = events.Open(ctx, events.Config{JS: n.store.JS, Invoker: n.inv, Registry: n.reg, Logs: n.logs,
 		Metrics: n.metrics, Logger: n.log, Now: cfg.Now, Region: cfg.Region,
 		RetryBase: cfg.RetryBase, ThrottleBase: min(cfg.RetryBase, time.Second), AckWait: cfg.EventAckWait,
-		Limits: cfg.EventLimits, NodeTopics: []string{meter.CapTopic}})
+		Limits: lim.events, NodeTopics: []string{meter.CapTopic}})
 	if err != nil {
 		return err
 	}

@@ -128,6 +128,23 @@ func TestSmallFullDisk(t *testing.T) {
 			t.Fatalf("invoke on a full disk: %+v %v", res, err)
 		}
 	}
+	// Their log lines are not sent to fail: dropped, and counted so.
+	waitUntil(t, 10*time.Second, "log lines dropped for the full disk are counted", func() bool {
+		fams, err := n.c.Metrics(ctx)
+		if err != nil {
+			return false
+		}
+		for _, m := range fams["wisp_log_dropped_bytes_total"].GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["function"] == "hello" && labels["reason"] == "disk" && m.GetCounter().GetValue() > 0 {
+				return true
+			}
+		}
+		return false
+	})
 
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -69,8 +68,9 @@ type monitor struct {
 	broken atomic.Bool
 	kick   chan struct{} // wakes the loop early
 
-	mu       sync.Mutex // guards health
-	health   Health
+	// health is the last look's; read on hot paths (every log line), so
+	// an atomic rather than a lock.
+	health   atomic.Pointer[Health]
 	restarts atomic.Int64
 	// lastProbe is when a probe write last worked; the monitor's
 	// goroutine alone uses it.
@@ -164,11 +164,8 @@ func (m *monitor) check(ctx context.Context) {
 		}
 	}
 	h.Restarts = m.restarts.Load()
-	m.mu.Lock()
-	was := m.health
-	m.health = h
-	m.mu.Unlock()
-	if was.Writable != h.Writable {
+	was := m.health.Swap(&h)
+	if (was == nil && !h.Writable) || (was != nil && was.Writable != h.Writable) {
 		if h.Writable {
 			m.s.log.Info("store: writes work again", "free", h.FreeBytes)
 		} else {
@@ -250,12 +247,14 @@ func (s *Store) ensureHealthStream(ctx context.Context) error {
 // Health is the state store's condition as last seen (at most a second
 // ago).
 func (s *Store) Health() Health {
-	s.mon.mu.Lock()
-	defer s.mon.mu.Unlock()
-	h := s.mon.health
+	h := *s.mon.health.Load() // set before Open returns
 	h.Restarts = s.mon.restarts.Load()
 	return h
 }
+
+// CanWrite says whether the store takes writes, as cheaply as a read of
+// a word: for writers that drop what cannot be stored (log lines).
+func (s *Store) CanWrite() bool { return s.mon.health.Load().Writable }
 
 // Writable returns nil when the store takes writes, else an error
 // wrapping ErrFull or ErrUnavailable with the reason. Callers check it
@@ -301,7 +300,7 @@ func IsFull(err error) bool {
 	}
 	msg := err.Error()
 	return strings.Contains(msg, "no space left on device") || strings.Contains(msg, "insufficient resources") ||
-		strings.Contains(msg, "insufficient storage")
+		strings.Contains(msg, "insufficient storage") || strings.Contains(msg, "maximum bytes exceeded")
 }
 
 // JetStream's error codes for want of storage.

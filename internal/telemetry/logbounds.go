@@ -113,8 +113,11 @@ type dropNote struct {
 
 func (n dropNote) message(rate int64) string {
 	why := "the node's log buffer was full (the logs were written faster than they could be stored)"
-	if n.reason == DropRate {
+	switch n.reason {
+	case DropRate:
 		why = "over the rate of " + perSecond(rate)
+	case DropDisk:
+		why = "the node's disk was full"
 	}
 	return fmt.Sprintf("wisp: %d bytes of log dropped: %s", n.bytes, why)
 }
@@ -186,7 +189,7 @@ func (r *rates) dueLocked(function string, b *bucket, now time.Time) []dropNote 
 		return nil
 	}
 	var notes []dropNote
-	for _, reason := range []string{DropRate, DropFull} {
+	for _, reason := range []string{DropRate, DropFull, DropDisk} {
 		if n := b.dropped[reason]; n > 0 {
 			notes = append(notes, dropNote{function: function, version: b.version, reason: reason, bytes: n})
 		}

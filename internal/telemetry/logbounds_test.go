@@ -198,7 +198,7 @@ func TestStreamsFollowRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	reg, err := registry.Open(ctx, st.JS, time.Now, log)
+	reg, err := registry.Open(ctx, st.JS, time.Now, log, registry.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

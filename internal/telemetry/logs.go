@@ -78,6 +78,10 @@ type LogsConfig struct {
 	// changes. Nil: every function keeps the defaults, and its stream
 	// lives as long as the data.
 	Registry Registry
+	// CanWrite, if set, says whether the state store takes writes now;
+	// while it does not (a full disk), records are dropped (reason
+	// "disk") rather than sent to fail.
+	CanWrite func() bool
 	// Metrics counts the bytes dropped; nil: none.
 	Metrics *Metrics
 	Logger  *slog.Logger
@@ -133,10 +137,11 @@ type LogStats struct {
 	Queued  int64 // accepted by Append
 	Dropped int64 // refused by Append: no room, closed, or a bad function name
 	Failed  int64 // accepted, but the server did not store them
-	// OverRate were dropped for their function's rate, and Gone because
-	// their function is deleted (its logs with it): by design, so they
-	// are not lost to Flush and Close.
-	OverRate, Gone int64
+	// OverRate were dropped for their function's rate, Gone because
+	// their function is deleted (its logs with it), DiskFull because the
+	// node's disk was: by design, each counted and noted, so they are not
+	// lost to Flush and Close.
+	OverRate, Gone, DiskFull int64
 }
 
 // Logs appends function logs to their streams and reads them back. Append
@@ -170,8 +175,8 @@ type Logs struct {
 	stopFollow     chan struct{} // closed by StopFollowing
 	stopFollowOnce sync.Once
 
-	queued, dropped, failed, overRate, gone atomic.Int64
-	lastWarn                                atomic.Int64 // unix nanoseconds of the last warning about lost records
+	queued, dropped, failed, overRate, gone, diskFull atomic.Int64
+	lastWarn                                          atomic.Int64 // unix nanoseconds of the last warning about lost records
 
 	// lostAtFlush is dropped+failed at the last Flush. The acker owns it;
 	// Close reads it once done is closed.
@@ -305,6 +310,10 @@ func (l *Logs) append(rec Record, done <-chan struct{}, wait bool) {
 			return
 		}
 	}
+	if l.cfg.CanWrite != nil && !l.cfg.CanWrite() {
+		l.drop(rec, DropDisk, cost, now)
+		return
+	}
 	line, err := encode(rec)
 	if err != nil {
 		l.lose(&l.dropped, "not encodable", err)
@@ -379,8 +388,12 @@ func (l *Logs) drop(rec Record, reason string, cost int64, now time.Time) {
 	if reason != DropClosed {
 		l.rates.dropped(rec.Function, rec.Version, reason, cost, now)
 	}
-	if reason == DropRate {
+	switch reason {
+	case DropRate:
 		l.overRate.Add(1) // told in the function's log, not the node's
+		return
+	case DropDisk:
+		l.diskFull.Add(1) // the store says so in the node's log
 		return
 	}
 	l.lose(&l.dropped, "dropped: "+reason, nil)
@@ -397,6 +410,7 @@ func (l *Logs) forget(function string) {
 const (
 	DropRate   = "rate"   // the function wrote past its rate
 	DropFull   = "full"   // the node's buffer was full: the server took them too slowly
+	DropDisk   = "disk"   // the node's disk was full
 	DropClosed = "closed" // the logs were closing
 	DropFailed = "failed" // sent, but the server did not store them
 )
@@ -458,7 +472,8 @@ func (l *Logs) lose(counter *atomic.Int64, why string, err error) {
 
 // Stats counts the records queued, dropped and not stored so far.
 func (l *Logs) Stats() LogStats {
-	return LogStats{Queued: l.queued.Load(), Dropped: l.dropped.Load(), Failed: l.failed.Load(), OverRate: l.overRate.Load(), Gone: l.gone.Load()}
+	return LogStats{Queued: l.queued.Load(), Dropped: l.dropped.Load(), Failed: l.failed.Load(), OverRate: l.overRate.Load(), Gone: l.gone.Load(),
+		DiskFull: l.diskFull.Load()}
 }
 
 // Buffered is the bytes of records the node holds now: queued, or sent and

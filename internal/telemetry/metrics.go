@@ -49,7 +49,8 @@ const (
 	MetricPublished = "wisp_events_published_total"
 	// MetricLogDropped counts the bytes of log records this node dropped,
 	// by function and reason: rate (over the function's rate), full (the
-	// node's log buffer was full), closed (the logs were closing), failed
+	// node's log buffer was full), disk (the node's disk was full),
+	// closed (the logs were closing), failed
 	// (the stream did not store them). Records count as recordCost has it.
 	MetricLogDropped = "wisp_log_dropped_bytes_total"
 )
@@ -165,7 +166,7 @@ func NewMetrics(stats func() []PoolStat) *Metrics {
 
 	logDropped := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: MetricLogDropped,
-		Help: "Bytes of log records dropped, by reason: rate, full, closed, failed.",
+		Help: "Bytes of log records dropped, by reason: rate, full, disk, closed, failed.",
 	}, []string{LabelFunction, LabelReason})
 
 	reg := prometheus.NewRegistry()

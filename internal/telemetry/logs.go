@@ -399,11 +399,11 @@ func (l *Logs) drop(rec Record, reason string, cost int64, now time.Time) {
 	l.lose(&l.dropped, "dropped: "+reason, nil)
 }
 
-// forget drops what the logs keep about a deleted function: its rate and
-// its metric's series.
+// forget drops what telemetry keeps about a deleted function: its rate
+// and its metrics' series (its stream goes with it too).
 func (l *Logs) forget(function string) {
 	l.rates.forget(function)
-	l.cfg.Metrics.ForgetLogs(function)
+	l.cfg.Metrics.ForgetFunction(function)
 }
 
 // The reasons records are dropped, as the metric labels them.

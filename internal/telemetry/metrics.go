@@ -110,8 +110,8 @@ type Metrics struct {
 	asyncAge    children[string, prometheus.Observer] // by function
 	published   children[string, prometheus.Counter]  // by topic
 	logDropped  children[logDropKey, prometheus.Counter]
-	// forgetLogDropped deletes a function's series of logDropped.
-	forgetLogDropped func(function string)
+	// forgetters delete a function's series, one per vector.
+	forgetters []func(function string)
 }
 
 type (
@@ -210,9 +210,38 @@ func NewMetrics(stats func() []PoolStat) *Metrics {
 	m.logDropped.init(func(k logDropKey) (prometheus.Counter, error) {
 		return logDropped.GetMetricWithLabelValues(k.function, k.reason)
 	})
-	m.forgetLogDropped = func(function string) {
-		m.logDropped.forget(func(k logDropKey) bool { return k.function == function },
-			func(k logDropKey) { logDropped.DeleteLabelValues(k.function, k.reason) })
+	// A deleted function leaves no series: every vector labelled by
+	// function forgets its children, and deletes their series.
+	m.forgetters = []func(string){
+		func(fn string) {
+			m.invocations.forget(func(k invocationKey) bool { return k.function == fn },
+				func(k invocationKey) { invocations.DeleteLabelValues(k.function, k.version, k.outcome) })
+		},
+		func(fn string) {
+			m.durations.forget(func(k string) bool { return k == fn }, func(k string) { durations.DeleteLabelValues(k) })
+		},
+		func(fn string) {
+			m.inits.forget(func(k string) bool { return k == fn }, func(k string) { inits.DeleteLabelValues(k) })
+		},
+		func(fn string) {
+			m.coldStarts.forget(func(k versionKey) bool { return k.function == fn },
+				func(k versionKey) { coldStarts.DeleteLabelValues(k.function, k.version) })
+		},
+		func(fn string) {
+			m.throttles.forget(func(k throttleKey) bool { return k.function == fn },
+				func(k throttleKey) { throttles.DeleteLabelValues(k.function, k.reason) })
+		},
+		func(fn string) {
+			m.asyncEvents.forget(func(k outcomeKey) bool { return k.function == fn },
+				func(k outcomeKey) { asyncEvents.DeleteLabelValues(k.function, k.outcome) })
+		},
+		func(fn string) {
+			m.asyncAge.forget(func(k string) bool { return k == fn }, func(k string) { asyncAge.DeleteLabelValues(k) })
+		},
+		func(fn string) {
+			m.logDropped.forget(func(k logDropKey) bool { return k.function == fn },
+				func(k logDropKey) { logDropped.DeleteLabelValues(k.function, k.reason) })
+		},
 	}
 	return m
 }
@@ -228,12 +257,15 @@ func (m *Metrics) LogDropped(function, reason string, bytes int64) {
 	}
 }
 
-// ForgetLogs deletes a deleted function's series of the log metrics.
-func (m *Metrics) ForgetLogs(function string) {
+// ForgetFunction deletes a deleted function's series, of every metric,
+// so that functions made and deleted leave none behind.
+func (m *Metrics) ForgetFunction(function string) {
 	if m == nil {
 		return
 	}
-	m.forgetLogDropped(function)
+	for _, f := range m.forgetters {
+		f(function)
+	}
 }
 
 // AsyncOutcome records an event attempt's outcome.

@@ -1,0 +1,49 @@
+package server_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/wisp-dev/wisp/client"
+)
+
+// A deleted function leaves no metric series behind: functions made and
+// deleted over a node's life do not grow its metrics without bound.
+func TestDeletedFunctionLeavesNoSeries(t *testing.T) {
+	n := startFuncNode(t)
+	ctx := context.Background()
+	for _, name := range []string{"gone", "kept"} {
+		n.deploy(t, helloGo(t), client.Config{Name: name, Runtime: ptr("provided")})
+		if _, err := n.c.Invoke(ctx, name, []byte(`{"name":"a"}`), client.InvokeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	series := func(fn string) []string {
+		fams, err := n.c.Metrics(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for name, f := range fams {
+			for _, m := range f.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "function" && l.GetValue() == fn {
+						out = append(out, name)
+					}
+				}
+			}
+		}
+		return out
+	}
+	if s := series("gone"); len(s) < 3 {
+		t.Fatalf("series of a function that ran: %v", s)
+	}
+	if err := n.c.DeleteFunction(ctx, "gone", 0); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "the deleted function's series are gone", func() bool { return len(series("gone")) == 0 })
+	if s := series("kept"); len(s) < 3 {
+		t.Errorf("series of the function kept: %v", s)
+	}
+}

@@ -28,7 +28,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/wisp-dev/wisp/internal/events/schedule"
 	"github.com/wisp-dev/wisp/internal/invoke"
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/telemetry"
@@ -182,7 +181,7 @@ func Open(ctx context.Context, cfg Config) (*Events, error) {
 	e := &Events{cfg: cfg, lim: cfg.Limits.withDefaults(), log: cfg.Logger, groups: map[string]*group{},
 		routers: map[string]*router{}, emptyQueues: map[string]bool{}, queues: map[string]*queue{},
 		topicStreams: map[string]jetstream.Stream{}, backlogs: map[string]backlog{},
-		scheds: schedules{parsed: map[string]*schedule.Schedule{}, states: map[string]knownState{}}}
+		scheds: schedules{parsed: map[string]parsed{}, states: map[string]knownState{}}}
 	e.syncOutcomeTopics(cfg.Registry.Functions())
 	var err error
 	if e.sched, err = cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

@@ -38,7 +38,7 @@ type tickState struct {
 // with no tick due costs no read of the bucket.
 type schedules struct {
 	mu     sync.Mutex
-	parsed map[string]*schedule.Schedule // guarded by mu; by expression and time zone
+	parsed map[string]parsed // guarded by mu; by expression and time zone
 	states map[string]knownState         // guarded by mu; by bucket key
 }
 
@@ -47,22 +47,39 @@ type knownState struct {
 	rev uint64
 }
 
+// parsed is an expression as parsed, or why it is not.
+type parsed struct {
+	s   *schedule.Schedule
+	err error
+}
+
+// maxParsed bounds the expressions kept parsed.
+const maxParsed = 10_000
+
+// errToldBefore is a schedule that does not parse, already reported: one
+// stored before its expression was refused on write (a Feb 30 cron) would
+// otherwise be reported at every check, every second.
+var errToldBefore = errors.New("events: the schedule does not parse (reported before)")
+
 func (e *Events) parseSchedule(expr, tz string) (*schedule.Schedule, error) {
 	k := expr + "\x00" + tz
 	e.scheds.mu.Lock()
-	s, ok := e.scheds.parsed[k]
+	p, ok := e.scheds.parsed[k]
 	e.scheds.mu.Unlock()
 	if ok {
-		return s, nil
+		if p.err != nil {
+			return nil, errToldBefore
+		}
+		return p.s, nil
 	}
 	s, err := schedule.Parse(expr, tz)
-	if err != nil {
-		return nil, err
-	}
 	e.scheds.mu.Lock()
-	e.scheds.parsed[k] = s
+	if len(e.scheds.parsed) >= maxParsed {
+		clear(e.scheds.parsed) // expressions of schedules long changed; the rest parse again
+	}
+	e.scheds.parsed[k] = parsed{s, err}
 	e.scheds.mu.Unlock()
-	return s, nil
+	return s, err
 }
 
 func (e *Events) knownState(key string) (knownState, bool) {
@@ -102,7 +119,7 @@ func (e *Events) CheckSchedules(ctx context.Context) error {
 	var errs []error
 	for _, f := range e.cfg.Registry.Functions() {
 		for _, s := range f.Schedules {
-			if err := e.checkSchedule(ctx, f, s, now); err != nil {
+			if err := e.checkSchedule(ctx, f, s, now); err != nil && !errors.Is(err, errToldBefore) {
 				errs = append(errs, fmt.Errorf("%s/%s: %w", f.Name, s.Name, err))
 			}
 		}

@@ -38,8 +38,8 @@ type tickState struct {
 // with no tick due costs no read of the bucket.
 type schedules struct {
 	mu     sync.Mutex
-	parsed map[string]parsed // guarded by mu; by expression and time zone
-	states map[string]knownState         // guarded by mu; by bucket key
+	parsed map[string]parsed     // guarded by mu; by expression and time zone
+	states map[string]knownState // guarded by mu; by bucket key
 }
 
 type knownState struct {

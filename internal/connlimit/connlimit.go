@@ -2,12 +2,12 @@
 // them, a smaller one on connections that have not yet made an
 // authenticated request, and a share of that per source address. A full
 // cap does not simply turn new connections away: a new one makes room by
-// closing an unauthenticated one, idle ones first and the oldest of a kind
-// first, so that a flood of held connections from one address cannot lock
-// out health probes or authenticated callers from the same address. Only a
-// connection that has had no time yet to be heard is spared (it is the new
-// one that is turned away then), and so is an authenticated one unless it
-// is idle. The package also bounds how slowly a request body may arrive
+// closing an unauthenticated one, silent ones first and the oldest of a
+// kind first (see pickLocked), so that a flood of held connections from
+// one address cannot lock out health probes or authenticated callers from
+// the same address. A connection whose request is being read or answered
+// is spared (the new one is turned away when only such are left), and so
+// is an authenticated one unless it is idle. The package also bounds how slowly a request body may arrive
 // and an answer leave (http.go), and raises the process's descriptor limit
 // (rlimit_*.go).
 package connlimit
@@ -39,13 +39,10 @@ type Limits struct {
 	// IPv4 address, or an IPv6 /64 (what one host is usually given).
 	// 0: none.
 	PerSource int
-	// ShedYoung, when only young connections (see youngConn) could make
-	// room for a new one, closes the oldest of them rather than turning
-	// the new one away. Without it, every connection let in has its time
-	// to be heard, and a burst faster than the node reads is cut at the
-	// door, cheaply; with it, a late connection gets in past sockets
-	// opened before it and left silent, as an instance's runtime must past
-	// those its function opened during its init.
+	// ShedYoung, when only connections in a young request (see
+	// youngConn) could make room for a new one, closes the oldest of them
+	// rather than turning the new one away: an instance's runtime must get
+	// in past whatever its function holds open.
 	ShedYoung bool
 }
 
@@ -63,13 +60,9 @@ func (lim Limits) Check() error {
 	return nil
 }
 
-// youngConn is how long a connection is spared, while others can be
-// closed instead, from its start until its first request is read and from
-// a request's start until it is answered: long enough for a client whose
-// request is in flight (on loopback it arrives within microseconds; a
-// loaded node may not read it for a few hundred milliseconds) and for a
-// quick answer such as /healthz, well under the header timeout that ends a
-// slow sender.
+// youngConn is how long a connection in a request is spared, while others
+// can be closed instead: long enough for a quick answer such as /healthz
+// on a loaded node, well under the header timeout that ends a slow sender.
 const youngConn = time.Second
 
 // shedReportEvery is how often shedding is logged: once per connection
@@ -180,22 +173,20 @@ func (l *Listener) admit(nc net.Conn) (c *Conn, victim *Conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	src := l.sources[c.src]
+	full := true
 	switch {
 	case l.lim.PerSource > 0 && src != nil && src.conns.n >= l.lim.PerSource:
-		victim = pickLocked(src.conns.head, bySource, now)
+		victim = pickLocked(src.conns.head, bySource, now, l.lim.ShedYoung)
 	case l.unauth.n >= l.lim.MaxUnauthenticated:
-		victim = pickLocked(l.unauth.head, byClass, now)
+		victim = pickLocked(l.unauth.head, byClass, now, l.lim.ShedYoung)
 	case l.open >= l.lim.MaxConns:
-		if victim = pickLocked(l.unauth.head, byClass, now); victim == nil {
+		if victim = pickLocked(l.unauth.head, byClass, now, l.lim.ShedYoung); victim == nil {
 			victim = idleLocked(l.authed.head)
 		}
-		if victim == nil {
-			l.refused++
-			l.refusedTotal.Add(1)
-			return nil, nil
-		}
+	default:
+		full = false
 	}
-	if victim != nil && !l.lim.ShedYoung && victim.young(now) {
+	if full && victim == nil {
 		l.refused++
 		l.refusedTotal.Add(1)
 		return nil, nil
@@ -221,10 +212,7 @@ func (l *Listener) takeVictim() *Conn {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
-	v := pickLocked(l.unauth.head, byClass, now)
-	if v != nil && !l.lim.ShedYoung && v.young(now) {
-		v = nil
-	}
+	v := pickLocked(l.unauth.head, byClass, now, l.lim.ShedYoung)
 	if v == nil {
 		v = idleLocked(l.authed.head)
 	}
@@ -313,31 +301,56 @@ func (l *Listener) authenticate(c *Conn) {
 }
 
 // pickLocked chooses which connection of a list (oldest first) to close
-// for a new one: one idle after a request, since it has been served; else
-// one that has not sent a whole request in youngConn; else one in a request
-// for youngConn or more (a slow body, say); else, the last resort, a
-// young one: first one whose request has not come yet, then one whose
-// request is being answered. Of each sort, the oldest.
-func pickLocked(head *Conn, k int, now time.Time) *Conn {
-	var stale, busy, waiting, answering *Conn
-	for c := head; c != nil; c = c.links[k].next {
-		st := http.ConnState(c.state.Load())
-		young := c.young(now)
-		switch {
-		case st == http.StateIdle:
-			return c
-		case st == http.StateNew && !young:
-			stale = cmp.Or(stale, c)
-		case st == http.StateNew:
-			waiting = cmp.Or(waiting, c)
-		case !young:
-			busy = cmp.Or(busy, c)
+// for a new one:
+//
+//  1. the oldest that has sent nothing for silentGrace since it opened
+//     (one that sends nothing costs the node what one that never will
+//     does; a flood's connections are these);
+//  2. else the oldest idle after a request, since it was served;
+//  3. else the oldest that has sent nothing yet, however new: a flood
+//     that opens connections faster than they age must not lock callers
+//     out, and the newest, a caller's request in flight, goes last;
+//  4. else the oldest in a request for youngConn or more (a slow body);
+//  5. else, with ShedYoung, the oldest in a request.
+//
+// A connection whose request is young (being read or answered) is spared
+// otherwise. The list is in the order connections opened, so the first
+// silent one met is the oldest: in a flood the head, and the scan ends
+// there; it looks at pickScan connections at most.
+func pickLocked(head *Conn, k int, now time.Time, shedYoung bool) *Conn {
+	var silent, idle, stale, young *Conn
+	n := 0
+	for c := head; c != nil && n < pickScan; c, n = c.links[k].next, n+1 {
+		switch http.ConnState(c.state.Load()) {
+		case http.StateNew:
+			if silent == nil {
+				if now.Sub(c.since) >= silentGrace {
+					return c
+				}
+				silent = c
+			}
+		case http.StateIdle:
+			idle = cmp.Or(idle, c)
 		default:
-			answering = cmp.Or(answering, c)
+			if c.young(now) {
+				young = cmp.Or(young, c)
+			} else {
+				stale = cmp.Or(stale, c)
+			}
 		}
 	}
-	return cmp.Or(stale, busy, waiting, answering)
+	if v := cmp.Or(idle, silent, stale); v != nil || !shedYoung {
+		return v
+	}
+	return young
 }
+
+// silentGrace is how long a new connection may take to send its first
+// request before it counts as silent: a round trip or two of a slow link.
+const silentGrace = 250 * time.Millisecond
+
+// pickScan bounds the connections one pick looks at.
+const pickScan = 1024
 
 // idleLocked returns the oldest idle connection of an authenticated list.
 func idleLocked(head *Conn) *Conn {
@@ -389,20 +402,10 @@ type Conn struct {
 	}
 }
 
-// young says whether c is within youngConn of its start, without a whole
-// request yet, or of the start of the request it is in.
-func (c *Conn) young(now time.Time) bool { return c.youngFor(now) > 0 }
-
-// youngFor is how much longer c is young.
-func (c *Conn) youngFor(now time.Time) time.Duration {
-	var left time.Duration
-	switch http.ConnState(c.state.Load()) {
-	case http.StateNew:
-		left = youngConn - now.Sub(c.since)
-	case http.StateActive:
-		left = youngConn - time.Duration(now.UnixNano()-c.activeAt.Load())
-	}
-	return max(left, 0)
+// young says whether c is within youngConn of the start of the request
+// it is in.
+func (c *Conn) young(now time.Time) bool {
+	return http.ConnState(c.state.Load()) == http.StateActive && now.UnixNano()-c.activeAt.Load() < int64(youngConn)
 }
 
 // Close closes the connection and stops counting it.

@@ -53,6 +53,11 @@ func serveOn(t *testing.T, ln net.Listener, lim Limits) *testServer {
 		<-s.release
 		io.WriteString(w, "ok")
 	})
+	mux.HandleFunc("/hold-anon", func(w http.ResponseWriter, r *http.Request) {
+		s.held <- struct{}{}
+		<-s.release
+		io.WriteString(w, "ok")
+	})
 	s.srv = &http.Server{Handler: mux, ConnContext: ConnContext, ConnState: func(c net.Conn, st http.ConnState) {
 		l.ConnState(c, st)
 		select {
@@ -188,20 +193,31 @@ func TestPerSourceShedsOldestIdle(t *testing.T) {
 	}
 }
 
-// TestServedGoesBeforeNew: a connection idle after its request is closed
-// before an older one whose first request has not come yet.
-func TestServedGoesBeforeNew(t *testing.T) {
+// TestSilentGoesBeforeServed: a connection that has sent nothing for a
+// while is closed before one idle after its request, even a newer one:
+// under a flood of silent connections, clients that keep theirs alive
+// between calls keep them. One that has just opened goes after the idle
+// one: its request may be in flight.
+func TestSilentGoesBeforeServed(t *testing.T) {
 	s := newTestServer(t, Limits{MaxConns: 8, PerSource: 2})
-	fresh := dial(t, s)
 	served := dial(t, s)
 	mustGet(t, served, "/")
 	s.waitState(t, http.StateIdle, 1)
+	silent := dial(t, s)
+	s.waitState(t, http.StateNew, 1)
+	time.Sleep(silentGrace)
 	late := dial(t, s)
 	mustGet(t, late, "/")
-	if !served.closed(t) {
-		t.Fatal("the served idle connection is still open")
+	if !silent.closed(t) {
+		t.Fatal("the silent connection is still open")
 	}
+	mustGet(t, served, "/")
+
+	fresh := dial(t, s) // at once: the served idle one goes for it
 	mustGet(t, fresh, "/")
+	if st := s.l.Stats(); st.Shed != 2 || st.Refused != 0 {
+		t.Errorf("stats %+v, want 2 shed", st)
+	}
 }
 
 // TestAuthenticatedStay: a flood of unauthenticated connections never
@@ -225,48 +241,56 @@ func TestAuthenticatedStay(t *testing.T) {
 	}
 }
 
-// TestYoung: connections that have not been heard yet are not closed for
-// newer ones within their first youngConn: a newer one is turned away,
-// unless the listener sheds young ones, and once that time is over they
-// go first.
-func TestYoung(t *testing.T) {
+// TestSilentGoFirst: connections that have sent nothing are closed for
+// newer ones whatever their age, the oldest first, so that a flood that
+// opens connections faster than any grows old cannot lock a caller out.
+func TestSilentGoFirst(t *testing.T) {
+	s := newTestServer(t, Limits{MaxConns: 8, PerSource: 2})
+	first, second := dial(t, s), dial(t, s)
+	s.waitState(t, http.StateNew, 2)
+	third := dial(t, s) // before the two are silentGrace old: they go anyway, the oldest first
+	mustGet(t, third, "/")
+	if !first.closed(t) {
+		t.Fatal("the oldest silent connection is still open")
+	}
+	mustGet(t, second, "/")
+	if st := s.l.Stats(); st.Refused != 0 || st.Shed != 1 {
+		t.Errorf("stats %+v, want 1 shed, none refused", st)
+	}
+}
+
+// TestYoungRequestsSpared: connections whose request is young (being read
+// or answered) are not closed for newer ones: a newer one is turned away,
+// unless the listener sheds young ones.
+func TestYoungRequestsSpared(t *testing.T) {
 	for _, shedYoung := range []bool{false, true} {
 		t.Run(fmt.Sprint("shed young ", shedYoung), func(t *testing.T) {
 			s := newTestServer(t, Limits{MaxConns: 8, PerSource: 2, ShedYoung: shedYoung})
-			first, second := dial(t, s), dial(t, s)
-			s.waitState(t, http.StateNew, 2)
+			var holders []*client
+			for range 2 {
+				c := dial(t, s)
+				io.WriteString(c.c, "GET /hold-anon HTTP/1.1\r\nHost: x\r\n\r\n")
+				<-s.held
+				holders = append(holders, c)
+			}
 			third := dial(t, s)
 			if !shedYoung {
 				third.c.SetDeadline(time.Now().Add(10 * time.Second))
 				if code, body, err := third.answer(); err != nil || code != http.StatusServiceUnavailable {
-					t.Fatalf("a connection past two silent young ones: %d %q %v, want 503", code, body, err)
+					t.Fatalf("a connection past two young requests: %d %q %v, want 503", code, body, err)
 				}
-				mustGet(t, first, "/")
-				mustGet(t, second, "/")
 				if st := s.l.Stats(); st.Refused != 1 || st.Shed != 0 {
 					t.Errorf("stats %+v, want 1 refused", st)
 				}
 				return
 			}
-			if !first.closed(t) {
-				t.Fatal("the oldest young connection is still open")
+			if !holders[0].closed(t) {
+				t.Fatal("the oldest young request's connection is still open")
 			}
+			s.release <- struct{}{} // the one closed may have taken it
 			mustGet(t, third, "/")
-			mustGet(t, second, "/")
 		})
 	}
-	t.Run("past their youth", func(t *testing.T) {
-		s := newTestServer(t, Limits{MaxConns: 8, PerSource: 2})
-		first, second := dial(t, s), dial(t, s)
-		s.waitState(t, http.StateNew, 2)
-		time.Sleep(youngConn) // silent for as long as the point is
-		third := dial(t, s)
-		mustGet(t, third, "/")
-		if !first.closed(t) {
-			t.Fatal("the oldest silent connection is still open")
-		}
-		mustGet(t, second, "/")
-	})
 }
 
 // TestRefusedWhenAllBusy: when every connection is authenticated and in

@@ -30,6 +30,10 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == InitArg {
 		os.Exit(RunInit())
 	}
+	// A Go program's view of the network, run inside a sandbox.
+	if len(os.Args) > 1 && os.Args[1] == interfacesProbeArg {
+		os.Exit(probeInterfaces())
+	}
 	// Under -race, an init would sleep a second at its exit.
 	if err := os.Setenv("GORACE", "atexit_sleep_ms=0"); err != nil {
 		panic(err)

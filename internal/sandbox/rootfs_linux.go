@@ -28,6 +28,21 @@ var etcPaths = []string{
 	"/etc/services", "/etc/protocols",
 }
 
+// maskedProc are the global files of /proc that tell of the host, its
+// kernel or its other processes, hidden as container runtimes hide them:
+// the kernel's symbols, memory and log, keyrings, timers and the
+// scheduler's view of every task, the modules and hardware, and the
+// interrupt counts (a timing side channel). A file reads as empty (the
+// host's /dev/null is bound over it), a dir as an empty read-only tmpfs.
+// None of them is read by a runtime: meminfo, cpuinfo, stat, uptime,
+// loadavg, sys and the processes' own dirs stay.
+var maskedProc = []string{
+	"kallsyms", "kcore", "kmsg", "kpagecount", "kpageflags", "kpagecgroup", "vmallocinfo", "slabinfo",
+	"pagetypeinfo", "config.gz", "keys", "key-users", "timer_list", "timer_stats", "sched_debug",
+	"latency_stats", "sysrq-trigger", "modules", "iomem", "ioports", "interrupts", "softirqs",
+	"acpi", "asound", "scsi", "bus", "irq", "driver",
+}
+
 // devices are bound from the host's /dev.
 var devices = []string{"null", "zero", "full", "random", "urandom", "tty"}
 
@@ -98,6 +113,9 @@ func buildRoot(cfg *initConfig) error {
 	if err := unix.Mount("proc", proc, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "hidepid=2"); err != nil {
 		return fmt.Errorf("mount /proc: %w", err)
 	}
+	if err := maskProc(proc); err != nil {
+		return err
+	}
 	if err := buildDev(root, min(cfg.TmpMB, shmMaxMB)); err != nil {
 		return err
 	}
@@ -106,6 +124,31 @@ func buildRoot(cfg *initConfig) error {
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
 		return fmt.Errorf("remount / read-only: %w", err)
+	}
+	return nil
+}
+
+// maskProc hides maskedProc in the proc mounted at proc; those this
+// kernel does not have are skipped.
+func maskProc(proc string) error {
+	for _, name := range maskedProc {
+		p := filepath.Join(proc, name)
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("mask /proc/%s: %w", name, err)
+		}
+		if fi.IsDir() {
+			err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=4k,nr_inodes=1,mode=0555")
+		} else {
+			// Left writable, as /dev/null is: what is written goes nowhere.
+			err = unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
+		}
+		if err != nil {
+			return fmt.Errorf("mask /proc/%s: %w", name, err)
+		}
 	}
 	return nil
 }

@@ -799,3 +799,45 @@ func FuzzValidID(f *testing.F) {
 		}
 	})
 }
+
+// TestProcMasked reads, from inside a sandbox, the global files of /proc
+// that tell of the host: each the host has is there, and empty. What
+// runtimes read is still there.
+func TestProcMasked(t *testing.T) {
+	m := newTestManager(t)
+	spec := testSpec(t, `
+for p in $MASKED; do
+	if [ -d "/proc/$p" ]; then echo "$p dir $(ls -A "/proc/$p" | wc -l)"
+	elif [ -e "/proc/$p" ]; then echo "$p file $(wc -c < "/proc/$p")"
+	else echo "$p absent"; fi
+done
+for p in meminfo cpuinfo stat uptime loadavg version self/status self/maps sys/kernel/hostname sys/vm/overcommit_memory; do
+	if [ -n "$(head -c 1 "/proc/$p")" ]; then echo "$p readable"; else echo "$p empty"; fi
+done
+`)
+	spec.Env = append(spec.Env, "MASKED="+strings.Join(maskedProc, " "))
+	st, out, errOut := run(t, m, spec)
+	if st.Code != 0 {
+		t.Errorf("status %+v (stderr %q)", st, errOut)
+	}
+	var want []string
+	for _, name := range maskedProc {
+		fi, err := os.Stat(filepath.Join("/proc", name))
+		switch {
+		case err != nil:
+			want = append(want, name+" absent\n")
+		case fi.IsDir():
+			want = append(want, name+" dir 0\n")
+		default:
+			want = append(want, name+" file 0\n")
+		}
+	}
+	want = append(want, "meminfo readable\n", "cpuinfo readable\n", "stat readable\n", "uptime readable\n",
+		"loadavg readable\n", "version readable\n", "self/status readable\n", "self/maps readable\n",
+		"sys/kernel/hostname readable\n", "sys/vm/overcommit_memory readable\n")
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("no %q in the output:\n%s\nstderr:\n%s", w, out, errOut)
+		}
+	}
+}

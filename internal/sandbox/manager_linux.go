@@ -33,6 +33,9 @@ type Manager struct {
 	log      *slog.Logger
 	cg       *hierarchy
 	ids      *idRange
+	// overlay says the kernel mounts the overlays that keep host paths
+	// out of a sandbox's mountinfo; without, dirs are bound.
+	overlay bool
 }
 
 // NewManager checks that this host can sandbox (root, namespaces, cgroups
@@ -109,14 +112,21 @@ func (m *Manager) CgroupVersion() int { return m.cg.version }
 
 // probe starts an init in new namespaces, network included, and waits for
 // it to answer from PID 1 there. This also proves Self and SelfArgs reach
-// RunInit.
-func (m *Manager) probe() error {
+// RunInit. The init tries an overlay mount too, in a dir of the state
+// dir, and says whether it could.
+func (m *Manager) probe() (err error) {
+	dir, err := os.MkdirTemp(m.stateDir, "probe-")
+	if err != nil {
+		return err
+	}
+	// The init's mounts went with its namespace.
+	defer func() { err = errors.Join(err, os.RemoveAll(dir)) }()
 	cmd, ctrl, err := m.spawn(nil, true, nil, nil)
 	if err != nil {
 		return err
 	}
 	var rep report
-	err = send(ctrl, initConfig{Probe: true})
+	err = send(ctrl, initConfig{Probe: true, Root: dir})
 	if err == nil {
 		err = ctrl.SetReadDeadline(time.Now().Add(probeTimeout))
 	}
@@ -132,6 +142,11 @@ func (m *Manager) probe() error {
 	werr := cmd.Wait()
 	if err == nil && werr != nil {
 		err = fmt.Errorf("trial init: %w", werr)
+	}
+	m.overlay = err == nil && rep.NoOverlay == ""
+	if err == nil && !m.overlay {
+		m.log.Warn("sandbox: no overlayfs here: code and runtime dirs are bound, and their host paths show in a sandbox's /proc/self/mountinfo",
+			"err", rep.NoOverlay)
 	}
 	return errors.Join(err, ctrl.Close())
 }
@@ -351,6 +366,7 @@ type Sandbox struct {
 	scratch  string
 	ids      *idRange // where uid and gid go back at Close
 	uid, gid int
+	overlay  bool // the manager's
 	log      *slog.Logger
 
 	runtimeAPI, wispAPI net.Listener
@@ -389,7 +405,8 @@ func (m *Manager) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		m.ids.release(spec.UID, spec.GID)
 		return nil, errors.Join(fmt.Errorf("sandbox: %w", err), os.RemoveAll(scratch))
 	}
-	s := &Sandbox{cmd: cmd, ctrl: ctrl, cg: g, scratch: scratch, ids: m.ids, uid: spec.UID, gid: spec.GID, log: m.log}
+	s := &Sandbox{cmd: cmd, ctrl: ctrl, cg: g, scratch: scratch, ids: m.ids, uid: spec.UID, gid: spec.GID,
+		overlay: m.overlay, log: m.log}
 	if err := s.handshake(ctx, spec); err != nil {
 		return nil, errors.Join(err, s.Close())
 	}
@@ -402,7 +419,7 @@ func (s *Sandbox) handshake(ctx context.Context, spec Spec) error {
 	cfg := initConfig{
 		Root: s.scratch, Argv: spec.Argv, Env: spec.Env, Dir: spec.Dir,
 		CodeDir: spec.CodeDir, RuntimeDir: spec.RuntimeDir, ReadOnly: spec.ReadOnly,
-		TmpMB: spec.TmpMB, Network: spec.Network, UID: spec.UID, GID: spec.GID,
+		TmpMB: spec.TmpMB, Network: spec.Network, UID: spec.UID, GID: spec.GID, Overlay: s.overlay,
 	}
 	if err := send(s.ctrl, cfg); err != nil {
 		return fmt.Errorf("sandbox: %w", err)

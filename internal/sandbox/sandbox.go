@@ -13,6 +13,11 @@
 // of the sandbox's own, and stays as init: it reaps, forwards SIGTERM and
 // SIGINT, and reports the runtime's exit before exiting itself, which
 // ends the namespace.
+//
+// Dirs of the host are shown as read-only overlays (see shower), not
+// binds, where the kernel has overlayfs: a bind's mountinfo line names
+// its source's path on the host (the data dir, an interpreter's
+// install), an overlay's does not.
 package sandbox
 
 import (
@@ -61,7 +66,10 @@ type Spec struct {
 	// RuntimeDir is the host dir shown read-only at /var/runtime, if set.
 	RuntimeDir string
 	// ReadOnly are more host paths shown read-only at the same path (after
-	// resolving their symlinks), such as an interpreter's install dir.
+	// resolving their symlinks), such as an interpreter's install dir. A
+	// dir that is not inside one shown already is mounted under /var/ro and
+	// reached through a symlink at its path, so that the sandbox's
+	// mountinfo does not show the host's path; a file is bound, and does.
 	ReadOnly []string
 	// MemoryMB is the cgroup's memory limit, swap excluded where the
 	// kernel accounts swap; default 128. The init's own few MB count too.

@@ -332,7 +332,7 @@ func TestStartErrors(t *testing.T) {
 		{name: "no executable", edit: func(s *Spec) { s.Argv = []string{"/var/task/bootstrap"} },
 			want: "start the runtime: fork/exec /var/task/bootstrap: no such file or directory"},
 		{name: "no code dir", edit: func(s *Spec) { s.CodeDir = "/nonexistent/code" },
-			want: "bind /nonexistent/code: no such file or directory"},
+			want: "mount /nonexistent/code read-only: no such file or directory"},
 		{name: "bad dir", edit: func(s *Spec) { s.Dir = "/nonexistent" }, want: "working dir: stat /nonexistent: no such file or directory"},
 		{name: "bad network", edit: func(s *Spec) { s.Network = "bridge" }, want: "unknown network"},
 		{name: "root read-only", edit: func(s *Spec) { s.ReadOnly = []string{"/"} }, want: "state dir"},
@@ -839,5 +839,54 @@ done
 		if !strings.Contains(out, w) {
 			t.Errorf("no %q in the output:\n%s\nstderr:\n%s", w, out, errOut)
 		}
+	}
+}
+
+// TestMountinfo reads the mount tables from inside a sandbox: they name
+// none of the host's paths of the state dir, the code, the runtime or a
+// read-only dir outside the system's (an interpreter's install), which
+// still runs.
+func TestMountinfo(t *testing.T) {
+	m := newTestManager(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := t.TempDir()
+	if err := os.Chmod(rt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := testSpec(t, `cat /proc/self/mountinfo; echo; cat /proc/self/mounts; echo "task: $(ls /var/task | tr "\n" " ")"; "$SELF" -test.run=^$`)
+	spec.RuntimeDir = rt
+	spec.ReadOnly = []string{filepath.Dir(self)}
+	spec.Env = append(spec.Env, "SELF="+self)
+	if err := os.WriteFile(filepath.Join(spec.CodeDir, "handler.py"), []byte("x = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hidden := []string{m.stateDir, spec.CodeDir, rt, filepath.Dir(self)}
+	if py, pyDir := python(t); pyDir != "" {
+		spec.ReadOnly = append(spec.ReadOnly, pyDir)
+		// It lists /var/task, to import from it.
+		spec.Argv[2] += `; "$PY" -c 'import sys; sys.path.insert(0, "/var/task"); import handler; print("python", handler.x)'`
+		spec.Env = append(spec.Env, "PY="+py)
+		hidden = append(hidden, pyDir)
+	}
+	st, out, errOut := run(t, m, spec)
+	t.Logf("stdout:\n%s", out)
+	if st.Code != 0 {
+		t.Errorf("status %+v (stderr %q)", st, errOut)
+	}
+	for _, p := range hidden {
+		if strings.Contains(out, p) {
+			t.Errorf("the mount tables show %s", p)
+		}
+	}
+	for _, want := range []string{" /var/task ", "task: handler.py handler.txt \n", "PASS\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in the output", want)
+		}
+	}
+	if len(hidden) > 4 && !strings.Contains(out, "python 1\n") {
+		t.Errorf("python did not run (stderr %q)", errOut)
 	}
 }

@@ -33,9 +33,13 @@ type Manager struct {
 	log      *slog.Logger
 	cg       *hierarchy
 	ids      *idRange
+	idLock   *os.File // holds ids's range, host-wide, until Close
 	// overlay says the kernel mounts the overlays that keep host paths
 	// out of a sandbox's mountinfo; without, dirs are bound.
 	overlay bool
+
+	closeOnce sync.Once
+	closeErr  error // written before closeOnce is done
 }
 
 // NewManager checks that this host can sandbox (root, namespaces, cgroups
@@ -56,6 +60,9 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	}
 	if cfg.IDCount == 0 {
 		cfg.IDCount = DefaultIDCount
+	}
+	if cfg.IDLockFile == "" {
+		cfg.IDLockFile = DefaultIDLockFile
 	}
 	// The top id, 2^32-1, is the kernel's "no id".
 	if cfg.IDBase < 1 || cfg.IDCount < 1 || int64(cfg.IDBase)+int64(cfg.IDCount) > 1<<32-1 {
@@ -89,22 +96,47 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	m := &Manager{self: self, selfArgs: cfg.SelfArgs, stateDir: stateDir, log: cfg.Logger, cg: cg,
-		ids: newIDRange(cfg.IDBase, cfg.IDCount)}
-	// The limits are written as a sandbox's would be.
-	probeID := fmt.Sprintf("probe-%d-%x", os.Getpid(), rand.Uint32())
-	g, err := cg.create(probeID, limits{memoryMB: DefaultMemoryMB, pidsMax: DefaultPidsMax})
+	ids, idLock, err := claimIDs(cfg.IDLockFile, cfg.IDBase, cfg.IDCount)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: cgroup v%d: %w", cg.version, err)
+		return nil, err
+	}
+	m := &Manager{self: self, selfArgs: cfg.SelfArgs, stateDir: stateDir, log: cfg.Logger, cg: cg,
+		ids: ids, idLock: idLock}
+	if err := m.check(); err != nil {
+		return nil, errors.Join(err, m.Close())
+	}
+	m.log.Debug("sandbox: ready", "cgroup_version", cg.version, "parents", cg.parents,
+		"ids", fmt.Sprintf("%d-%d", ids.base, ids.base+ids.count-1))
+	return m, nil
+}
+
+// check makes and removes a cgroup, its limits written as a sandbox's
+// would be, and runs the trial init.
+func (m *Manager) check() error {
+	probeID := fmt.Sprintf("probe-%d-%x", os.Getpid(), rand.Uint32())
+	g, err := m.cg.create(probeID, limits{memoryMB: DefaultMemoryMB, pidsMax: DefaultPidsMax})
+	if err != nil {
+		return fmt.Errorf("sandbox: cgroup v%d: %w", m.cg.version, err)
 	}
 	if err := g.destroy(); err != nil {
-		return nil, fmt.Errorf("sandbox: cgroup v%d: %w", cg.version, err)
+		return fmt.Errorf("sandbox: cgroup v%d: %w", m.cg.version, err)
 	}
 	if err := m.probe(); err != nil {
-		return nil, fmt.Errorf("sandbox: namespaces: %w", err)
+		return fmt.Errorf("sandbox: namespaces: %w", err)
 	}
-	m.log.Debug("sandbox: ready", "cgroup_version", cg.version, "parents", cg.parents)
-	return m, nil
+	return nil
+}
+
+// Close gives the manager's range of ids back, for another node to take.
+// Close the sandboxes first: one still running keeps running as its id.
+// It may be called more than once.
+func (m *Manager) Close() error {
+	m.closeOnce.Do(func() {
+		if err := m.idLock.Close(); err != nil {
+			m.closeErr = fmt.Errorf("sandbox: close: %w", err)
+		}
+	})
+	return m.closeErr
 }
 
 // CgroupVersion returns 1 or 2.

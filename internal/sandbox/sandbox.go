@@ -36,13 +36,20 @@ type ManagerConfig struct {
 	// StateDir holds each instance's scratch dir (the mount point of its
 	// root); required. It is created 0700 if missing.
 	StateDir string
-	// IDBase and IDCount are the range of host uids and gids the manager
-	// gives sandboxes: each its own, as both its uid and gid, so that no
-	// per-user kernel state (limits, quotas, keyrings) is shared between
-	// sandboxes. Ids go round the range, skipping those of live
-	// sandboxes. Defaults DefaultIDBase and DefaultIDCount; the range
-	// should hold no other user of the host.
+	// IDBase and IDCount say where the range of host uids and gids the
+	// manager gives sandboxes is: each sandbox its own, as both its uid and
+	// gid, so that no per-user kernel state (limits, quotas, keyrings) is
+	// shared between sandboxes. The manager takes the first range of
+	// IDCount ids at IDBase + k·IDCount that no other manager on the host
+	// holds, and holds it in IDLockFile until Close (or its process's
+	// end), so nodes on one host never share an id. Ids go round the
+	// range, skipping those of live sandboxes. Defaults DefaultIDBase and
+	// DefaultIDCount; the ids from IDBase up should hold no other user of
+	// the host.
 	IDBase, IDCount int
+	// IDLockFile is where the ranges are locked, host-wide; default
+	// DefaultIDLockFile. Nodes of one host must share it.
+	IDLockFile string
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 }
@@ -113,8 +120,9 @@ const (
 
 // Defaults of ManagerConfig.
 const (
-	DefaultIDBase  = 200000
-	DefaultIDCount = 65536
+	DefaultIDBase     = 200000
+	DefaultIDCount    = 65536
+	DefaultIDLockFile = "/run/wisp/ids.lock"
 )
 
 // Paths inside the sandbox.

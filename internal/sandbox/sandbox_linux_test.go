@@ -64,6 +64,11 @@ func newTestManager(t testing.TB) *Manager {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	return m
 }
 
@@ -231,8 +236,8 @@ grep -E ' / | /tmp | /var/task ' /proc/self/mounts | sed 's/^/mount /'
 		t.Errorf("status %+v, want exit 0", st)
 	}
 	id := r.uid
-	if id < DefaultIDBase || id >= DefaultIDBase+DefaultIDCount || r.gid != id {
-		t.Errorf("uid %d, gid %d: want one id of [%d, %d)", id, r.gid, DefaultIDBase, DefaultIDBase+DefaultIDCount)
+	if lo, hi := m.ids.base, m.ids.base+m.ids.count; id < lo || id >= hi || r.gid != id {
+		t.Errorf("uid %d, gid %d: want one id of the manager's [%d, %d)", id, r.gid, lo, hi)
 	}
 	want := []string{
 		fmt.Sprintf("id=%[1]d:%[1]d:%[1]d:wisp\n", id),

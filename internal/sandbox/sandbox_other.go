@@ -19,6 +19,9 @@ type Manager struct{}
 // NewManager returns ErrUnsupported.
 func NewManager(cfg ManagerConfig) (*Manager, error) { return nil, ErrUnsupported }
 
+// Close does nothing.
+func (m *Manager) Close() error { return nil }
+
 // CgroupVersion returns 0.
 func (m *Manager) CgroupVersion() int { return 0 }
 

@@ -103,6 +103,8 @@ type Node struct {
 	capTopic atomic.Pointer[events.Events]
 	meter    *meter.Meter
 	wasm     *wasm.Driver
+	// sandbox starts process instances' sandboxes; nil without.
+	sandbox *sandbox.Manager
 	// fnTokens are the function instances' own API tokens.
 	fnTokens *auth.FunctionTokens
 	// metrics reads the invoker's pools at scrape time.
@@ -217,6 +219,7 @@ func (n *Node) openParts(ctx context.Context, handler http.Handler) error {
 			"able to read the data dir (admin token included), other functions' code and the network")
 	} else {
 		pcfg.Sandbox, pcfg.Unavailable = n.openSandbox()
+		n.sandbox = pcfg.Sandbox
 	}
 	procs, err := process.New(pcfg)
 	if err != nil {
@@ -264,6 +267,10 @@ func (n *Node) closeParts(ctx context.Context) error {
 	}
 	if n.wasm != nil {
 		errs = append(errs, n.wasm.Close(ctx))
+	}
+	if n.sandbox != nil {
+		// Its instances stopped with the invoker: their ids go back.
+		errs = append(errs, n.sandbox.Close())
 	}
 	if n.meter != nil {
 		// Its own time: the calls before may have used up ctx's.

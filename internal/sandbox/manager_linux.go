@@ -398,6 +398,7 @@ type Sandbox struct {
 	scratch  string
 	ids      *idRange // where uid and gid go back at Close
 	uid, gid int
+	memoryMB int
 	overlay  bool // the manager's
 	log      *slog.Logger
 
@@ -438,7 +439,7 @@ func (m *Manager) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		return nil, errors.Join(fmt.Errorf("sandbox: %w", err), os.RemoveAll(scratch))
 	}
 	s := &Sandbox{cmd: cmd, ctrl: ctrl, cg: g, scratch: scratch, ids: m.ids, uid: spec.UID, gid: spec.GID,
-		overlay: m.overlay, log: m.log}
+		memoryMB: spec.MemoryMB, overlay: m.overlay, log: m.log}
 	if err := s.handshake(ctx, spec); err != nil {
 		return nil, errors.Join(err, s.Close())
 	}
@@ -584,6 +585,17 @@ func (s *Sandbox) wait() {
 // a sandbox that has ended is not an error.
 func (s *Sandbox) Kill() error {
 	return ignoreDone(s.cmd.Process.Kill())
+}
+
+// CapCPU caps the sandbox's CPU, beside its share, at its memory's share
+// of a CPU: MemoryMB/1769 of one, as Lambda gives. A sandbox starts
+// uncapped, so its runtime's init runs at the machine's speed (Lambda
+// boosts init too); the caller caps it once the runtime is ready.
+func (s *Sandbox) CapCPU() error {
+	if err := s.cg.capCPU(s.memoryMB); err != nil {
+		return fmt.Errorf("sandbox: cpu cap: %w", err)
+	}
+	return nil
 }
 
 // MaxMemoryMB returns the sandbox's peak memory use in MiB, rounded up,

@@ -1,7 +1,7 @@
 // Package sandbox owns the isolation of a function instance on Linux: the
 // namespaces (pid, mount, ipc, uts and, without a network, net), the
-// cgroups (v1 or v2) that bound its memory, processes and CPU share, and
-// the sandbox init.
+// cgroups (v1 or v2) that bound its memory, processes and CPU (a share,
+// and a cap once its runtime is ready), and the sandbox init.
 //
 // The init is the node's own executable re-executed with a hidden argument
 // (see RunInit). It starts as PID 1 of the new namespaces, placed in the

@@ -637,14 +637,17 @@ func TestParse(t *testing.T) {
 		}
 	}
 
-	for _, tc := range []struct{ mb, shares, weight int }{
-		{1, 2, 1}, {128, 74, 7}, {1769, 1024, 100}, {10240, 5927, 578},
+	for _, tc := range []struct{ mb, shares, weight, quota int }{
+		{1, 2, 1, 1000}, {128, 74, 7, 7235}, {1769, 1024, 100, 100000}, {10240, 5927, 578, 578858},
 	} {
 		if got := cpuShares(tc.mb); got != tc.shares {
 			t.Errorf("cpuShares(%d) = %d, want %d", tc.mb, got, tc.shares)
 		}
 		if got := cpuWeight(tc.mb); got != tc.weight {
 			t.Errorf("cpuWeight(%d) = %d, want %d", tc.mb, got, tc.weight)
+		}
+		if got := cpuQuotaUs(tc.mb); got != tc.quota {
+			t.Errorf("cpuQuotaUs(%d) = %d, want %d", tc.mb, got, tc.quota)
 		}
 	}
 
@@ -893,5 +896,49 @@ func TestMountinfo(t *testing.T) {
 	}
 	if len(hidden) > 4 && !strings.Contains(out, "python 1\n") {
 		t.Errorf("python did not run (stderr %q)", errOut)
+	}
+}
+
+// TestCPUCap caps a spinning sandbox: the kernel throttles it at its
+// memory's share of a CPU.
+func TestCPUCap(t *testing.T) {
+	m := newTestManager(t)
+	spec := testSpec(t, "echo ready; while :; do :; done")
+	spec.MemoryMB = 128
+	r := start(t, m, spec)
+	r.stdout.waitFor(t, "ready")
+	quotaFile, statFile := "cpu.cfs_quota_us", "cpu.stat"
+	if r.cg.version == 2 {
+		quotaFile = "cpu.max"
+	}
+	read := func(name string) string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(r.cg.cpu, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	// Uncapped while the runtime starts.
+	if got := read(quotaFile); got != "-1" && !strings.HasPrefix(got, "max ") {
+		t.Errorf("%s before the cap: %q", quotaFile, got)
+	}
+	if err := r.CapCPU(); err != nil {
+		t.Fatal(err)
+	}
+	want := "7235"
+	if r.cg.version == 2 {
+		want = "7235 100000"
+	}
+	if got := read(quotaFile); got != want {
+		t.Errorf("%s: %q, want %q", quotaFile, got, want)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if n, err := keyedValue([]byte(read(statFile)), "nr_throttled"); err == nil && n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %q: never throttled", statFile, read(statFile))
+		}
 	}
 }

@@ -38,6 +38,7 @@ func (s *Sandbox) Listeners() (runtimeAPI, wispAPI net.Listener) { return nil, n
 func (s *Sandbox) Wait() (ExitStatus, error)                     { return ExitStatus{}, ErrUnsupported }
 func (s *Sandbox) Kill() error                                   { return ErrUnsupported }
 func (s *Sandbox) MaxMemoryMB() int                              { return 0 }
+func (s *Sandbox) CapCPU() error                                 { return ErrUnsupported }
 func (s *Sandbox) Close() error                                  { return nil }
 
 // RunInit reports that there is no sandbox init here.

@@ -81,6 +81,7 @@ quotas too ('wisp deploy --quota-…').`,
 	f.IntVar(&cfg.MemoryMB, "memory", 0, "MB of memory all function instances together may take (default half the machine's)")
 	f.DurationVar(&cfg.KeepWarm, "keep-warm", 10*time.Minute, "how long an idle instance is kept before it stops (functions may set their own)")
 	f.DurationVar(&cfg.MaxLifetime, "max-lifetime", 2*time.Hour, "instances this old are replaced at their next idle moment")
+	f.IntVar(&cfg.WasmConcurrency, "wasm-concurrency", 0, "wasm calls that may run at once in the node's process, fairly shared by functions (default one fewer than its CPUs, at least 1)")
 	f.BoolVar(&cfg.InsecureNoSandbox, "insecure-no-sandbox", false, "run function instances WITHOUT a sandbox, as the node's user (only where namespaces and cgroups cannot be had)")
 	metering.add(f)
 	f.BoolVar(&logJSON, "log-json", false, "log as JSON lines")

@@ -70,6 +70,11 @@ type Config struct {
 	// InsecureNoSandbox runs process instances without a sandbox, as the
 	// node's user. Without it, a node that cannot sandbox refuses them.
 	InsecureNoSandbox bool
+	// WasmConcurrency bounds the wasm calls running at once, in the
+	// node's own process; calls past it wait, fairly between functions.
+	// Default one fewer than GOMAXPROCS (the CPUs the node uses), at
+	// least 1, so that looping wasm calls leave the node a CPU.
+	WasmConcurrency int
 	// RetryBase is the wait before a failed event's first retry, doubled
 	// for each next one up to 5 minutes; default 1 minute, as Lambda.
 	RetryBase time.Duration
@@ -131,6 +136,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.WasmConcurrency < 0 {
+		return nil, fmt.Errorf("server: the wasm concurrency must be 0 (the default) or more, not %d", cfg.WasmConcurrency)
 	}
 	if cfg.Quota != nil {
 		if err := registry.CheckQuota(*cfg.Quota); err != nil {
@@ -225,7 +233,8 @@ func (n *Node) openParts(ctx context.Context, handler http.Handler) error {
 	if err != nil {
 		return err
 	}
-	if n.wasm, err = wasm.New(wasm.Config{CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"), Region: cfg.Region, Logger: n.log}); err != nil {
+	if n.wasm, err = wasm.New(wasm.Config{CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"), Region: cfg.Region,
+		MaxRunning: cfg.WasmConcurrency, Logger: n.log}); err != nil {
 		return err
 	}
 	driver := runtime.ByRuntime{"provided": procs, "go": procs, "nodejs": procs, "python": procs, "wasm": n.wasm}

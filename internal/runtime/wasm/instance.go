@@ -118,15 +118,15 @@ func (i *instance) Invoke(ctx context.Context, inv runtime.Invocation) runtime.R
 	i.mu.Unlock()
 
 	var res runtime.Result
-	switch err := i.d.slots.acquire(runCtx, i.spec.Function); {
-	case err != nil:
+	err := i.d.slots.do(runCtx, i.spec.Function, func() {
+		if i.warm != nil {
+			res = i.call(runCtx, inv)
+		} else {
+			res = i.run(runCtx, inv)
+		}
+	})
+	if err != nil {
 		res = i.unstarted(runCtx, inv)
-	case i.warm != nil:
-		res = i.call(runCtx, inv)
-		i.d.slots.release(i.spec.Function)
-	default:
-		res = i.run(runCtx, inv)
-		i.d.slots.release(i.spec.Function)
 	}
 
 	cancelDeadline()

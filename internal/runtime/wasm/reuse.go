@@ -82,14 +82,18 @@ func (i *instance) startWarm(ctx context.Context) error {
 		WithStderr(warmOutput{w: w, stderr: true}).
 		WithNanosleep(func(ns int64) { sleep(ns, w.wake) }).
 		WithStartFunctions("_initialize")
-	if err := i.d.slots.acquire(ctx, i.spec.Function); err != nil {
+	var (
+		mod api.Module
+		err error
+	)
+	if serr := i.d.slots.do(ctx, i.spec.Function, func() {
+		mod, err = i.d.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, w.mem), i.m.compiled, cfg)
+	}); serr != nil {
 		if errors.Is(context.Cause(ctx), errInitTimeout) {
 			return initError(runtime.ErrTypeInit, fmt.Sprintf("init timed out after %v waiting to run", initTimeout))
 		}
-		return initError(runtime.ErrTypeInit, "init abandoned: "+err.Error())
+		return initError(runtime.ErrTypeInit, "init abandoned: "+serr.Error())
 	}
-	mod, err := i.d.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, w.mem), i.m.compiled, cfg)
-	i.d.slots.release(i.spec.Function)
 	w.flush()
 	i.m.lastPeak.Store(w.mem.peak)
 	if err != nil {

@@ -31,6 +31,7 @@ func DefaultMaxRunning() int {
 //     find a slot.
 type slots struct {
 	max, perFunction int
+	lower            bool // guest code runs at guestNice
 
 	mu      sync.Mutex
 	total   int            // guarded by mu: slots held
@@ -45,7 +46,23 @@ type slotWaiter struct {
 }
 
 func newSlots(n int) *slots {
-	return &slots{max: n, perFunction: max(1, n-1), running: make(map[string]int)}
+	return &slots{max: n, perFunction: max(1, n-1), lower: canLower(), running: make(map[string]int)}
+}
+
+// do runs f, guest code of function's, once it has a slot in its turn,
+// at a low CPU priority where the node can set it back (see runLowered);
+// or returns the error of ctx ending first, f never having run.
+func (s *slots) do(ctx context.Context, function string, f func()) error {
+	if err := s.acquire(ctx, function); err != nil {
+		return err
+	}
+	defer s.release(function)
+	if s.lower {
+		runLowered(f)
+	} else {
+		f()
+	}
+	return nil
 }
 
 // acquire waits for a slot for function, in its turn, until ctx ends.

@@ -3,6 +3,8 @@ package wasm
 import (
 	"context"
 	"errors"
+	"os"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
@@ -120,6 +122,68 @@ func TestSlotsWaitEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitState(t, s, 1, 0)
+}
+
+// TestSlotsDo runs guest code that runs long: on the caller's thread,
+// which gets a low priority, and its own back after; the code's panics
+// are the caller's.
+func TestSlotsDo(t *testing.T) {
+	s := newSlots(2)
+	goruntime.LockOSThread() // so "after" is the thread the code ran on
+	defer goruntime.UnlockOSThread()
+	before := niceOf(t)
+	var during string
+	if err := s.do(context.Background(), "a", func() {
+		// Runs until its thread is demoted, as a looping guest does.
+		for deadline := time.Now().Add(10 * time.Second); s.lower && time.Now().Before(deadline); {
+			if during = niceOf(t); during == "10" {
+				break
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if after := niceOf(t); after != before {
+		t.Errorf("the thread's nice: %s before, %s after", before, after)
+	}
+	if s.lower && during != "10" {
+		t.Errorf("the thread's nice while it ran guest code: %s, want 10", during)
+	}
+	if goruntime.GOOS == "linux" && os.Geteuid() == 0 && !s.lower {
+		t.Errorf("root cannot lower a thread's priority and give it back")
+	}
+	func() {
+		defer func() {
+			if p := recover(); p != "guest" {
+				t.Errorf("recovered %v, want the guest's panic", p)
+			}
+		}()
+		s.do(context.Background(), "a", func() { //nolint:errcheck // it panics
+			for deadline := time.Now().Add(10 * time.Second); s.lower && niceOf(t) != "10" && time.Now().Before(deadline); {
+			}
+			panic("guest")
+		})
+	}()
+	if after := niceOf(t); after != before {
+		t.Errorf("the thread's nice after a panic: %s, want %s", after, before)
+	}
+	waitState(t, s, 0, 0)
+}
+
+// niceOf returns the calling thread's nice value, the 19th field of its
+// stat, or "" where there is none.
+func niceOf(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/thread-self/stat")
+	if err != nil {
+		return ""
+	}
+	_, after, _ := strings.Cut(string(b), ") ")
+	if f := strings.Fields(after); len(f) >= 17 {
+		return f[16]
+	}
+	t.Fatalf("stat %q", b)
+	return ""
 }
 
 // TestMaxRunning runs looping modules under a driver of two slots: one

@@ -62,7 +62,8 @@
 // Sandbox.Timedout, the module never having seen it); a freed slot goes
 // to the function with the fewest calls running, and no function holds
 // more than MaxRunning−1 slots, so one function's looping calls leave the
-// others a slot (see slots).
+// others a slot (see slots). Guest code runs at a lower CPU priority
+// (its thread's nice 10 for the call) than the node's, which it yields to.
 //
 // # Reuse mode
 //
@@ -486,11 +487,10 @@ func (d *Driver) loadModule(ctx context.Context, m *module) error {
 	// slot as an invocation is.
 	tctx, cancel := context.WithTimeout(ctx, trialTimeout)
 	defer cancel()
-	if err := d.slots.acquire(tctx, loadSlot); err != nil {
-		return fmt.Errorf("wasm: loading %s: %w", m.key.handler, err)
+	var minBytes uint64
+	if serr := d.slots.do(tctx, loadSlot, func() { minBytes, err = trialInstance(tctx, d.rt, m.compiled) }); serr != nil {
+		return fmt.Errorf("wasm: loading %s: %w", m.key.handler, serr)
 	}
-	minBytes, err := trialInstance(tctx, d.rt, m.compiled)
-	d.slots.release(loadSlot)
 	if err != nil {
 		return initError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+": "+err.Error())
 	}

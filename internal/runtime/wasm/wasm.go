@@ -62,8 +62,9 @@
 // Sandbox.Timedout, the module never having seen it); a freed slot goes
 // to the function with the fewest calls running, and no function holds
 // more than MaxRunning−1 slots, so one function's looping calls leave the
-// others a slot (see slots). Guest code runs at a lower CPU priority
-// (its thread's nice 10 for the call) than the node's, which it yields to.
+// others a slot (see slots). A call that runs past 10 ms goes on at a
+// lower CPU priority than the node's (its thread's nice 10), yielding the
+// CPU to the node's own threads.
 //
 // # Reuse mode
 //

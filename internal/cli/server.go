@@ -97,6 +97,7 @@ the topics callers make.`,
 	f.IntVar(&cfg.MaxConns, "max-conns", 0, "HTTP connections open at once (default half the descriptor limit, at most 65536)")
 	f.IntVar(&cfg.MaxUnauthenticatedConns, "max-unauthenticated-conns", 0, "of those, connections that have not made an authenticated request (default half of --max-conns)")
 	f.IntVar(&cfg.MaxConnsPerSource, "max-conns-per-source", 0, "unauthenticated connections of one IPv4 address or IPv6 /64 (default a quarter of --max-unauthenticated-conns; raise it behind a proxy)")
+	f.IntVar(&cfg.WasmConcurrency, "wasm-concurrency", 0, "wasm calls that may run at once in the node's process, fairly shared by functions (default one fewer than its CPUs, at least 1)")
 	f.BoolVar(&cfg.InsecureNoSandbox, "insecure-no-sandbox", false, "run function instances WITHOUT a sandbox, as the node's user (only where namespaces and cgroups cannot be had)")
 	lim := &cfg.EventLimits
 	f.Int64Var(&lim.MaxQueuedEvents, "max-queued-events", events.DefaultMaxQueuedEvents, "events a function's queue holds at most, unless the function sets its own")

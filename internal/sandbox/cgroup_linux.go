@@ -57,6 +57,16 @@ func cpuWeight(memoryMB int) int {
 	return min(10000, max(1, memoryMB*100/1769))
 }
 
+// cpuPeriodUs is the period of a sandbox's CPU cap: the kernel's default.
+const cpuPeriodUs = 100000
+
+// cpuQuotaUs is the CPU time a sandbox may use per period once capped:
+// its memory's share of a CPU, as Lambda gives (one vCPU at 1769 MB,
+// 5.8 at 10240 MB), and at least the kernel's least quota, 1 ms.
+func cpuQuotaUs(memoryMB int) int {
+	return max(1000, memoryMB*cpuPeriodUs/1769)
+}
+
 // detectHierarchy finds the cgroup version and the node's own cgroups, and
 // readies the dir the sandboxes' cgroups are made in.
 func detectHierarchy(log *slog.Logger) (*hierarchy, error) {
@@ -180,6 +190,7 @@ type cgroup struct {
 	version int
 	memory  string // the dir of the memory controller's files
 	pids    string // the dir of the pids controller's files
+	cpu     string // the dir of the cpu controller's files
 	// dirs are the distinct dirs, to attach to and remove.
 	dirs []string
 }
@@ -203,7 +214,7 @@ func (h *hierarchy) create(id string, lim limits) (*cgroup, error) {
 		}
 		g.dirs = append(g.dirs, dir)
 	}
-	g.memory, g.pids = dirOf["memory"], dirOf["pids"]
+	g.memory, g.pids, g.cpu = dirOf["memory"], dirOf["pids"], dirOf["cpu"]
 	mem := strconv.Itoa(lim.memoryMB << 20)
 	var err error
 	if h.version == 2 {
@@ -211,7 +222,7 @@ func (h *hierarchy) create(id string, lim limits) (*cgroup, error) {
 			writeFile(filepath.Join(g.memory, "memory.max"), mem),
 			optional(writeFile(filepath.Join(g.memory, "memory.swap.max"), "0")),
 			writeFile(filepath.Join(g.pids, "pids.max"), strconv.Itoa(lim.pidsMax)),
-			writeFile(filepath.Join(dirOf["cpu"], "cpu.weight"), strconv.Itoa(cpuWeight(lim.memoryMB))),
+			writeFile(filepath.Join(g.cpu, "cpu.weight"), strconv.Itoa(cpuWeight(lim.memoryMB))),
 		)
 	} else {
 		// memsw is memory plus swap: equal to the memory limit, no swap.
@@ -221,7 +232,7 @@ func (h *hierarchy) create(id string, lim limits) (*cgroup, error) {
 			optional(writeFile(filepath.Join(g.memory, "memory.memsw.limit_in_bytes"), mem)),
 			optional(writeFile(filepath.Join(g.memory, "memory.swappiness"), "0")),
 			writeFile(filepath.Join(g.pids, "pids.max"), strconv.Itoa(lim.pidsMax)),
-			writeFile(filepath.Join(dirOf["cpu"], "cpu.shares"), strconv.Itoa(cpuShares(lim.memoryMB))),
+			writeFile(filepath.Join(g.cpu, "cpu.shares"), strconv.Itoa(cpuShares(lim.memoryMB))),
 		)
 	}
 	if err != nil {
@@ -249,6 +260,19 @@ func optional(err error) error {
 		return nil
 	}
 	return err
+}
+
+// capCPU caps the cgroup's CPU at cpuQuotaUs(memoryMB) per cpuPeriodUs,
+// beside its share.
+func (g *cgroup) capCPU(memoryMB int) error {
+	quota, period := strconv.Itoa(cpuQuotaUs(memoryMB)), strconv.Itoa(cpuPeriodUs)
+	if g.version == 2 {
+		return writeFile(filepath.Join(g.cpu, "cpu.max"), quota+" "+period)
+	}
+	if err := writeFile(filepath.Join(g.cpu, "cpu.cfs_period_us"), period); err != nil {
+		return err
+	}
+	return writeFile(filepath.Join(g.cpu, "cpu.cfs_quota_us"), quota)
 }
 
 // open returns a descriptor of the v2 cgroup's dir, for CLONE_INTO_CGROUP.

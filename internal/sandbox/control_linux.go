@@ -28,7 +28,8 @@ const (
 
 // initConfig is what the init is told to do.
 type initConfig struct {
-	// Probe asks only for a "started" answer, from PID 1 of new namespaces.
+	// Probe asks only for a "started" answer, from PID 1 of new namespaces,
+	// saying whether overlays can be mounted (in a tmpfs at Root).
 	Probe      bool     `json:"probe,omitempty"`
 	Root       string   `json:"root"` // the host dir the new root is mounted on
 	Argv       []string `json:"argv"`
@@ -41,6 +42,8 @@ type initConfig struct {
 	Network    string   `json:"network"`
 	UID        int      `json:"uid"`
 	GID        int      `json:"gid"`
+	// Overlay shows dirs as overlays rather than binds (see shower).
+	Overlay bool `json:"overlay,omitempty"`
 }
 
 // Kinds of report.
@@ -56,6 +59,8 @@ type report struct {
 	Error  string `json:"error,omitempty"`
 	Code   int    `json:"code,omitempty"`
 	Signal int    `json:"signal,omitempty"`
+	// NoOverlay, in a probe's answer, says why overlays cannot be had.
+	NoOverlay string `json:"no_overlay,omitempty"`
 }
 
 // socketpair returns the two ends of a new control socket, both

@@ -50,7 +50,11 @@ func RunInit() int {
 		return fail(errors.New("the init is not PID 1 of a new PID namespace"))
 	}
 	if cfg.Probe {
-		if err := send(ctrl, report{Kind: reportStarted}); err != nil {
+		rep := report{Kind: reportStarted}
+		if err := probeOverlay(cfg.Root); err != nil {
+			rep.NoOverlay = err.Error()
+		}
+		if err := send(ctrl, rep); err != nil {
 			fmt.Fprintln(os.Stderr, "sandbox init:", err)
 			return 1
 		}

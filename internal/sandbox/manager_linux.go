@@ -33,6 +33,13 @@ type Manager struct {
 	log      *slog.Logger
 	cg       *hierarchy
 	ids      *idRange
+	idLock   *os.File // holds ids's range, host-wide, until Close
+	// overlay says the kernel mounts the overlays that keep host paths
+	// out of a sandbox's mountinfo; without, dirs are bound.
+	overlay bool
+
+	closeOnce sync.Once
+	closeErr  error // written before closeOnce is done
 }
 
 // NewManager checks that this host can sandbox (root, namespaces, cgroups
@@ -53,6 +60,9 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	}
 	if cfg.IDCount == 0 {
 		cfg.IDCount = DefaultIDCount
+	}
+	if cfg.IDLockFile == "" {
+		cfg.IDLockFile = DefaultIDLockFile
 	}
 	// The top id, 2^32-1, is the kernel's "no id".
 	if cfg.IDBase < 1 || cfg.IDCount < 1 || int64(cfg.IDBase)+int64(cfg.IDCount) > 1<<32-1 {
@@ -86,22 +96,47 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	m := &Manager{self: self, selfArgs: cfg.SelfArgs, stateDir: stateDir, log: cfg.Logger, cg: cg,
-		ids: newIDRange(cfg.IDBase, cfg.IDCount)}
-	// The limits are written as a sandbox's would be.
-	probeID := fmt.Sprintf("probe-%d-%x", os.Getpid(), rand.Uint32())
-	g, err := cg.create(probeID, limits{memoryMB: DefaultMemoryMB, pidsMax: DefaultPidsMax})
+	ids, idLock, err := claimIDs(cfg.IDLockFile, cfg.IDBase, cfg.IDCount)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: cgroup v%d: %w", cg.version, err)
+		return nil, err
+	}
+	m := &Manager{self: self, selfArgs: cfg.SelfArgs, stateDir: stateDir, log: cfg.Logger, cg: cg,
+		ids: ids, idLock: idLock}
+	if err := m.check(); err != nil {
+		return nil, errors.Join(err, m.Close())
+	}
+	m.log.Debug("sandbox: ready", "cgroup_version", cg.version, "parents", cg.parents,
+		"ids", fmt.Sprintf("%d-%d", ids.base, ids.base+ids.count-1))
+	return m, nil
+}
+
+// check makes and removes a cgroup, its limits written as a sandbox's
+// would be, and runs the trial init.
+func (m *Manager) check() error {
+	probeID := fmt.Sprintf("probe-%d-%x", os.Getpid(), rand.Uint32())
+	g, err := m.cg.create(probeID, limits{memoryMB: DefaultMemoryMB, pidsMax: DefaultPidsMax})
+	if err != nil {
+		return fmt.Errorf("sandbox: cgroup v%d: %w", m.cg.version, err)
 	}
 	if err := g.destroy(); err != nil {
-		return nil, fmt.Errorf("sandbox: cgroup v%d: %w", cg.version, err)
+		return fmt.Errorf("sandbox: cgroup v%d: %w", m.cg.version, err)
 	}
 	if err := m.probe(); err != nil {
-		return nil, fmt.Errorf("sandbox: namespaces: %w", err)
+		return fmt.Errorf("sandbox: namespaces: %w", err)
 	}
-	m.log.Debug("sandbox: ready", "cgroup_version", cg.version, "parents", cg.parents)
-	return m, nil
+	return nil
+}
+
+// Close gives the manager's range of ids back, for another node to take.
+// Close the sandboxes first: one still running keeps running as its id.
+// It may be called more than once.
+func (m *Manager) Close() error {
+	m.closeOnce.Do(func() {
+		if err := m.idLock.Close(); err != nil {
+			m.closeErr = fmt.Errorf("sandbox: close: %w", err)
+		}
+	})
+	return m.closeErr
 }
 
 // CgroupVersion returns 1 or 2.
@@ -109,14 +144,21 @@ func (m *Manager) CgroupVersion() int { return m.cg.version }
 
 // probe starts an init in new namespaces, network included, and waits for
 // it to answer from PID 1 there. This also proves Self and SelfArgs reach
-// RunInit.
-func (m *Manager) probe() error {
+// RunInit. The init tries an overlay mount too, in a dir of the state
+// dir, and says whether it could.
+func (m *Manager) probe() (err error) {
+	dir, err := os.MkdirTemp(m.stateDir, "probe-")
+	if err != nil {
+		return err
+	}
+	// The init's mounts went with its namespace.
+	defer func() { err = errors.Join(err, os.RemoveAll(dir)) }()
 	cmd, ctrl, err := m.spawn(nil, true, nil, nil)
 	if err != nil {
 		return err
 	}
 	var rep report
-	err = send(ctrl, initConfig{Probe: true})
+	err = send(ctrl, initConfig{Probe: true, Root: dir})
 	if err == nil {
 		err = ctrl.SetReadDeadline(time.Now().Add(probeTimeout))
 	}
@@ -132,6 +174,11 @@ func (m *Manager) probe() error {
 	werr := cmd.Wait()
 	if err == nil && werr != nil {
 		err = fmt.Errorf("trial init: %w", werr)
+	}
+	m.overlay = err == nil && rep.NoOverlay == ""
+	if err == nil && !m.overlay {
+		m.log.Warn("sandbox: no overlayfs here: code and runtime dirs are bound, and their host paths show in a sandbox's /proc/self/mountinfo",
+			"err", rep.NoOverlay)
 	}
 	return errors.Join(err, ctrl.Close())
 }
@@ -351,6 +398,8 @@ type Sandbox struct {
 	scratch  string
 	ids      *idRange // where uid and gid go back at Close
 	uid, gid int
+	memoryMB int
+	overlay  bool // the manager's
 	log      *slog.Logger
 
 	runtimeAPI, wispAPI net.Listener
@@ -389,7 +438,8 @@ func (m *Manager) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		m.ids.release(spec.UID, spec.GID)
 		return nil, errors.Join(fmt.Errorf("sandbox: %w", err), os.RemoveAll(scratch))
 	}
-	s := &Sandbox{cmd: cmd, ctrl: ctrl, cg: g, scratch: scratch, ids: m.ids, uid: spec.UID, gid: spec.GID, log: m.log}
+	s := &Sandbox{cmd: cmd, ctrl: ctrl, cg: g, scratch: scratch, ids: m.ids, uid: spec.UID, gid: spec.GID,
+		memoryMB: spec.MemoryMB, overlay: m.overlay, log: m.log}
 	if err := s.handshake(ctx, spec); err != nil {
 		return nil, errors.Join(err, s.Close())
 	}
@@ -402,7 +452,7 @@ func (s *Sandbox) handshake(ctx context.Context, spec Spec) error {
 	cfg := initConfig{
 		Root: s.scratch, Argv: spec.Argv, Env: spec.Env, Dir: spec.Dir,
 		CodeDir: spec.CodeDir, RuntimeDir: spec.RuntimeDir, ReadOnly: spec.ReadOnly,
-		TmpMB: spec.TmpMB, Network: spec.Network, UID: spec.UID, GID: spec.GID,
+		TmpMB: spec.TmpMB, Network: spec.Network, UID: spec.UID, GID: spec.GID, Overlay: s.overlay,
 	}
 	if err := send(s.ctrl, cfg); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
@@ -535,6 +585,17 @@ func (s *Sandbox) wait() {
 // a sandbox that has ended is not an error.
 func (s *Sandbox) Kill() error {
 	return ignoreDone(s.cmd.Process.Kill())
+}
+
+// CapCPU caps the sandbox's CPU, beside its share, at its memory's share
+// of a CPU: MemoryMB/1769 of one, as Lambda gives. A sandbox starts
+// uncapped, so its runtime's init runs at the machine's speed (Lambda
+// boosts init too); the caller caps it once the runtime is ready.
+func (s *Sandbox) CapCPU() error {
+	if err := s.cg.capCPU(s.memoryMB); err != nil {
+		return fmt.Errorf("sandbox: cpu cap: %w", err)
+	}
+	return nil
 }
 
 // MaxMemoryMB returns the sandbox's peak memory use in MiB, rounded up,

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,6 +28,21 @@ var etcPaths = []string{
 	"/etc/localtime",
 	"/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf",
 	"/etc/services", "/etc/protocols",
+}
+
+// maskedProc are the global files of /proc that tell of the host, its
+// kernel or its other processes, hidden as container runtimes hide them:
+// the kernel's symbols, memory and log, keyrings, timers and the
+// scheduler's view of every task, the modules and hardware, and the
+// interrupt counts (a timing side channel). A file reads as empty (the
+// host's /dev/null is bound over it), a dir as an empty read-only tmpfs.
+// None of them is read by a runtime: meminfo, cpuinfo, stat, uptime,
+// loadavg, sys and the processes' own dirs stay.
+var maskedProc = []string{
+	"kallsyms", "kcore", "kmsg", "kpagecount", "kpageflags", "kpagecgroup", "vmallocinfo", "slabinfo",
+	"pagetypeinfo", "config.gz", "keys", "key-users", "timer_list", "timer_stats", "sched_debug",
+	"latency_stats", "sysrq-trigger", "modules", "iomem", "ioports", "interrupts", "softirqs",
+	"acpi", "asound", "scsi", "bus", "irq", "driver",
 }
 
 // devices are bound from the host's /dev.
@@ -63,40 +80,28 @@ func buildRoot(cfg *initConfig) error {
 			return err
 		}
 	}
-	for _, d := range []struct{ host, inside string }{{cfg.CodeDir, TaskDir}, {cfg.RuntimeDir, RuntimeDir}} {
-		dst := filepath.Join(root, d.inside)
-		if err := os.MkdirAll(dst, 0o755); err != nil {
-			return err
-		}
-		if d.host == "" {
-			continue
-		}
-		if err := bindRO(d.host, dst, true); err != nil {
-			return err
-		}
-	}
-	tmp := filepath.Join(root, "tmp")
-	if err := mountTmpfs(tmp, unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%dm,mode=1777", cfg.TmpMB)); err != nil {
-		return err
-	}
-	for _, p := range cfg.ReadOnly {
-		// After /tmp, which would hide one there. Resolved by the node: no symlink on the way to lead outside.
-		fi, err := os.Stat(p)
-		if err != nil {
-			return fmt.Errorf("read-only path: %w", err)
-		}
-		if err := bindRO(p, filepath.Join(root, p), fi.IsDir()); err != nil {
-			return err
-		}
-	}
+	// Made before the overlays, which take it as their empty lower dir
+	// (see shower): proc is mounted over it after, and nothing can be
+	// written under a mount.
 	proc := filepath.Join(root, "proc")
 	if err := os.Mkdir(proc, 0o555); err != nil {
+		return err
+	}
+	sh, err := newShower(root, proc, cfg.Overlay)
+	if err != nil {
+		return err
+	}
+	err = showDirs(root, cfg, sh)
+	if err = errors.Join(err, sh.close()); err != nil {
 		return err
 	}
 	// A fresh proc of the new PID namespace: only the sandbox's processes,
 	// and of those only the user's own (hidepid).
 	if err := unix.Mount("proc", proc, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "hidepid=2"); err != nil {
 		return fmt.Errorf("mount /proc: %w", err)
+	}
+	if err := maskProc(proc); err != nil {
+		return err
 	}
 	if err := buildDev(root, min(cfg.TmpMB, shmMaxMB)); err != nil {
 		return err
@@ -106,6 +111,197 @@ func buildRoot(cfg *initConfig) error {
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
 		return fmt.Errorf("remount / read-only: %w", err)
+	}
+	return nil
+}
+
+// maskProc hides maskedProc in the proc mounted at proc; those this
+// kernel does not have are skipped.
+func maskProc(proc string) error {
+	for _, name := range maskedProc {
+		p := filepath.Join(proc, name)
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("mask /proc/%s: %w", name, err)
+		}
+		if fi.IsDir() {
+			err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=4k,nr_inodes=1,mode=0555")
+		} else {
+			// Left writable, as /dev/null is: what is written goes nowhere.
+			err = unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
+		}
+		if err != nil {
+			return fmt.Errorf("mask /proc/%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// roDir holds the mounts of the read-only dirs that have no place in the
+// sandbox's root: each is shown at its own path through a symlink, so
+// that its mount point, which mountinfo shows, is not the host's path.
+const roDir = "/var/ro"
+
+// showDirs shows the code, the runtime and the read-only paths, and
+// makes the private /tmp.
+func showDirs(root string, cfg *initConfig, sh *shower) error {
+	for _, d := range []struct{ host, inside string }{{cfg.CodeDir, TaskDir}, {cfg.RuntimeDir, RuntimeDir}} {
+		dst := filepath.Join(root, d.inside)
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return err
+		}
+		if d.host == "" {
+			continue
+		}
+		if err := sh.dir(d.host, dst); err != nil {
+			return err
+		}
+	}
+	tmp := filepath.Join(root, "tmp")
+	if err := mountTmpfs(tmp, unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%dm,mode=1777", cfg.TmpMB)); err != nil {
+		return err
+	}
+	for i, p := range cfg.ReadOnly {
+		// After /tmp, which would hide one there. Resolved by the node: no
+		// symlink on the way to lead outside.
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("read-only path: %w", err)
+		}
+		dst := filepath.Join(root, p)
+		switch _, err := os.Lstat(dst); {
+		case !fi.IsDir():
+			// A file is bound: its path shows in mountinfo.
+			err = bindRO(p, dst, false)
+		case err == nil || !sh.overlay:
+			// Inside a dir shown already (a system dir), or without
+			// overlays: mounted at its own path.
+			err = sh.dir(p, dst)
+		default:
+			err = sh.relocated(p, dst, filepath.Join(roDir, strconv.Itoa(i)))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// shower shows host dirs read-only in the sandbox. With overlays, each is
+// a read-only overlayfs of its own, whose root in mountinfo is "/", not
+// the dir's path on the host as a bind's would be, and whose lower dirs
+// are named by descriptor (/proc/self/fd/N, of the host's proc), so the
+// options mountinfo prints do not name them either. A read-only overlay
+// needs two lower dirs: the second is an empty dir that must stay empty,
+// and alive (a removed one empties every merged dir's listing). Without
+// overlays (a kernel without overlayfs), dirs are bound.
+type shower struct {
+	root    string
+	overlay bool
+	emptyFD int // the empty lower dir
+}
+
+// newShower returns a shower of dirs into root; empty is an empty dir
+// that stays so while the overlays are mounted.
+func newShower(root, empty string, overlay bool) (*shower, error) {
+	sh := &shower{root: root, overlay: overlay, emptyFD: -1}
+	if !overlay {
+		return sh, nil
+	}
+	fd, err := unix.Open(empty, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("the empty lower dir: %w", err)
+	}
+	sh.emptyFD = fd
+	return sh, nil
+}
+
+// dir shows the host dir src at dst, made if missing.
+func (sh *shower) dir(src, dst string) error {
+	if !sh.overlay {
+		return bindRO(src, dst, true)
+	}
+	if err := mountPoint(dst, true); err != nil {
+		return err
+	}
+	fd, err := unix.Open(src, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("mount %s read-only: %w", src, err)
+	}
+	defer unix.Close(fd) //nolint:errcheck // an O_PATH descriptor: nothing to flush
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil {
+		return fmt.Errorf("mount %s read-only: %w", src, err)
+	}
+	// The source's noexec is kept, as a bind keeps it; overlayfs would not.
+	flags := unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | uintptr(st.Flags)&unix.MS_NOEXEC
+	opts := fmt.Sprintf("lowerdir=/proc/self/fd/%d:/proc/self/fd/%d", fd, sh.emptyFD)
+	if err := unix.Mount("overlay", dst, "overlay", flags, opts); err != nil {
+		return fmt.Errorf("mount %s read-only: %w", src, err)
+	}
+	return nil
+}
+
+// relocated shows the host dir src at at, a path of the sandbox, and puts
+// a symlink at dst leading there. The link is relative, so that it leads
+// into the new root before the pivot as after.
+func (sh *shower) relocated(src, dst, at string) error {
+	if err := sh.dir(src, filepath.Join(sh.root, at)); err != nil {
+		return err
+	}
+	inside := strings.TrimPrefix(dst, sh.root)
+	target, err := filepath.Rel(filepath.Dir(inside), at)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	return os.Symlink(target, dst)
+}
+
+// close closes the empty lower dir's descriptor; the overlays hold on to
+// the dir.
+func (sh *shower) close() error {
+	if sh.emptyFD < 0 {
+		return nil
+	}
+	err := unix.Close(sh.emptyFD)
+	sh.emptyFD = -1
+	return err
+}
+
+// probeOverlay says whether this kernel makes the overlays shower does,
+// and shows a dir's files through one: in a tmpfs mounted at dir, in the
+// caller's own mount namespace.
+func probeOverlay(dir string) error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, rootSize); err != nil {
+		return fmt.Errorf("mount a tmpfs: %w", err)
+	}
+	src, empty, dst := filepath.Join(dir, "src"), filepath.Join(dir, "empty"), filepath.Join(dir, "dst")
+	for _, d := range []string{src, empty} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(src, "file"), nil, 0o644); err != nil {
+		return err
+	}
+	sh, err := newShower(dir, empty, true)
+	if err != nil {
+		return err
+	}
+	if err := errors.Join(sh.dir(src, dst), sh.close()); err != nil {
+		return err
+	}
+	if names, err := os.ReadDir(dst); err != nil || len(names) != 1 || names[0].Name() != "file" {
+		return fmt.Errorf("an overlay shows %v, %v; want the one file of its lower dir", names, err)
 	}
 	return nil
 }

@@ -1,7 +1,7 @@
 // Package sandbox owns the isolation of a function instance on Linux: the
 // namespaces (pid, mount, ipc, uts and, without a network, net), the
-// cgroups (v1 or v2) that bound its memory, processes and CPU share, and
-// the sandbox init.
+// cgroups (v1 or v2) that bound its memory, processes and CPU (a share,
+// and a cap once its runtime is ready), and the sandbox init.
 //
 // The init is the node's own executable re-executed with a hidden argument
 // (see RunInit). It starts as PID 1 of the new namespaces, placed in the
@@ -13,6 +13,11 @@
 // of the sandbox's own, and stays as init: it reaps, forwards SIGTERM and
 // SIGINT, and reports the runtime's exit before exiting itself, which
 // ends the namespace.
+//
+// Dirs of the host are shown as read-only overlays (see shower), not
+// binds, where the kernel has overlayfs: a bind's mountinfo line names
+// its source's path on the host (the data dir, an interpreter's
+// install), an overlay's does not.
 package sandbox
 
 import (
@@ -31,13 +36,20 @@ type ManagerConfig struct {
 	// StateDir holds each instance's scratch dir (the mount point of its
 	// root); required. It is created 0700 if missing.
 	StateDir string
-	// IDBase and IDCount are the range of host uids and gids the manager
-	// gives sandboxes: each its own, as both its uid and gid, so that no
-	// per-user kernel state (limits, quotas, keyrings) is shared between
-	// sandboxes. Ids go round the range, skipping those of live
-	// sandboxes. Defaults DefaultIDBase and DefaultIDCount; the range
-	// should hold no other user of the host.
+	// IDBase and IDCount say where the range of host uids and gids the
+	// manager gives sandboxes is: each sandbox its own, as both its uid and
+	// gid, so that no per-user kernel state (limits, quotas, keyrings) is
+	// shared between sandboxes. The manager takes the first range of
+	// IDCount ids at IDBase + k·IDCount that no other manager on the host
+	// holds, and holds it in IDLockFile until Close (or its process's
+	// end), so nodes on one host never share an id. Ids go round the
+	// range, skipping those of live sandboxes. Defaults DefaultIDBase and
+	// DefaultIDCount; the ids from IDBase up should hold no other user of
+	// the host.
 	IDBase, IDCount int
+	// IDLockFile is where the ranges are locked, host-wide; default
+	// DefaultIDLockFile. Nodes of one host must share it.
+	IDLockFile string
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 }
@@ -61,7 +73,10 @@ type Spec struct {
 	// RuntimeDir is the host dir shown read-only at /var/runtime, if set.
 	RuntimeDir string
 	// ReadOnly are more host paths shown read-only at the same path (after
-	// resolving their symlinks), such as an interpreter's install dir.
+	// resolving their symlinks), such as an interpreter's install dir. A
+	// dir that is not inside one shown already is mounted under /var/ro and
+	// reached through a symlink at its path, so that the sandbox's
+	// mountinfo does not show the host's path; a file is bound, and does.
 	ReadOnly []string
 	// MemoryMB is the cgroup's memory limit, swap excluded where the
 	// kernel accounts swap; default 128. The init's own few MB count too.
@@ -105,8 +120,9 @@ const (
 
 // Defaults of ManagerConfig.
 const (
-	DefaultIDBase  = 200000
-	DefaultIDCount = 65536
+	DefaultIDBase     = 200000
+	DefaultIDCount    = 65536
+	DefaultIDLockFile = "/run/wisp/ids.lock"
 )
 
 // Paths inside the sandbox.

@@ -30,6 +30,10 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == InitArg {
 		os.Exit(RunInit())
 	}
+	// A Go program's view of the network, run inside a sandbox.
+	if len(os.Args) > 1 && os.Args[1] == interfacesProbeArg {
+		os.Exit(probeInterfaces())
+	}
 	// Under -race, an init would sleep a second at its exit.
 	if err := os.Setenv("GORACE", "atexit_sleep_ms=0"); err != nil {
 		panic(err)
@@ -60,6 +64,11 @@ func newTestManager(t testing.TB) *Manager {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	return m
 }
 
@@ -227,8 +236,8 @@ grep -E ' / | /tmp | /var/task ' /proc/self/mounts | sed 's/^/mount /'
 		t.Errorf("status %+v, want exit 0", st)
 	}
 	id := r.uid
-	if id < DefaultIDBase || id >= DefaultIDBase+DefaultIDCount || r.gid != id {
-		t.Errorf("uid %d, gid %d: want one id of [%d, %d)", id, r.gid, DefaultIDBase, DefaultIDBase+DefaultIDCount)
+	if lo, hi := m.ids.base, m.ids.base+m.ids.count; id < lo || id >= hi || r.gid != id {
+		t.Errorf("uid %d, gid %d: want one id of the manager's [%d, %d)", id, r.gid, lo, hi)
 	}
 	want := []string{
 		fmt.Sprintf("id=%[1]d:%[1]d:%[1]d:wisp\n", id),
@@ -328,7 +337,7 @@ func TestStartErrors(t *testing.T) {
 		{name: "no executable", edit: func(s *Spec) { s.Argv = []string{"/var/task/bootstrap"} },
 			want: "start the runtime: fork/exec /var/task/bootstrap: no such file or directory"},
 		{name: "no code dir", edit: func(s *Spec) { s.CodeDir = "/nonexistent/code" },
-			want: "bind /nonexistent/code: no such file or directory"},
+			want: "mount /nonexistent/code read-only: no such file or directory"},
 		{name: "bad dir", edit: func(s *Spec) { s.Dir = "/nonexistent" }, want: "working dir: stat /nonexistent: no such file or directory"},
 		{name: "bad network", edit: func(s *Spec) { s.Network = "bridge" }, want: "unknown network"},
 		{name: "root read-only", edit: func(s *Spec) { s.ReadOnly = []string{"/"} }, want: "state dir"},
@@ -594,56 +603,6 @@ func TestReadOnlyPaths(t *testing.T) {
 	}
 }
 
-func TestParse(t *testing.T) {
-	procCgroup := "12:pids:/user.slice\n4:memory:/process_api/abc\n3:cpu,cpuacct:/x\n1:name=systemd:/\n0::/init.scope\n"
-	got := parseProcCgroup([]byte(procCgroup))
-	want := map[string]string{"pids": "/user.slice", "memory": "/process_api/abc", "cpu": "/x", "cpuacct": "/x",
-		"name=systemd": "/", "": "/init.scope"}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("parseProcCgroup: got %v, want %v", got, want)
-	}
-
-	mountinfo := "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime shared:5 - cgroup cgroup rw,memory\n" +
-		"36 31 0:33 /docker/abc /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n" +
-		"41 31 0:38 / /mnt/with\\040space rw - tmpfs tmpfs rw\n"
-	ms := parseMountinfo([]byte(mountinfo))
-	if len(ms) != 3 {
-		t.Fatalf("parseMountinfo: %v", ms)
-	}
-	if got, want := ms[1], (mount{root: "/docker/abc", point: "/sys/fs/cgroup/cpu,cpuacct", fstype: "cgroup", superOpts: "rw,cpu,cpuacct"}); got != want {
-		t.Errorf("parseMountinfo: got %+v, want %+v", got, want)
-	}
-	if got := ms[2].point; got != "/mnt/with space" {
-		t.Errorf("unescaped mount point %q", got)
-	}
-
-	for _, tc := range []struct{ path, root, want string }{
-		{"/a/b", "/", "/a/b"},
-		{"/docker/abc/x", "/docker/abc", "/x"},
-		{"/docker/abc", "/docker/abc", ""},
-		{"/docker/abcd", "/docker/abc", "/docker/abcd"},
-	} {
-		if got := relativeTo(tc.path, tc.root); got != tc.want {
-			t.Errorf("relativeTo(%q, %q) = %q, want %q", tc.path, tc.root, got, tc.want)
-		}
-	}
-
-	for _, tc := range []struct{ mb, shares, weight int }{
-		{1, 2, 1}, {128, 74, 7}, {1769, 1024, 100}, {10240, 5927, 578},
-	} {
-		if got := cpuShares(tc.mb); got != tc.shares {
-			t.Errorf("cpuShares(%d) = %d, want %d", tc.mb, got, tc.shares)
-		}
-		if got := cpuWeight(tc.mb); got != tc.weight {
-			t.Errorf("cpuWeight(%d) = %d, want %d", tc.mb, got, tc.weight)
-		}
-	}
-
-	if n, err := keyedValue([]byte("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n"), "oom_kill"); n != 3 || err != nil {
-		t.Errorf("keyedValue: %d, %v", n, err)
-	}
-}
-
 // BenchmarkStart measures a sandbox's start to exit of /bin/true against
 // a bare fork/exec of it in the same run, and reports the ratio.
 func BenchmarkStart(b *testing.B) {
@@ -678,78 +637,6 @@ func BenchmarkStart(b *testing.B) {
 	b.ReportMetric(float64(ms)/float64(mb), "x-forkexec")
 	b.ReportMetric(float64(ms.Microseconds()), "µs-median-sandbox")
 	b.ReportMetric(float64(mb.Microseconds()), "µs-median-forkexec")
-}
-
-// TestHierarchySetup runs the cgroup setup on a fake tree of plain files:
-// the paths it picks and what it writes, on v1 and on v2, which this
-// test's host may not have.
-func TestHierarchySetup(t *testing.T) {
-	discard := slog.New(slog.DiscardHandler)
-	write := func(name, content string) {
-		t.Helper()
-		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Run("v2", func(t *testing.T) {
-		root := t.TempDir()
-		own := filepath.Join(root, "system.slice", "wisp.service")
-		write(filepath.Join(own, "cgroup.controllers"), "cpuset cpu io memory pids\n")
-		write(filepath.Join(own, "cgroup.subtree_control"), "cpu\n")
-		write(filepath.Join(own, sandboxesDir, "cgroup.subtree_control"), "")
-		h, err := setupV2(mount{root: "/", point: root, fstype: "cgroup2"},
-			map[string]string{"": "/system.slice/wisp.service"}, discard)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, want := h.parents[""], filepath.Join(own, sandboxesDir); h.version != 2 || got != want {
-			t.Errorf("v%d parent %q, want v2 %q", h.version, got, want)
-		}
-		for dir, want := range map[string]string{own: "+memory +pids", filepath.Join(own, sandboxesDir): "+memory +pids +cpu"} {
-			if b, err := os.ReadFile(filepath.Join(dir, "cgroup.subtree_control")); err != nil || string(b) != want {
-				t.Errorf("%s/cgroup.subtree_control: %q, %v; want %q", dir, b, err, want)
-			}
-		}
-
-		write(filepath.Join(own, "cgroup.controllers"), "cpu io memory\n")
-		_, err = setupV2(mount{root: "/", point: root, fstype: "cgroup2"},
-			map[string]string{"": "/system.slice/wisp.service"}, discard)
-		if err == nil || !strings.Contains(err.Error(), "controllers not delegated") || !strings.HasSuffix(err.Error(), ": pids") {
-			t.Errorf("without pids: %v", err)
-		}
-	})
-	t.Run("v1", func(t *testing.T) {
-		root := t.TempDir()
-		for _, d := range []string{"memory/docker/abc/x", "pids/x", "cpu,cpuacct"} {
-			if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		mounts := []mount{
-			{root: "/", point: filepath.Join(root, "memory"), fstype: "cgroup", superOpts: "rw,memory"},
-			{root: "/", point: filepath.Join(root, "pids"), fstype: "cgroup", superOpts: "rw,pids"},
-			{root: "/", point: filepath.Join(root, "cpu,cpuacct"), fstype: "cgroup", superOpts: "rw,cpu,cpuacct"},
-		}
-		own := map[string]string{"memory": "/docker/abc/x", "pids": "/x", "cpu": "/", "cpuacct": "/"}
-		h, err := setupV1(own, mounts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := map[string]string{
-			"memory": filepath.Join(root, "memory/docker/abc/x", sandboxesDir),
-			"pids":   filepath.Join(root, "pids/x", sandboxesDir),
-			"cpu":    filepath.Join(root, "cpu,cpuacct", sandboxesDir),
-		}
-		if fmt.Sprint(h.parents) != fmt.Sprint(want) {
-			t.Errorf("parents %v, want %v", h.parents, want)
-		}
-		if _, err := setupV1(own, mounts[:2]); err == nil || !strings.HasSuffix(err.Error(), "not mounted: cpu") {
-			t.Errorf("without cpu: %v", err)
-		}
-	})
 }
 
 func TestNewManagerErrors(t *testing.T) {

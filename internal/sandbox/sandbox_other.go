@@ -19,6 +19,9 @@ type Manager struct{}
 // NewManager returns ErrUnsupported.
 func NewManager(cfg ManagerConfig) (*Manager, error) { return nil, ErrUnsupported }
 
+// Close does nothing.
+func (m *Manager) Close() error { return nil }
+
 // CgroupVersion returns 0.
 func (m *Manager) CgroupVersion() int { return 0 }
 
@@ -35,6 +38,7 @@ func (s *Sandbox) Listeners() (runtimeAPI, wispAPI net.Listener) { return nil, n
 func (s *Sandbox) Wait() (ExitStatus, error)                     { return ExitStatus{}, ErrUnsupported }
 func (s *Sandbox) Kill() error                                   { return ErrUnsupported }
 func (s *Sandbox) MaxMemoryMB() int                              { return 0 }
+func (s *Sandbox) CapCPU() error                                 { return ErrUnsupported }
 func (s *Sandbox) Close() error                                  { return nil }
 
 // RunInit reports that there is no sandbox init here.

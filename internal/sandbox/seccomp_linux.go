@@ -13,7 +13,9 @@ import (
 // interfaces, and from what would undo the sandbox: new namespaces (a new
 // user namespace gives back every capability inside it, and with it
 // mounts, netfilter and more), mounts, keyrings (per uid, they outlive a
-// sandbox), tracing other processes, and what only root may do anyway.
+// sandbox), tracing other processes, what only root may do anyway, and
+// every address family a runtime does without (vsock, for one, is not
+// confined by a network namespace: it reaches the host's hypervisor).
 // The init installs it on all its threads once it has set the sandbox up;
 // the runtime inherits it and cannot remove it.
 
@@ -54,14 +56,25 @@ const cloneNewFlags = unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWUT
 // ADDR_NO_RANDOMIZE and READ_IMPLIES_EXEC.
 var allowedPersonalities = []uint32{0x0, 0x8, 0x20000, 0x20008, 0xffffffff}
 
+// allowedFamilies are the address families socket(2) and socketpair(2)
+// may ask for: Unix sockets, IPv4 and IPv6, and netlink for its route
+// protocol alone, which getifaddrs (Node's os.networkInterfaces, glibc's
+// getaddrinfo with AI_ADDRCONFIG) and Go's net.Interfaces read the
+// interfaces with. Any other family fails with EAFNOSUPPORT, as on a
+// kernel built without it, and another netlink protocol (audit, uevents,
+// sock_diag, …) with EPROTONOSUPPORT. The same with either network: the
+// host's needs no other family either.
+var allowedFamilies = []uint32{unix.AF_UNIX, unix.AF_INET, unix.AF_INET6}
+
 // Offsets in struct seccomp_data, which the filter reads.
 const (
 	seccompNr   = 0
 	seccompArch = 4
-	// The low 32 bits of args[0], on a little-endian CPU (amd64, arm64).
-	// clone's flags and personality's argument fit in them: the kernel
-	// reads only those.
+	// The low 32 bits of args[0] and args[2], on a little-endian CPU
+	// (amd64, arm64). clone's flags, personality's argument and socket's
+	// domain and protocol fit in them: the kernel reads only those.
 	seccompArg0 = 16
+	seccompArg2 = 32
 )
 
 // bpfProgram is a classic BPF program built one instruction at a time.
@@ -141,8 +154,30 @@ func seccompFilter() (bpfProgram, error) {
 	pers.ret(retErrno(unix.EPERM))
 	pers.ret(unix.SECCOMP_RET_ALLOW)
 	p.onArg0(unix.SYS_PERSONALITY, pers)
+	p.onArg0(unix.SYS_SOCKET, familyFilter())
+	p.onArg0(unix.SYS_SOCKETPAIR, familyFilter())
 	p.ret(unix.SECCOMP_RET_ALLOW)
 	return p, nil
+}
+
+// familyFilter is the body of socket's and socketpair's check, the
+// domain loaded: allowedFamilies through, netlink only for NETLINK_ROUTE
+// (the protocol, args[2]), the rest refused.
+func familyFilter() bpfProgram {
+	var b bpfProgram
+	n := len(allowedFamilies)
+	// Laid out as: the family jumps, the netlink jump, load and check the
+	// protocol, EPROTONOSUPPORT, allow, EAFNOSUPPORT.
+	for i, af := range allowedFamilies {
+		b.jump(unix.BPF_JEQ, af, uint8(n-i+3), 0) // to the allow
+	}
+	b.jump(unix.BPF_JEQ, unix.AF_NETLINK, 0, 4) // else to EAFNOSUPPORT
+	b.load(seccompArg2)
+	b.jump(unix.BPF_JEQ, unix.NETLINK_ROUTE, 1, 0)
+	b.ret(retErrno(unix.EPROTONOSUPPORT))
+	b.ret(unix.SECCOMP_RET_ALLOW)
+	b.ret(retErrno(unix.EAFNOSUPPORT))
+	return b
 }
 
 // installSeccomp installs the filter on every thread of the process

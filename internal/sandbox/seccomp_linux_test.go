@@ -3,6 +3,7 @@ package sandbox
 import (
 	"encoding/binary"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,12 +16,13 @@ import (
 // runFilter runs the seccomp program p over one syscall as the kernel
 // would, and returns the action. It knows the instructions the builder
 // makes.
-func runFilter(t *testing.T, p bpfProgram, arch uint32, nr, arg0 uint64) uint32 {
+func runFilter(t *testing.T, p bpfProgram, arch uint32, nr, arg0, arg2 uint64) uint32 {
 	t.Helper()
 	var data [64]byte // struct seccomp_data
 	binary.LittleEndian.PutUint32(data[seccompNr:], uint32(nr))
 	binary.LittleEndian.PutUint32(data[seccompArch:], arch)
 	binary.LittleEndian.PutUint64(data[seccompArg0:], arg0)
+	binary.LittleEndian.PutUint64(data[seccompArg2:], arg2)
 	var a uint32
 	for pc := 0; pc < len(p); pc++ {
 		in := p[pc]
@@ -63,11 +65,12 @@ func TestSeccompFilter(t *testing.T) {
 		kill  = unix.SECCOMP_RET_KILL_PROCESS
 	)
 	eperm, enosys := retErrno(unix.EPERM), retErrno(unix.ENOSYS)
+	eafnosupport, eprotonosupport := retErrno(unix.EAFNOSUPPORT), retErrno(unix.EPROTONOSUPPORT)
 	type call struct {
-		name     string
-		arch     uint32
-		nr, arg0 uint64
-		want     uint32
+		name           string
+		arch           uint32
+		nr, arg0, arg2 uint64
+		want           uint32
 	}
 	calls := []call{
 		{name: "read", nr: unix.SYS_READ, want: allow},
@@ -83,6 +86,19 @@ func TestSeccompFilter(t *testing.T) {
 		{name: "personality linux32", nr: unix.SYS_PERSONALITY, arg0: 8, want: allow},
 		{name: "personality no ASLR", nr: unix.SYS_PERSONALITY, arg0: 0x0040000, want: eperm},
 		{name: "personality READ_IMPLIES_EXEC", nr: unix.SYS_PERSONALITY, arg0: 0x0400000, want: eperm},
+		{name: "socket unix", nr: unix.SYS_SOCKET, arg0: unix.AF_UNIX, want: allow},
+		{name: "socket inet", nr: unix.SYS_SOCKET, arg0: unix.AF_INET, arg2: unix.IPPROTO_TCP, want: allow},
+		{name: "socket inet6", nr: unix.SYS_SOCKET, arg0: unix.AF_INET6, want: allow},
+		{name: "socket netlink route", nr: unix.SYS_SOCKET, arg0: unix.AF_NETLINK, arg2: unix.NETLINK_ROUTE, want: allow},
+		{name: "socket netlink sock_diag", nr: unix.SYS_SOCKET, arg0: unix.AF_NETLINK, arg2: unix.NETLINK_SOCK_DIAG, want: eprotonosupport},
+		{name: "socket netlink uevent", nr: unix.SYS_SOCKET, arg0: unix.AF_NETLINK, arg2: unix.NETLINK_KOBJECT_UEVENT, want: eprotonosupport},
+		{name: "socket unix, high bits", nr: unix.SYS_SOCKET, arg0: 1<<32 | unix.AF_UNIX, want: allow},
+		{name: "socketpair unix", nr: unix.SYS_SOCKETPAIR, arg0: unix.AF_UNIX, want: allow},
+		{name: "socketpair tipc", nr: unix.SYS_SOCKETPAIR, arg0: unix.AF_TIPC, want: eafnosupport},
+	}
+	for _, af := range []uint64{unix.AF_UNSPEC, unix.AF_VSOCK, unix.AF_PACKET, unix.AF_ALG, unix.AF_KEY, unix.AF_BLUETOOTH,
+		unix.AF_XDP, unix.AF_TIPC, unix.AF_CAN, unix.AF_RDS, unix.AF_QIPCRTR, unix.AF_PPPOX, unix.AF_X25, unix.AF_MAX} {
+		calls = append(calls, call{name: fmt.Sprintf("socket family %d", af), nr: unix.SYS_SOCKET, arg0: af, want: eafnosupport})
 	}
 	for _, f := range []uint64{unix.CLONE_NEWNS, unix.CLONE_NEWCGROUP, unix.CLONE_NEWUTS, unix.CLONE_NEWIPC,
 		unix.CLONE_NEWUSER, unix.CLONE_NEWPID, unix.CLONE_NEWNET} {
@@ -100,7 +116,7 @@ func TestSeccompFilter(t *testing.T) {
 			if arch == 0 {
 				arch = auditArch
 			}
-			if got := runFilter(t, p, arch, c.nr, c.arg0); got != c.want {
+			if got := runFilter(t, p, arch, c.nr, c.arg0, c.arg2); got != c.want {
 				t.Errorf("got %#x, want %#x", got, c.want)
 			}
 		})
@@ -240,6 +256,101 @@ new Worker("require('worker_threads').parentPort.postMessage('worker')", { eval:
 			st, out, errOut := run(t, m, spec)
 			if st.Code != 0 || !strings.Contains(out, tc.want) {
 				t.Errorf("got %+v, %q, want exit 0 and %q (stderr %q)", st, out, tc.want, errOut)
+			}
+		})
+	}
+}
+
+// interfacesProbeArg makes the test binary run probeInterfaces.
+const interfacesProbeArg = "__interfaces-probe"
+
+// probeInterfaces prints the interfaces Go's net package finds, which it
+// asks netlink's route protocol for.
+func probeInterfaces() int {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		fmt.Println("go interfaces:", err)
+		return 1
+	}
+	var names []string
+	for _, i := range ifs {
+		names = append(names, i.Name)
+	}
+	fmt.Printf("go interfaces: %s\n", strings.Join(names, ","))
+	return 0
+}
+
+// familyProbe tries a socket of each family from inside a sandbox. The
+// comments say what a row gives without the filter, for the sandbox's
+// unprivileged user; a family the kernel lacks is EAFNOSUPPORT anyway.
+const familyProbe = `
+import errno, socket
+def probe(label, family, type, proto=0):
+    try:
+        socket.socket(family, type, proto).close()
+        print(label, "ok")
+    except OSError as e:
+        print(label, errno.errorcode.get(e.errno, e.errno))
+probe("unix", socket.AF_UNIX, socket.SOCK_STREAM)
+probe("inet", socket.AF_INET, socket.SOCK_STREAM)
+probe("inet6", socket.AF_INET6, socket.SOCK_DGRAM)
+probe("netlink-route", socket.AF_NETLINK, socket.SOCK_RAW, 0)
+probe("netlink-sock-diag", socket.AF_NETLINK, socket.SOCK_RAW, 4)  # else ok
+probe("netlink-uevent", socket.AF_NETLINK, socket.SOCK_DGRAM, 15)  # else ok
+probe("vsock", 40, socket.SOCK_STREAM)  # else ok where the host has vsock
+probe("packet", 17, socket.SOCK_RAW)  # else EPERM
+probe("alg", 38, socket.SOCK_SEQPACKET)  # else ok
+probe("key", 15, socket.SOCK_RAW, 2)  # else EPERM
+probe("bluetooth", 31, socket.SOCK_STREAM)
+probe("xdp", 44, socket.SOCK_RAW)  # else EPERM
+probe("tipc", 30, socket.SOCK_RDM)
+probe("can", 29, socket.SOCK_RAW, 1)
+a, b = socket.socketpair(socket.AF_UNIX)
+print("socketpair-unix ok")
+print("python interfaces:", ",".join(n for _, n in socket.if_nameindex()))
+`
+
+// TestAddressFamilies creates sockets of each family from inside a
+// sandbox, with either network: only those runtimes use go through, and
+// Node, Python and Go still list the interfaces.
+func TestAddressFamilies(t *testing.T) {
+	m := newTestManager(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	py, pyDir := python(t)
+	want := []string{
+		"unix ok\n", "inet ok\n", "inet6 ok\n", "netlink-route ok\n",
+		"netlink-sock-diag EPROTONOSUPPORT\n", "netlink-uevent EPROTONOSUPPORT\n",
+		"vsock EAFNOSUPPORT\n", "packet EAFNOSUPPORT\n", "alg EAFNOSUPPORT\n", "key EAFNOSUPPORT\n",
+		"bluetooth EAFNOSUPPORT\n", "xdp EAFNOSUPPORT\n", "tipc EAFNOSUPPORT\n", "can EAFNOSUPPORT\n",
+		"socketpair-unix ok\n",
+		"python interfaces: lo", "go interfaces: lo",
+	}
+	script := `"$PY" -c "$PROG"; "$SELF" ` + interfacesProbeArg
+	if _, err := os.Stat("/usr/bin/node"); err == nil {
+		script += `; /usr/bin/node -e 'console.log("node interfaces: " + Object.keys(require("os").networkInterfaces()).join(","))'`
+		want = append(want, "node interfaces: lo")
+	}
+	for _, network := range []string{"none", "host"} {
+		t.Run(network, func(t *testing.T) {
+			spec := testSpec(t, script)
+			spec.Network = network
+			spec.MemoryMB = 512
+			spec.ReadOnly = []string{filepath.Dir(self)}
+			if pyDir != "" {
+				spec.ReadOnly = append(spec.ReadOnly, pyDir)
+			}
+			spec.Env = append(spec.Env, "PY="+py, "PROG="+familyProbe, "SELF="+self)
+			st, out, errOut := run(t, m, spec)
+			if st.Code != 0 {
+				t.Errorf("status %+v (stderr %q)", st, errOut)
+			}
+			for _, w := range want {
+				if !strings.Contains(out, w) {
+					t.Errorf("no %q in %q (stderr %q)", w, out, errOut)
+				}
 			}
 		})
 	}

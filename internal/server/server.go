@@ -72,6 +72,11 @@ type Config struct {
 	// InsecureNoSandbox runs process instances without a sandbox, as the
 	// node's user. Without it, a node that cannot sandbox refuses them.
 	InsecureNoSandbox bool
+	// WasmConcurrency bounds the wasm calls running at once, in the
+	// node's own process; calls past it wait, fairly between functions.
+	// Default one fewer than GOMAXPROCS (the CPUs the node uses), at
+	// least 1, so that looping wasm calls leave the node a CPU.
+	WasmConcurrency int
 	// RetryBase is the wait before a failed event's first retry, doubled
 	// for each next one up to 5 minutes; default 1 minute, as Lambda.
 	RetryBase time.Duration
@@ -121,6 +126,8 @@ type Node struct {
 	capTopic atomic.Pointer[events.Events]
 	meter    *meter.Meter
 	wasm     *wasm.Driver
+	// sandbox starts process instances' sandboxes; nil without.
+	sandbox *sandbox.Manager
 	// fnTokens are the function instances' own API tokens.
 	fnTokens *auth.FunctionTokens
 	// metrics reads the invoker's pools at scrape time.
@@ -153,6 +160,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.WasmConcurrency < 0 {
+		return nil, fmt.Errorf("server: the wasm concurrency must be 0 (the default) or more, not %d", cfg.WasmConcurrency)
 	}
 	if cfg.Quota != nil {
 		if err := registry.CheckQuota(*cfg.Quota); err != nil {
@@ -245,12 +255,14 @@ func (n *Node) openParts(ctx context.Context, handler http.Handler) error {
 			"able to read the data dir (admin token included), other functions' code and the network")
 	} else {
 		pcfg.Sandbox, pcfg.Unavailable = n.openSandbox()
+		n.sandbox = pcfg.Sandbox
 	}
 	procs, err := process.New(pcfg)
 	if err != nil {
 		return err
 	}
-	if n.wasm, err = wasm.New(wasm.Config{CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"), Region: cfg.Region, Logger: n.log}); err != nil {
+	if n.wasm, err = wasm.New(wasm.Config{CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"), Region: cfg.Region,
+		MaxRunning: cfg.WasmConcurrency, Logger: n.log}); err != nil {
 		return err
 	}
 	driver := runtime.ByRuntime{"provided": procs, "go": procs, "nodejs": procs, "python": procs, "wasm": n.wasm}
@@ -292,6 +304,10 @@ func (n *Node) closeParts(ctx context.Context) error {
 	}
 	if n.wasm != nil {
 		errs = append(errs, n.wasm.Close(ctx))
+	}
+	if n.sandbox != nil {
+		// Its instances stopped with the invoker: their ids go back.
+		errs = append(errs, n.sandbox.Close())
 	}
 	if n.meter != nil {
 		// Its own time: the calls before may have used up ctx's.

@@ -208,6 +208,13 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (runtime.Instance
 	if err := i.waitReady(ctx, d.cfg.InitTimeout); err != nil {
 		return nil, err
 	}
+	if p, ok := i.proc.(*sandboxProc); ok {
+		// The init ran uncapped, as Lambda boosts init; invocations get
+		// the function's memory's share of a CPU.
+		if err := p.sb.CapCPU(); err != nil {
+			return nil, errors.Join(fmt.Errorf("process: %w", err), i.Stop())
+		}
+	}
 	d.log.Debug("process: instance ready", "function", spec.Function, "version", spec.Version,
 		"instance", spec.InstanceID, "pid", i.proc.pid(), "init", i.initDur)
 	return i, nil

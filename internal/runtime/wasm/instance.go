@@ -118,10 +118,15 @@ func (i *instance) Invoke(ctx context.Context, inv runtime.Invocation) runtime.R
 	i.mu.Unlock()
 
 	var res runtime.Result
-	if i.warm != nil {
-		res = i.call(runCtx, inv)
-	} else {
-		res = i.run(runCtx, inv)
+	err := i.d.slots.do(runCtx, i.spec.Function, func() {
+		if i.warm != nil {
+			res = i.call(runCtx, inv)
+		} else {
+			res = i.run(runCtx, inv)
+		}
+	})
+	if err != nil {
+		res = i.unstarted(runCtx, inv)
 	}
 
 	cancelDeadline()
@@ -130,6 +135,23 @@ func (i *instance) Invoke(ctx context.Context, inv runtime.Invocation) runtime.R
 	i.cancel = nil
 	i.mu.Unlock()
 	return res
+}
+
+// unstarted is the result of an invocation whose ctx ended while it
+// waited for a slot: the module never saw it.
+func (i *instance) unstarted(ctx context.Context, inv runtime.Invocation) runtime.Result {
+	id := inv.RequestID
+	fail := func(typ, msg string, reusable bool) runtime.Result {
+		return runtime.Result{ErrorType: typ, Payload: runtime.ErrorPayload(typ, msg), Reusable: reusable}
+	}
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, errStopped):
+		return fail(runtime.ErrTypeExit, fmt.Sprintf("RequestId: %s Error: Invocation abandoned, instance stopped", id), false)
+	case errors.Is(cause, context.DeadlineExceeded) && !time.Now().Before(inv.Deadline):
+		return fail(runtime.ErrTypeTimeout, i.timeoutMessage(id), true)
+	default:
+		return fail(runtime.ErrTypeExit, fmt.Sprintf("RequestId: %s Error: Invocation abandoned before it started: %v", id, cause), true)
+	}
 }
 
 // run instantiates the module with the invocation's stdin, stdout and

@@ -82,7 +82,18 @@ func (i *instance) startWarm(ctx context.Context) error {
 		WithStderr(warmOutput{w: w, stderr: true}).
 		WithNanosleep(func(ns int64) { sleep(ns, w.wake) }).
 		WithStartFunctions("_initialize")
-	mod, err := i.d.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, w.mem), i.m.compiled, cfg)
+	var (
+		mod api.Module
+		err error
+	)
+	if serr := i.d.slots.do(ctx, i.spec.Function, func() {
+		mod, err = i.d.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, w.mem), i.m.compiled, cfg)
+	}); serr != nil {
+		if errors.Is(context.Cause(ctx), errInitTimeout) {
+			return initError(runtime.ErrTypeInit, fmt.Sprintf("init timed out after %v waiting to run", initTimeout))
+		}
+		return initError(runtime.ErrTypeInit, "init abandoned: "+serr.Error())
+	}
 	w.flush()
 	i.m.lastPeak.Store(w.mem.peak)
 	if err != nil {

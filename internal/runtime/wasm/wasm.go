@@ -52,6 +52,20 @@
 // the limits browsers set, since wazero allocates for a count before it
 // reads what is counted.
 //
+// Guest code runs in the node's own process, on one of its Ps, and
+// wazero's compiled code yields to Go's scheduler only at the checks it
+// makes in loops and calls: calls as many as the Ps leave the node's own
+// goroutines waiting behind them. So at most Config.MaxRunning calls run
+// guest code at once (by default one fewer than GOMAXPROCS, at least 1):
+// an invocation, a reuse-mode _initialize, a trial instantiation's start
+// section. Calls past that wait in order, each until its deadline (then
+// Sandbox.Timedout, the module never having seen it); a freed slot goes
+// to the function with the fewest calls running, and no function holds
+// more than MaxRunning−1 slots, so one function's looping calls leave the
+// others a slot (see slots). A call that runs past 10 ms goes on at a
+// lower CPU priority than the node's (its thread's nice 10), yielding the
+// CPU to the node's own threads.
+//
 // # Reuse mode
 //
 // A Go guest's fresh instance costs 2–3 ms, mostly its runtime starting.
@@ -129,6 +143,10 @@ const ErrTypeTrap = "Runtime.WasmTrap"
 // taskRoot is where a module sees its code.
 const taskRoot = "/var/task"
 
+// loadSlot is the slots' name for the trial instantiations of loads: not
+// a function's name, which cannot have parentheses.
+const loadSlot = "(load)"
+
 // maxIdleModules is how many compiled modules no instance uses are kept in
 // memory, so a function scaled to zero starts again without reading the
 // compilation cache. The least recently used go first.
@@ -142,6 +160,10 @@ type Config struct {
 	// Region is AWS_REGION/AWS_DEFAULT_REGION given to functions; default
 	// "us-east-1".
 	Region string
+	// MaxRunning bounds the wasm calls running at once, in the node's
+	// process; default DefaultMaxRunning(), which leaves the node a P.
+	// Calls past it wait, fairly between functions (see slots).
+	MaxRunning int
 	// Logger defaults to discard.
 	Logger *slog.Logger
 }
@@ -154,6 +176,9 @@ type Driver struct {
 	rt    wazero.Runtime
 	// host is what the host module exports, by name: the WASI functions.
 	host map[string]api.FunctionDefinition
+
+	// slots bounds the guest code running at once.
+	slots *slots
 
 	compiles atomic.Int64
 	// cacheMu guards cached: the names of the compilation cache's entries
@@ -201,6 +226,12 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	switch {
+	case cfg.MaxRunning < 0:
+		return nil, fmt.Errorf("wasm: Config.MaxRunning %d: must be 0 (the default) or more", cfg.MaxRunning)
+	case cfg.MaxRunning == 0:
+		cfg.MaxRunning = DefaultMaxRunning()
+	}
 	cache, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
 	if err != nil {
 		return nil, fmt.Errorf("wasm: compilation cache: %w", err)
@@ -220,6 +251,7 @@ func New(cfg Config) (*Driver, error) {
 		cache:   cache,
 		rt:      rt,
 		host:    rt.Module(wasiModule).ExportedFunctionDefinitions(),
+		slots:   newSlots(cfg.MaxRunning),
 		cached:  make(map[string]bool),
 		modules: make(map[moduleKey]*module),
 	}
@@ -452,7 +484,14 @@ func (d *Driver) loadModule(ctx context.Context, m *module) error {
 	if m.entry, err = checkModule(m.compiled, d.host); err != nil {
 		return initError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+": "+err.Error())
 	}
-	minBytes, err := trialInstance(ctx, d.rt, m.compiled)
+	// The trial runs the module's start section, if any: guest code, in a
+	// slot as an invocation is.
+	tctx, cancel := context.WithTimeout(ctx, trialTimeout)
+	defer cancel()
+	var minBytes uint64
+	if serr := d.slots.do(tctx, loadSlot, func() { minBytes, err = trialInstance(tctx, d.rt, m.compiled) }); serr != nil {
+		return fmt.Errorf("wasm: loading %s: %w", m.key.handler, serr)
+	}
 	if err != nil {
 		return initError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+": "+err.Error())
 	}

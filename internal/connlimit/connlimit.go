@@ -346,8 +346,12 @@ func pickLocked(head *Conn, k int, now time.Time, shedYoung bool) *Conn {
 }
 
 // silentGrace is how long a new connection may take to send its first
-// request before it counts as silent: a round trip or two of a slow link.
-const silentGrace = 250 * time.Millisecond
+// request before it counts as silent (a client sends it with the
+// handshake's last packet, so one round trip of most links). Short,
+// because a flood that reopens what the node closes keeps its connections
+// young: they must still count as silent before an idle keep-alive
+// connection counts as served, or callers' connections go for the flood's.
+const silentGrace = 50 * time.Millisecond
 
 // pickScan bounds the connections one pick looks at.
 const pickScan = 1024

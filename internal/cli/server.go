@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	goruntime "runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -65,6 +66,16 @@ the topics callers make.`,
 				h = slog.NewJSONHandler(cmd.ErrOrStderr(), nil)
 			}
 			cfg.Logger = slog.New(h)
+			// wasm calls run in the node's process and, once running, are
+			// not preempted: they get Ps of their own, beside the CPUs'
+			// worth the node's requests keep. Their threads run niced
+			// once a call is long (see internal/runtime/wasm), so the OS
+			// still favours the node's others.
+			cpus := goruntime.GOMAXPROCS(0)
+			if cfg.WasmConcurrency == 0 {
+				cfg.WasmConcurrency = max(1, cpus-1)
+			}
+			goruntime.GOMAXPROCS(cpus + cfg.WasmConcurrency)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			node, err := server.Start(ctx, cfg)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -40,10 +42,16 @@ type hierarchy struct {
 	parents map[string]string
 }
 
-// limits are what a sandbox's cgroup enforces.
+// limits are what a sandbox's cgroup enforces, and the group whose CPU
+// share it has part of ("" for none).
 type limits struct {
 	memoryMB, pidsMax int
+	group             string
 }
+
+// groupPrefix starts the name of a group's cgroup, so that it never
+// clashes with an instance's.
+const groupPrefix = "group-"
 
 // cpuShares is the v1 CPU share of a sandbox: CPU in proportion to memory,
 // as Lambda gives, 1024 (the default share) at 1769 MB (one vCPU).
@@ -193,6 +201,14 @@ type cgroup struct {
 	cpu     string // the dir of the cpu controller's files
 	// dirs are the distinct dirs, to attach to and remove.
 	dirs []string
+	// groups are the dirs of the groups it is in, removed with the last
+	// of their instances.
+	groups []string
+
+	// peak is its peak memory file, kept open: read after every
+	// invocation, and an open of a cgroup file costs more than its read.
+	peakMu sync.Mutex // guards peak
+	peak   *os.File
 }
 
 // create makes the cgroup named id and sets its limits.
@@ -204,12 +220,27 @@ func (h *hierarchy) create(id string, lim limits) (*cgroup, error) {
 		if h.version == 2 {
 			parent = h.parents[""]
 		}
+		// The group matters to the cpu controller; on v2 one dir holds
+		// them all.
+		grouped := lim.group != "" && (c == "cpu" || h.version == 2)
+		if grouped {
+			parent = filepath.Join(parent, groupPrefix+lim.group)
+		}
 		dir := filepath.Join(parent, id)
 		dirOf[c] = dir
 		if slices.Contains(g.dirs, dir) {
 			continue
 		}
-		if err := mkdirFresh(dir); err != nil {
+		var err error
+		if grouped {
+			err = h.mkdirInGroup(parent, dir)
+			if !slices.Contains(g.groups, parent) {
+				g.groups = append(g.groups, parent)
+			}
+		} else {
+			err = mkdirFresh(dir)
+		}
+		if err != nil {
 			return nil, errors.Join(fmt.Errorf("cgroup: %w", err), g.destroy())
 		}
 		g.dirs = append(g.dirs, dir)
@@ -239,6 +270,27 @@ func (h *hierarchy) create(id string, lim limits) (*cgroup, error) {
 		return nil, errors.Join(fmt.Errorf("cgroup: %w", err), g.destroy())
 	}
 	return g, nil
+}
+
+// mkdirInGroup makes dir in the group's cgroup group, making that first
+// if need be. The last instance of the group removes it as it goes,
+// perhaps between the two (another node's, too), so a missing group is
+// made again.
+func (h *hierarchy) mkdirInGroup(group, dir string) error {
+	for try := 0; ; try++ {
+		if err := os.Mkdir(group, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if h.version == 2 {
+			if err := enableControllers(group); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		err := mkdirFresh(dir)
+		if !errors.Is(err, fs.ErrNotExist) || try == 3 {
+			return err
+		}
+	}
 }
 
 // mkdirFresh makes dir; one left over by a node that died is removed
@@ -323,15 +375,26 @@ func (g *cgroup) oomKills() (int64, error) {
 
 // peakBytes returns the cgroup's peak memory use.
 func (g *cgroup) peakBytes() (int64, error) {
-	file := "memory.max_usage_in_bytes"
-	if g.version == 2 {
-		file = "memory.peak" // since Linux 5.19
+	g.peakMu.Lock()
+	defer g.peakMu.Unlock()
+	if g.peak == nil {
+		file := "memory.max_usage_in_bytes"
+		if g.version == 2 {
+			file = "memory.peak" // since Linux 5.19
+		}
+		f, err := os.Open(filepath.Join(g.memory, file))
+		if err != nil {
+			return 0, err
+		}
+		g.peak = f
 	}
-	b, err := os.ReadFile(filepath.Join(g.memory, file))
-	if err != nil {
+	// A cgroup file says its value anew at every read from offset 0.
+	var buf [32]byte
+	n, err := g.peak.ReadAt(buf[:], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
 		return 0, err
 	}
-	return strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64)
+	return strconv.ParseInt(string(bytes.TrimSpace(buf[:n])), 10, 64)
 }
 
 // destroyWait bounds how long destroy waits for killed processes to go.
@@ -339,6 +402,12 @@ const destroyWait = 2 * time.Second
 
 // destroy kills whatever is left in the cgroup and removes it.
 func (g *cgroup) destroy() error {
+	g.peakMu.Lock()
+	if g.peak != nil {
+		g.peak.Close() //nolint:errcheck // read-only
+		g.peak = nil
+	}
+	g.peakMu.Unlock()
 	if g.version == 2 && len(g.dirs) > 0 {
 		// cgroup.kill: since Linux 5.14; else the loop below.
 		if err := optional(writeFile(filepath.Join(g.dirs[0], "cgroup.kill"), "1")); err != nil {
@@ -362,6 +431,13 @@ func (g *cgroup) destroy() error {
 				break
 			}
 			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	for _, group := range g.groups {
+		// The group's last instance removes it; while others are in it,
+		// the kernel refuses (EBUSY), and that is as it should be.
+		if err := unix.Rmdir(group); err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("cgroup: remove %s: %w", group, err))
 		}
 	}
 	return errors.Join(errs...)

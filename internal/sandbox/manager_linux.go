@@ -332,6 +332,9 @@ func validID(id string) bool {
 
 // withDefaults checks spec and fills in its defaults, but for its ids.
 func (m *Manager) withDefaults(spec Spec) (Spec, error) {
+	if spec.Group != "" && !validID(spec.Group) {
+		return spec, fmt.Errorf("sandbox: group %q: letters, digits, '.', '_' and '-' only, at most 128, not starting with '.' or '-'", spec.Group)
+	}
 	if !validID(spec.ID) {
 		return spec, fmt.Errorf("sandbox: invalid instance id %q", spec.ID)
 	}
@@ -431,7 +434,7 @@ func (m *Manager) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		m.ids.release(spec.UID, spec.GID)
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	cmd, ctrl, g, err := m.startInit(spec.ID, limits{memoryMB: spec.MemoryMB, pidsMax: spec.PidsMax},
+	cmd, ctrl, g, err := m.startInit(spec.ID, limits{memoryMB: spec.MemoryMB, pidsMax: spec.PidsMax, group: spec.Group},
 		spec.Network == "none", spec.Stdout, spec.Stderr)
 	if err != nil {
 		// Nothing ran as the ids.

@@ -60,6 +60,12 @@ type Spec struct {
 	// ID names the instance's cgroup and scratch dir: letters, digits,
 	// '.', '_' and '-', at most 128, not starting with '.' or '-'.
 	ID string
+	// Group, if set, names the instance's group (a function), by the same
+	// rules: under contention for CPU, a group gets one share, however
+	// many instances it runs, which share it by their memory. So one
+	// function that runs many instances cannot crowd out another that
+	// runs few.
+	Group string
 	// Argv is the runtime's command as seen inside; Argv[0] is an
 	// absolute path inside the sandbox.
 	Argv []string

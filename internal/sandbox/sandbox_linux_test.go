@@ -682,3 +682,56 @@ func FuzzValidID(f *testing.F) {
 		}
 	})
 }
+
+// MaxMemoryMB says the peak as it is now at every call (its file is kept
+// open between reads).
+func TestMaxMemoryRead(t *testing.T) {
+	m := newTestManager(t)
+	spec := testSpec(t, "sleep 1; head -c 40M /dev/zero | tail; sleep 30")
+	r := start(t, m, spec)
+	if mb := r.MaxMemoryMB(); mb <= 0 || mb >= 40 {
+		t.Fatalf("MaxMemoryMB at the start %d, want a few MB", mb)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for r.MaxMemoryMB() < 40 {
+		if time.Now().After(deadline) {
+			t.Fatalf("MaxMemoryMB %d after the shell held 40 MB, want 40 or more", r.MaxMemoryMB())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.Kill() //nolint:errcheck // the test is over
+}
+
+// The instances of one group share a cgroup of the group's for the CPU,
+// removed with the last of them.
+func TestGroups(t *testing.T) {
+	m := newTestManager(t)
+	a, b := testSpec(t, "sleep 30"), testSpec(t, "sleep 30")
+	a.Group, b.Group = "fn-test-group", "fn-test-group"
+	ra, rb := start(t, m, a), start(t, m, b)
+	group := filepath.Dir(ra.cg.cpu)
+	if filepath.Base(group) != groupPrefix+"fn-test-group" || filepath.Dir(rb.cg.cpu) != group {
+		t.Fatalf("cpu cgroups %s and %s, want both in a group's", ra.cg.cpu, rb.cg.cpu)
+	}
+	ra.Kill() //nolint:errcheck // checked below
+	ra.Wait() //nolint:errcheck // killed
+	if err := ra.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(group); err != nil {
+		t.Fatalf("the group went with one of its two instances: %v", err)
+	}
+	rb.Kill() //nolint:errcheck // checked below
+	rb.Wait() //nolint:errcheck // killed
+	if err := rb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(group); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the group stays after its last instance: %v", err)
+	}
+	bad := testSpec(t, "true")
+	bad.Group = "../escape"
+	if _, err := m.Start(context.Background(), bad); err == nil {
+		t.Fatal("a group named ../escape was taken")
+	}
+}

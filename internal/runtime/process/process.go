@@ -389,7 +389,7 @@ func (d *Driver) startSandboxed(ctx context.Context, spec runtime.Spec, codeDir 
 	}
 	i.start = time.Now()
 	sb, err := d.cfg.Sandbox.Start(ctx, sandbox.Spec{
-		ID: spec.InstanceID, Argv: argv, Env: d.env(spec, pl, time.Now()), Dir: sandboxTaskRoot,
+		ID: spec.InstanceID, Group: spec.Function, Argv: argv, Env: d.env(spec, pl, time.Now()), Dir: sandboxTaskRoot,
 		CodeDir: codeDir, RuntimeDir: d.cfg.BootstrapDir, ReadOnly: d.readOnly,
 		MemoryMB: mem, Network: network, Stdout: outW, Stderr: errW,
 	})

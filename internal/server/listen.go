@@ -1,9 +1,9 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -95,7 +95,7 @@ func raiseFileLimit(log *slog.Logger) uint64 {
 
 // listen opens the node's listener, holding its connections to lim.
 func (n *Node) listen(lim connLimit) error {
-	ln, err := net.Listen("tcp", n.cfg.Listen)
+	ln, err := connlimit.Listen(context.Background(), n.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("server: listen on %s: %w", n.cfg.Listen, err)
 	}

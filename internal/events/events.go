@@ -89,6 +89,11 @@ type Config struct {
 	// Workers bounds the events of one function a node runs at once;
 	// default 32, and never more than the function's reserved concurrency.
 	Workers int
+	// Requests, if set, counts the calls the node has taken whose callers
+	// wait for the answer (sync invocations, function URLs), so far: while
+	// there are such and the CPU is saturated, the node runs fewer events
+	// at once (see pace). Nil: events run as their workers allow.
+	Requests func() uint64
 	// ScheduleEvery is how often schedules are checked; default 1s.
 	ScheduleEvery time.Duration
 	// Limits bound the queues and the topics; zero fields take their
@@ -111,6 +116,8 @@ type Events struct {
 	cat    *catalog
 	stop   context.CancelFunc
 	wg     sync.WaitGroup // the loops
+	// pace bounds the events this node runs at once, with its CPU.
+	pace   *pace
 	mu     sync.Mutex
 	groups map[string]*group // guarded by mu; the running worker groups, by function
 	// retired are groups stopped while their last events may still run;
@@ -178,7 +185,7 @@ func Open(ctx context.Context, cfg Config) (*Events, error) {
 			return nil, fmt.Errorf("events: a node topic: %w", err)
 		}
 	}
-	e := &Events{cfg: cfg, lim: cfg.Limits.withDefaults(), log: cfg.Logger, groups: map[string]*group{},
+	e := &Events{cfg: cfg, lim: cfg.Limits.withDefaults(), log: cfg.Logger, groups: map[string]*group{}, pace: newPace(),
 		routers: map[string]*router{}, emptyQueues: map[string]bool{}, queues: map[string]*queue{},
 		topicStreams: map[string]jetstream.Stream{}, backlogs: map[string]backlog{},
 		scheds: schedules{parsed: map[string]parsed{}, states: map[string]knownState{}}}
@@ -203,6 +210,7 @@ func Open(ctx context.Context, cfg Config) (*Events, error) {
 		cancel()
 		return nil, err
 	}
+	e.goLoop(func() { e.pace.follow(lctx, machineCPU, cfg.Requests) })
 	e.goLoop(func() { e.superviseWorkers(lctx, changes) })
 	e.goLoop(func() { e.superviseRouters(lctx) })
 	e.goLoop(func() { e.moveLegacy(lctx) })

@@ -235,6 +235,13 @@ func (e *Events) pull(ctx context.Context, g *group) {
 				go func() {
 					defer g.wg.Done()
 					defer func() { free <- struct{}{} }()
+					// The node's pace lets it run once the CPU has room
+					// for it; meanwhile it is kept, not redelivered.
+					if err := e.pace.acquireKeeping(ctx, m, ackWait/3); err != nil {
+						m.Nak() //nolint:errcheck // it did not run; redelivered after AckWait if lost
+						return
+					}
+					defer e.pace.release()
 					sleep(ctx, e.handle(ctx, m, ackWait/3))
 				}()
 			}

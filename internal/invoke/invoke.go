@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -118,6 +119,10 @@ type Invoker struct {
 	callsClosed bool // guarded by callsMu
 
 	tails sync.Map // request id → *tailBuffer, for callers that asked for the log tail
+
+	// requests counts the invocations whose callers wait for them (sync
+	// calls and function URLs), for the events' pace.
+	requests atomic.Uint64
 
 	stop context.CancelFunc // ends the scaler
 	done chan struct{}      // closed when the scaler has ended
@@ -317,6 +322,10 @@ func Check(payload []byte) error {
 	return nil
 }
 
+// Requests counts, so far, the invocations whose callers wait for them:
+// sync calls and function URLs.
+func (iv *Invoker) Requests() uint64 { return iv.requests.Load() }
+
 // Resolve says what name and qualifier run, without running it.
 func (iv *Invoker) Resolve(name, qualifier string) (registry.Target, error) {
 	return iv.cfg.Registry.Resolve(name, qualifier, iv.cfg.Pick)
@@ -338,6 +347,9 @@ func (iv *Invoker) Invoke(ctx context.Context, req Request) (*Response, error) {
 	iv.calls.Add(1)
 	iv.callsMu.RUnlock()
 	defer iv.calls.Done()
+	if req.Trigger == "" || req.Trigger == "url" {
+		iv.requests.Add(1)
+	}
 	id := req.RequestID
 	if id == "" {
 		id = NewRequestID()

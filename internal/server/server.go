@@ -285,7 +285,8 @@ func (n *Node) openParts(ctx context.Context, handler http.Handler) error {
 	n.ev, err = events.Open(ctx, events.Config{JS: n.store.JS, Invoker: n.inv, Registry: n.reg, Logs: n.logs,
 		Metrics: n.metrics, Logger: n.log, Now: cfg.Now, Region: cfg.Region,
 		RetryBase: cfg.RetryBase, ThrottleBase: min(cfg.RetryBase, time.Second), AckWait: cfg.EventAckWait,
-		Limits: lim.events, NodeTopics: []string{meter.CapTopic}})
+		Requests: n.inv.Requests,
+		Limits:   lim.events, NodeTopics: []string{meter.CapTopic}})
 	if err != nil {
 		return err
 	}

@@ -161,7 +161,8 @@ func setUp(cfg *initConfig) ([]*os.File, error) {
 	return files, nil
 }
 
-// maxOpenFiles bounds the runtime's open files, soft and hard.
+// maxOpenFiles bounds the runtime's open files, soft and hard (or the
+// node's own hard limit, if lower: the init may not raise it).
 const maxOpenFiles = 4096
 
 // limitResources sets the init's resource limits, soft and hard, which
@@ -181,7 +182,12 @@ func limitResources() error {
 		// unix.Setrlimit goes through syscall's, which tells Go's exec
 		// not to give the runtime back the soft NOFILE limit the init
 		// started with.
-		if err := unix.Setrlimit(l.resource, &unix.Rlimit{Cur: l.max, Max: l.max}); err != nil {
+		var cur unix.Rlimit
+		if err := unix.Getrlimit(l.resource, &cur); err != nil {
+			return fmt.Errorf("get %s: %w", l.name, err)
+		}
+		lim := min(l.max, cur.Max)
+		if err := unix.Setrlimit(l.resource, &unix.Rlimit{Cur: lim, Max: lim}); err != nil {
 			return fmt.Errorf("set %s: %w", l.name, err)
 		}
 	}

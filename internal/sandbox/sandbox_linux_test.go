@@ -735,3 +735,32 @@ func TestGroups(t *testing.T) {
 		t.Fatal("a group named ../escape was taken")
 	}
 }
+
+// On a node whose hard limit on open files is under the sandbox's, the
+// sandbox takes the node's rather than failing to start. A hard limit
+// lowered cannot be raised again without CAP_SYS_RESOURCE, so the test
+// lowers it in a process of its own: this test binary, run again.
+func TestOpenFilesUnderLowHardLimit(t *testing.T) {
+	const low = 2048
+	if os.Getenv("WISP_TEST_LOW_NOFILE") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestOpenFilesUnderLowHardLimit$", "-test.v")
+		cmd.Env = append(os.Environ(), "WISP_TEST_LOW_NOFILE=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS") {
+			t.Fatalf("the test in a process with a hard limit of %d: %v\n%s", low, err, out)
+		}
+		return
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: low, Max: low}); err != nil {
+		t.Fatal(err)
+	}
+	m := newTestManager(t)
+	r := start(t, m, testSpec(t, "ulimit -Hn; ulimit -n"))
+	st, err := r.Wait()
+	if err != nil || st.Code != 0 {
+		t.Fatalf("exit %+v, %v; stderr %q", st, err, r.stderr.wait(t))
+	}
+	if out := r.stdout.wait(t); out != "2048\n2048\n" {
+		t.Errorf("limits inside %q, want 2048 twice", out)
+	}
+}

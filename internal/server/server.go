@@ -200,14 +200,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	// Listen first: instances are told the node's URL.
 	if err := n.listen(connLim); err != nil {
-		n.store.Close()
-		return nil, err
+		return nil, errors.Join(err, n.store.Close())
 	}
 	mux := http.NewServeMux()
 	if err := n.openParts(ctx, mux); err != nil {
-		n.closeParts(ctx)
-		n.ln.Close()
-		return nil, err
+		// What opened closes, in reverse; what that says goes with err.
+		return nil, errors.Join(err, n.closeParts(ctx), n.ln.Close())
 	}
 
 	mux.Handle("/v1/", api.New(api.Config{Registry: n.reg, Logs: n.logs, Keys: n.keys, FunctionTokens: n.fnTokens,

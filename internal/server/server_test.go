@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -214,4 +215,32 @@ func TestShutdownTwice(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a Shutdown after the node stopped blocks")
 	}
+}
+
+// A node that fails part way through its start closes what it opened:
+// the same data dir starts a node at once after, on the same port.
+func TestFailedStartCleansUp(t *testing.T) {
+	dir := t.TempDir()
+	// The wasm runtime's cache dir is a file: the start fails late, with
+	// the store, the registry, the logs and the sandbox open.
+	if err := os.WriteFile(filepath.Join(dir, "wasm-cache"), []byte("not a dir"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	if n, err := server.Start(context.Background(), server.Config{DataDir: dir, Listen: addr}); err == nil {
+		stop(t, n)
+		t.Fatal("a node started with its wasm cache dir a file")
+	} else if !strings.Contains(err.Error(), "wasm") {
+		t.Errorf("the failed start's error: %v", err)
+	}
+	if err := os.Remove(filepath.Join(dir, "wasm-cache")); err != nil {
+		t.Fatal(err)
+	}
+	n := start(t, server.Config{DataDir: dir, Listen: addr})
+	stop(t, n)
 }

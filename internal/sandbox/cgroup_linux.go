@@ -76,8 +76,55 @@ func cpuQuotaUs(memoryMB int) int {
 }
 
 // detectHierarchy finds the cgroup version and the node's own cgroups, and
-// readies the dir the sandboxes' cgroups are made in.
+// readies the dir the sandboxes' cgroups are made in, rid of what nodes
+// that died left in it.
 func detectHierarchy(log *slog.Logger) (*hierarchy, error) {
+	h, err := findHierarchy(log)
+	if err != nil {
+		return nil, err
+	}
+	for _, parent := range h.parents {
+		h.sweep(parent, log)
+	}
+	return h, nil
+}
+
+// staleAfter is how old an empty cgroup must be before sweep removes it:
+// another node may have just made one, to move an instance into.
+const staleAfter = time.Minute
+
+// sweep removes the empty cgroups under parent, and under its groups, that
+// are older than staleAfter: a node killed leaves its instances' cgroups
+// behind, empty once their processes went with it. A cgroup that holds a
+// process or another cgroup is not empty, and the kernel refuses to
+// remove it.
+func (h *hierarchy) sweep(parent string, log *slog.Logger) {
+	ents, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	removed := 0
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(parent, e.Name())
+		if strings.HasPrefix(e.Name(), groupPrefix) {
+			h.sweep(dir, log) // its instances first; the group goes once empty
+		}
+		if info, err := e.Info(); err != nil || time.Since(info.ModTime()) < staleAfter {
+			continue
+		}
+		if unix.Rmdir(dir) == nil {
+			removed++
+		}
+	}
+	if removed > 0 {
+		log.Info("sandbox: removed the empty cgroups of instances gone", "dir", parent, "removed", removed)
+	}
+}
+
+func findHierarchy(log *slog.Logger) (*hierarchy, error) {
 	self, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		return nil, err

@@ -764,3 +764,31 @@ func TestOpenFilesUnderLowHardLimit(t *testing.T) {
 		t.Errorf("limits inside %q, want 2048 twice", out)
 	}
 }
+
+// A node starting removes the empty cgroups a killed node left, once
+// they are old enough not to be another node's in the making.
+func TestStaleCgroupsSwept(t *testing.T) {
+	m := newTestManager(t)
+	parent := m.cg.parents["cpu"]
+	if m.cg.version == 2 {
+		parent = m.cg.parents[""]
+	}
+	stale, young := filepath.Join(parent, "test-stale-"+strconv.Itoa(os.Getpid())), filepath.Join(parent, "test-young-"+strconv.Itoa(os.Getpid()))
+	for _, dir := range []string{stale, young} {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { syscall.Rmdir(dir) })
+	}
+	old := time.Now().Add(-2 * staleAfter)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Skipf("cannot age a cgroup here: %v", err)
+	}
+	newTestManager(t)
+	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the stale cgroup is still there: %v", err)
+	}
+	if _, err := os.Stat(young); err != nil {
+		t.Errorf("the young cgroup went: %v", err)
+	}
+}

@@ -73,12 +73,12 @@ func startNodeProcess(t *testing.T, dir string) *nodeProcess {
 	return &nodeProcess{cmd: cmd, exited: exited, c: client.New(where.URL, where.Token), url: where.URL}
 }
 
-// TestAsyncDurability: 10,000 events are accepted while the node is killed
+// TestAsyncDurability: 4,000 events are accepted while the node is killed
 // with SIGKILL midway and started again on the same data dir. Every event
 // accepted (answered 202) runs at least once; duplicates are few.
 func TestAsyncDurability(t *testing.T) {
 	needTool(t, "node")
-	const total, senders = 10000, 8
+	const total, senders = 4000, 8
 	dir := t.TempDir()
 	rec := newRecorder(t)
 	p := startNodeProcess(t, dir)
@@ -125,7 +125,7 @@ func TestAsyncDurability(t *testing.T) {
 					mu.Unlock()
 					sent.Add(1)
 					// Paced, so that the kill finds events both arriving and running.
-					time.Sleep(3 * time.Millisecond)
+					time.Sleep(10 * time.Millisecond)
 				}
 			}()
 		}
@@ -140,7 +140,7 @@ func TestAsyncDurability(t *testing.T) {
 	go func() {
 		defer close(killed)
 		// Midway: while events are still being accepted and run.
-		for sent.Load() < 5000 || len(rec.of("sink")) < 200 {
+		for sent.Load() < total/2 || len(rec.of("sink")) < 50 {
 			time.Sleep(time.Millisecond)
 		}
 		p.cmd.Process.Kill() //nolint:errcheck // checked by what follows

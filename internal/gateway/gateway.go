@@ -23,6 +23,7 @@ import (
 	"github.com/wisp-dev/wisp/internal/pool"
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/runtime"
+	"github.com/wisp-dev/wisp/internal/store"
 )
 
 // Invoker runs invocations.
@@ -45,7 +46,11 @@ type Secrets interface {
 type Config struct {
 	Invoker Invoker
 	// Queue takes invocations of type Event; nil refuses them.
-	Queue      Queue
+	Queue Queue
+	// Writable, if set, says whether the state store takes writes now:
+	// an invocation of type Event is refused up front when it does not
+	// (507 on a full disk), as every call that writes is.
+	Writable   func() error
 	AdminToken string
 	Keys       Secrets // nil: SigV4 is refused
 	// Region is the node's AWS region: a SigV4 signature must be scoped
@@ -132,6 +137,10 @@ func lambdaErrorFor(err error) *lambdaError {
 	case errors.As(err, &ce):
 		return &lambdaError{status: http.StatusTooManyRequests, typ: "TooManyRequestsException", msg: "Spend cap exceeded: " + ce.Error(),
 			reason: meter.ReasonSpendCap, retryAfter: ce.RetryAfter}
+	case store.IsFull(err):
+		return lerr(http.StatusInsufficientStorage, "StorageFullException", "the node's disk is full: "+err.Error())
+	case errors.Is(err, store.ErrUnavailable):
+		return lerr(http.StatusServiceUnavailable, "ServiceException", err.Error())
 	case errors.Is(err, meter.ErrBacklog):
 		return lerr(http.StatusServiceUnavailable, "ServiceException", "the node cannot meter calls now; try again later")
 	case errors.Is(err, registry.ErrNotFound):
@@ -349,6 +358,12 @@ func (g *gateway) invokeAsync(w http.ResponseWriter, r *http.Request, req invoke
 	if req.Tail {
 		writeLambdaError(w, lerr(http.StatusBadRequest, "InvalidParameterValueException", "X-Amz-Log-Type Tail is for RequestResponse invocations"))
 		return
+	}
+	if g.cfg.Writable != nil {
+		if err := g.cfg.Writable(); err != nil {
+			writeLambdaError(w, lambdaErrorFor(err))
+			return
+		}
 	}
 	id, err := g.cfg.Queue.Enqueue(r.Context(), events.Async{Function: req.Function, Qualifier: req.Qualifier, Payload: req.Payload})
 	if err != nil {

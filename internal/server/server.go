@@ -211,7 +211,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	mux.Handle("/v1/", api.New(api.Config{Registry: n.reg, Logs: n.logs, Keys: n.keys, FunctionTokens: n.fnTokens,
 		AdminToken: n.token, StageDir: stageDir, Logger: n.log, InsecureNoSandbox: cfg.InsecureNoSandbox,
 		CheckCode: checkCode, Events: n.ev, Usage: n.meter, Now: cfg.Now, Writable: n.store.Writable}))
-	gw := gateway.New(gateway.Config{Invoker: n.inv, Queue: n.ev, AdminToken: n.token, Keys: n.keys, Region: cfg.Region, Logger: n.log, Now: cfg.Now})
+	gw := gateway.New(gateway.Config{Invoker: n.inv, Queue: n.ev, Writable: n.store.Writable, AdminToken: n.token, Keys: n.keys, Region: cfg.Region, Logger: n.log, Now: cfg.Now})
 	mux.Handle("/2015-03-31/", gw)
 	mux.Handle("/fn/", gw)
 	mux.Handle("GET /metrics", api.AdminOnly(n.token, n.fnTokens, n.log, n.metrics.Handler()))

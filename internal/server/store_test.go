@@ -114,6 +114,8 @@ func TestSmallFullDisk(t *testing.T) {
 	wantStatus(t, "publish on a full disk", err, http.StatusInsufficientStorage)
 	_, err = n.c.CreateKey(ctx, "k")
 	wantStatus(t, "a key on a full disk", err, http.StatusInsufficientStorage)
+	_, err = n.c.InvokeAsync(ctx, "hello", []byte(`{"name":"e"}`), "")
+	wantStatus(t, "an async invocation on a full disk", err, http.StatusInsufficientStorage)
 
 	// Reads and invocations go on.
 	f, err := n.c.GetFunction(ctx, "hello")

@@ -6,8 +6,10 @@
 // kind first (see pickLocked), so that a flood of held connections from
 // one address cannot lock out health probes or authenticated callers from
 // the same address. A connection whose request is being read or answered
-// is spared (the new one is turned away when only such are left), and so
-// is an authenticated one unless it is idle. The package also bounds how slowly a request body may arrive
+// is spared while others can go (when only such are left, the new one
+// takes the place of one from a source that holds more than its own, see
+// fairLocked, or is turned away), and so is an authenticated one unless
+// it is idle. The package also bounds how slowly a request body may arrive
 // and an answer leave (http.go), and raises the process's descriptor limit
 // (rlimit_*.go).
 package connlimit
@@ -164,7 +166,8 @@ func (l *Listener) Accept() (net.Conn, error) {
 
 // admit counts nc in, choosing a connection to close if a cap is full. It
 // returns a nil Conn if no open connection may go for it: none does, or
-// only young ones and not ShedYoung. (Waiting for room instead would let
+// only young ones, not ShedYoung, and none of a source holding more than
+// nc's (fairLocked). (Waiting for room instead would let
 // one source's flood hold up every source's connections in the kernel's
 // backlog.)
 func (l *Listener) admit(nc net.Conn) (c *Conn, victim *Conn) {
@@ -178,10 +181,15 @@ func (l *Listener) admit(nc net.Conn) (c *Conn, victim *Conn) {
 	case l.lim.PerSource > 0 && src != nil && src.conns.n >= l.lim.PerSource:
 		victim = pickLocked(src.conns.head, bySource, now, l.lim.ShedYoung)
 	case l.unauth.n >= l.lim.MaxUnauthenticated:
-		victim = pickLocked(l.unauth.head, byClass, now, l.lim.ShedYoung)
+		if victim = pickLocked(l.unauth.head, byClass, now, l.lim.ShedYoung); victim == nil {
+			victim = l.fairLocked(src)
+		}
 	case l.open >= l.lim.MaxConns:
 		if victim = pickLocked(l.unauth.head, byClass, now, l.lim.ShedYoung); victim == nil {
 			victim = idleLocked(l.authed.head)
+		}
+		if victim == nil {
+			victim = l.fairLocked(src)
 		}
 	default:
 		full = false
@@ -204,6 +212,28 @@ func (l *Listener) admit(nc net.Conn) (c *Conn, victim *Conn) {
 	}
 	src.conns.push(c, bySource)
 	return c, victim
+}
+
+// fairLocked chooses, when every unauthenticated connection is in a young
+// request, one to close for a new connection from src anyway: the oldest
+// of a source that holds more of them than src does. Sparing young
+// requests otherwise would let a few sources that keep every connection
+// in a fresh request (a request flood that never lets one age) lock every
+// other source out, authenticated callers too, whose new connections
+// start unauthenticated. A source gets in as long as another holds more;
+// a source among those holding the most is turned away, as before.
+func (l *Listener) fairLocked(src *source) *Conn {
+	held := 0
+	if src != nil {
+		held = src.conns.n
+	}
+	n := 0
+	for c := l.unauth.head; c != nil && n < pickScan; c, n = c.links[byClass].next, n+1 {
+		if l.sources[c.src].conns.n > held {
+			return c
+		}
+	}
+	return nil
 }
 
 // takeVictim removes the connection that would be closed first to make

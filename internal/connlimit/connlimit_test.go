@@ -393,3 +393,43 @@ func TestOutOfDescriptors(t *testing.T) {
 		t.Errorf("stats %+v, want 1 shed", st)
 	}
 }
+
+// dialFrom is dial from a source address of the loopback network.
+func dialFrom(t *testing.T, s *testServer, ip string) *client {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	c, err := d.Dial("tcp", s.l.Addr().String())
+	if err != nil {
+		t.Skipf("no connection from %s (%v): this test needs the loopback network's other addresses", ip, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &client{c: c, r: bufio.NewReader(c)}
+}
+
+// TestYoungFloodLeavesOthersIn: sources that keep every unauthenticated
+// connection in a young request do not lock other sources out; a source
+// that already holds the most is turned away.
+func TestYoungFloodLeavesOthersIn(t *testing.T) {
+	s := newTestServer(t, Limits{MaxConns: 8, MaxUnauthenticated: 4})
+	var flood []*client
+	for _, ip := range []string{"127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.3"} {
+		c := dialFrom(t, s, ip)
+		io.WriteString(c.c, "GET /hold-anon HTTP/1.1\r\nHost: x\r\n\r\n")
+		<-s.held
+		flood = append(flood, c)
+	}
+	greedy := dialFrom(t, s, "127.0.0.2")
+	greedy.c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(greedy.c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if code, body, err := greedy.answer(); err != nil || code != http.StatusServiceUnavailable {
+		t.Fatalf("a connection from the source that holds the most: %d %q %v, want 503", code, body, err)
+	}
+	other := dialFrom(t, s, "127.0.0.4")
+	mustGet(t, other, "/")
+	if !flood[0].closed(t) {
+		t.Fatal("the oldest young request of the biggest source is still open")
+	}
+	if st := s.l.Stats(); st.Shed != 1 || st.Refused != 1 {
+		t.Errorf("stats %+v, want 1 shed, 1 refused", st)
+	}
+}

@@ -144,17 +144,23 @@ func newRates(rate, burst int64) *rates {
 func (r *rates) take(function, version string, cost int64, now time.Time) (bool, []dropNote) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	b := r.fns[function]
-	if b == nil {
-		b = &bucket{tokens: r.burst, at: now}
-		r.fns[function] = b
-	}
+	b := r.bucketLocked(function, now)
 	r.refillLocked(b, now)
 	ok := b.tokens >= float64(cost)
 	if ok {
 		b.tokens -= float64(cost)
 	}
 	return ok, r.dueLocked(function, b, now)
+}
+
+// bucketLocked is function's bucket, full if it is new.
+func (r *rates) bucketLocked(function string, now time.Time) *bucket {
+	b := r.fns[function]
+	if b == nil {
+		b = &bucket{tokens: r.burst, at: now}
+		r.fns[function] = b
+	}
+	return b
 }
 
 func (r *rates) refillLocked(b *bucket, now time.Time) {
@@ -168,11 +174,7 @@ func (r *rates) refillLocked(b *bucket, now time.Time) {
 func (r *rates) dropped(function, version, reason string, bytes int64, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	b := r.fns[function]
-	if b == nil {
-		b = &bucket{tokens: r.burst, at: now}
-		r.fns[function] = b
-	}
+	b := r.bucketLocked(function, now)
 	if b.dropped == nil {
 		b.dropped = map[string]int64{}
 	}

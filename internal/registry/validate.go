@@ -11,7 +11,7 @@ import (
 	"github.com/wisp-dev/wisp/internal/events/schedule"
 )
 
-// Limits on a function's config, as DESIGN.md and Lambda set them.
+// Limits on a function's config, as Lambda sets them.
 const (
 	MinMemoryMB       = 128
 	MaxMemoryMB       = 10240

@@ -8,6 +8,9 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
 	"time"
 )
 
@@ -127,6 +130,37 @@ type InitError struct {
 }
 
 func (e *InitError) Error() string { return e.Type + ": " + e.Message }
+
+// NewInitError is an InitError with the error document for typ and msg.
+func NewInitError(typ, msg string) *InitError {
+	return &InitError{Type: typ, Message: msg, Payload: ErrorPayload(typ, msg)}
+}
+
+// DefaultTimeout is an invocation's time when a Spec gives none, as on Lambda.
+const DefaultTimeout = 3 * time.Second
+
+// TimeoutOrDefault is the time an invocation of the instance may take.
+func (s Spec) TimeoutOrDefault() time.Duration {
+	if s.Timeout > 0 {
+		return s.Timeout
+	}
+	return DefaultTimeout
+}
+
+// TimeoutMessage is the error message of invocation id cut off after d,
+// as Lambda words it.
+func TimeoutMessage(id string, d time.Duration) string {
+	return fmt.Sprintf("RequestId: %s Error: Task timed out after %.2f seconds", id, d.Seconds())
+}
+
+// UnwrapPath drops the path from a *fs.PathError: the caller of a function
+// has no business with the node's directories.
+func UnwrapPath(err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return pe.Err
+	}
+	return err
+}
 
 // ErrorPayload builds Lambda's error document for an error the platform
 // itself reports.

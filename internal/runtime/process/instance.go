@@ -135,9 +135,9 @@ func (i *instance) waitReady(ctx context.Context, timeout time.Duration) error {
 			ierr = i.exitInitError()
 		}
 	case <-t.C:
-		ierr = initError(runtime.ErrTypeInit, fmt.Sprintf("init timed out after %v", timeout))
+		ierr = runtime.NewInitError(runtime.ErrTypeInit, fmt.Sprintf("init timed out after %v", timeout))
 	case <-ctx.Done():
-		ierr = initError(runtime.ErrTypeInit, fmt.Sprintf("init timed out after %v: %v",
+		ierr = runtime.NewInitError(runtime.ErrTypeInit, fmt.Sprintf("init timed out after %v: %v",
 			time.Since(i.start).Round(time.Millisecond), ctx.Err()))
 	}
 	if err := i.Stop(); err != nil {
@@ -159,7 +159,7 @@ func (i *instance) exitInitError() *runtime.InitError {
 	if line := i.streams[1].lastLine(); line != "" {
 		msg += "; last stderr line: " + line
 	}
-	return initError(runtime.ErrTypeInit, msg)
+	return runtime.NewInitError(runtime.ErrTypeInit, msg)
 }
 
 // exitReason says how the process ended, as Lambda does; only after exited
@@ -188,13 +188,13 @@ func (i *instance) Invoke(ctx context.Context, inv runtime.Invocation) runtime.R
 	default:
 	}
 	if inv.Deadline.IsZero() {
-		inv.Deadline = time.Now().Add(i.timeout())
+		inv.Deadline = time.Now().Add(i.spec.TimeoutOrDefault())
 	}
 	// Over before it began: the runtime never sees it.
 	left := time.Until(inv.Deadline)
 	if left <= 0 {
 		return runtime.Result{ErrorType: runtime.ErrTypeTimeout, Reusable: true,
-			Payload: runtime.ErrorPayload(runtime.ErrTypeTimeout, i.timeoutMessage(inv.RequestID))}
+			Payload: runtime.ErrorPayload(runtime.ErrTypeTimeout, runtime.TimeoutMessage(inv.RequestID, i.spec.TimeoutOrDefault()))}
 	}
 	if ctx.Err() != nil {
 		return i.notStarted(ctx, inv.RequestID)
@@ -212,7 +212,7 @@ func (i *instance) Invoke(ctx context.Context, inv runtime.Invocation) runtime.R
 	case <-i.timer.C:
 		// The runtime did not come back for an invocation in all that
 		// time: it is stuck.
-		return i.abandon(inv.RequestID, runtime.ErrTypeTimeout, i.timeoutMessage(inv.RequestID))
+		return i.abandon(inv.RequestID, runtime.ErrTypeTimeout, runtime.TimeoutMessage(inv.RequestID, i.spec.TimeoutOrDefault()))
 	case <-ctx.Done():
 		// The caller left before the runtime got the invocation: the
 		// instance is as good as it was.
@@ -233,7 +233,7 @@ func (i *instance) Invoke(ctx context.Context, inv runtime.Invocation) runtime.R
 			return i.endExited(inv.RequestID)
 		}
 	case <-i.timer.C:
-		return i.abandon(inv.RequestID, runtime.ErrTypeTimeout, i.timeoutMessage(inv.RequestID))
+		return i.abandon(inv.RequestID, runtime.ErrTypeTimeout, runtime.TimeoutMessage(inv.RequestID, i.spec.TimeoutOrDefault()))
 	case <-ctx.Done():
 		i.timer.Stop()
 		return i.abandon(inv.RequestID, runtime.ErrTypeExit, i.abandonMessage(ctx, inv.RequestID))
@@ -330,17 +330,6 @@ func (i *instance) exitResult(id string) runtime.Result {
 		Payload:     runtime.ErrorPayload(typ, msg),
 		MaxMemoryMB: i.proc.peakMB(),
 	}
-}
-
-func (i *instance) timeout() time.Duration {
-	if i.spec.Timeout > 0 {
-		return i.spec.Timeout
-	}
-	return 3 * time.Second // Lambda's default
-}
-
-func (i *instance) timeoutMessage(id string) string {
-	return fmt.Sprintf("RequestId: %s Error: Task timed out after %.2f seconds", id, i.timeout().Seconds())
 }
 
 func (i *instance) abandonMessage(ctx context.Context, id string) string {

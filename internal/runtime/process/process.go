@@ -182,7 +182,7 @@ func (d *Driver) lookPath(name string) string {
 // first invocation. ctx bounds the init only.
 func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (runtime.Instance, error) {
 	if d.cfg.Unavailable != nil {
-		return nil, initError(runtime.ErrTypeInit, "this node cannot sandbox function instances ("+
+		return nil, runtime.NewInitError(runtime.ErrTypeInit, "this node cannot sandbox function instances ("+
 			d.cfg.Unavailable.Error()+") and was not started with --insecure-no-sandbox")
 	}
 	if spec.CodeDir == "" {
@@ -229,13 +229,13 @@ func (d *Driver) command(rt, codeDir string) ([]string, error) {
 		fi, err := os.Stat(path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			return nil, initError(runtime.ErrTypeInvalidEntrypoint, "Couldn't find valid bootstrap(s): the code has no bootstrap file")
+			return nil, runtime.NewInitError(runtime.ErrTypeInvalidEntrypoint, "Couldn't find valid bootstrap(s): the code has no bootstrap file")
 		case err != nil:
-			return nil, initError(runtime.ErrTypeInvalidEntrypoint, "bootstrap: "+unwrapPath(err).Error())
+			return nil, runtime.NewInitError(runtime.ErrTypeInvalidEntrypoint, "bootstrap: "+runtime.UnwrapPath(err).Error())
 		case !fi.Mode().IsRegular():
-			return nil, initError(runtime.ErrTypeInvalidEntrypoint, "bootstrap is not a regular file")
+			return nil, runtime.NewInitError(runtime.ErrTypeInvalidEntrypoint, "bootstrap is not a regular file")
 		case fi.Mode().Perm()&0o111 == 0:
-			return nil, initError(runtime.ErrTypeInvalidEntrypoint, "bootstrap is not executable (permission denied)")
+			return nil, runtime.NewInitError(runtime.ErrTypeInvalidEntrypoint, "bootstrap is not executable (permission denied)")
 		}
 		return []string{path}, nil
 	case "nodejs":
@@ -251,7 +251,7 @@ func (d *Driver) command(rt, codeDir string) ([]string, error) {
 			name = d.cfg.PythonPath
 		}
 		// Not the function's fault, but its init cannot succeed.
-		return nil, initError(runtime.ErrTypeInit, fmt.Sprintf("the %s runtime is not available on this node: %s not found", rt, name))
+		return nil, runtime.NewInitError(runtime.ErrTypeInit, fmt.Sprintf("the %s runtime is not available on this node: %s not found", rt, name))
 	}
 	argv, err := bootstraps.Command(rt, interp, d.cfg.BootstrapDir)
 	if err != nil {
@@ -312,7 +312,7 @@ func (d *Driver) start(spec runtime.Spec, codeDir string, argv []string) (*insta
 		if spec.Runtime == "provided" || spec.Runtime == "go" {
 			typ = runtime.ErrTypeInvalidEntrypoint
 		}
-		return nil, initError(typ, "cannot run "+filepath.Base(argv[0])+": "+unwrapPath(err).Error())
+		return nil, runtime.NewInitError(typ, "cannot run "+filepath.Base(argv[0])+": "+runtime.UnwrapPath(err).Error())
 	}
 	i.proc = newPlainProc(cmd, d.log)
 	if closeErr != nil {
@@ -405,7 +405,7 @@ func (d *Driver) startSandboxed(ctx context.Context, spec runtime.Spec, codeDir 
 		if cleanup != nil {
 			d.log.Warn("process: cleaning up a failed sandbox start", "err", cleanup)
 		}
-		return nil, initError(runtime.ErrTypeInit, "the sandbox did not start: "+err.Error())
+		return nil, runtime.NewInitError(runtime.ErrTypeInit, "the sandbox did not start: "+err.Error())
 	}
 	i.proc = &sandboxProc{sb: sb, log: d.log}
 	runtimeLn, apiLn := sb.Listeners()
@@ -470,17 +470,4 @@ func (d *Driver) env(spec runtime.Spec, pl places, now time.Time) []string {
 		"AWS_LAMBDA_RUNTIME_API="+pl.runtimeAPI,
 	)
 	return append(env, runtime.LambdaEnv(spec, d.cfg.Region, now)...)
-}
-
-func initError(typ, msg string) *runtime.InitError {
-	return &runtime.InitError{Type: typ, Message: msg, Payload: runtime.ErrorPayload(typ, msg)}
-}
-
-// unwrapPath drops the path from a *fs.PathError: the caller of a function
-// has no business with the node's directories.
-func unwrapPath(err error) error {
-	if pe, ok := errors.AsType[*fs.PathError](err); ok {
-		return pe.Err
-	}
-	return err
 }

@@ -99,13 +99,13 @@ func (i *instance) Invoke(ctx context.Context, inv runtime.Invocation) runtime.R
 		return runtime.Result{ErrorType: runtime.ErrTypeExit, Payload: runtime.ErrorPayload(runtime.ErrTypeExit, msg), Undelivered: true}
 	}
 	if inv.Deadline.IsZero() {
-		inv.Deadline = time.Now().Add(i.timeout())
+		inv.Deadline = time.Now().Add(i.spec.TimeoutOrDefault())
 	}
 	// Over before it began: the module never sees it.
 	if time.Until(inv.Deadline) <= 0 {
 		i.mu.Unlock()
 		return runtime.Result{ErrorType: runtime.ErrTypeTimeout, Reusable: true,
-			Payload: runtime.ErrorPayload(runtime.ErrTypeTimeout, i.timeoutMessage(inv.RequestID))}
+			Payload: runtime.ErrorPayload(runtime.ErrTypeTimeout, runtime.TimeoutMessage(inv.RequestID, i.spec.TimeoutOrDefault()))}
 	}
 	if ctx.Err() != nil {
 		i.mu.Unlock()
@@ -148,7 +148,7 @@ func (i *instance) unstarted(ctx context.Context, inv runtime.Invocation) runtim
 	case errors.Is(cause, errStopped):
 		return fail(runtime.ErrTypeExit, fmt.Sprintf("RequestId: %s Error: Invocation abandoned, instance stopped", id), false)
 	case errors.Is(cause, context.DeadlineExceeded) && !time.Now().Before(inv.Deadline):
-		return fail(runtime.ErrTypeTimeout, i.timeoutMessage(id), true)
+		return fail(runtime.ErrTypeTimeout, runtime.TimeoutMessage(id, i.spec.TimeoutOrDefault()), true)
 	default:
 		return fail(runtime.ErrTypeExit, fmt.Sprintf("RequestId: %s Error: Invocation abandoned before it started: %v", id, cause), true)
 	}
@@ -222,7 +222,7 @@ func (i *instance) failure(ctx context.Context, inv runtime.Invocation, err erro
 			res.Reusable = false
 			return res
 		case errors.Is(cause, context.DeadlineExceeded) && !time.Now().Before(inv.Deadline):
-			return fail(runtime.ErrTypeTimeout, i.timeoutMessage(id), nil)
+			return fail(runtime.ErrTypeTimeout, runtime.TimeoutMessage(id, i.spec.TimeoutOrDefault()), nil)
 		default:
 			return fail(runtime.ErrTypeExit, fmt.Sprintf("RequestId: %s Error: Invocation abandoned, runtime stopped: %v", id, cause), nil)
 		}
@@ -304,15 +304,4 @@ func sleep(ns int64, wake <-chan struct{}) {
 	case <-t.C:
 	case <-wake:
 	}
-}
-
-func (i *instance) timeout() time.Duration {
-	if i.spec.Timeout > 0 {
-		return i.spec.Timeout
-	}
-	return 3 * time.Second // Lambda's default
-}
-
-func (i *instance) timeoutMessage(id string) string {
-	return fmt.Sprintf("RequestId: %s Error: Task timed out after %.2f seconds", id, i.timeout().Seconds())
 }

@@ -90,9 +90,9 @@ func (i *instance) startWarm(ctx context.Context) error {
 		mod, err = i.d.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, w.mem), i.m.compiled, cfg)
 	}); serr != nil {
 		if errors.Is(context.Cause(ctx), errInitTimeout) {
-			return initError(runtime.ErrTypeInit, fmt.Sprintf("init timed out after %v waiting to run", initTimeout))
+			return runtime.NewInitError(runtime.ErrTypeInit, fmt.Sprintf("init timed out after %v waiting to run", initTimeout))
 		}
-		return initError(runtime.ErrTypeInit, "init abandoned: "+serr.Error())
+		return runtime.NewInitError(runtime.ErrTypeInit, "init abandoned: "+serr.Error())
 	}
 	w.flush()
 	i.m.lastPeak.Store(w.mem.peak)
@@ -101,7 +101,7 @@ func (i *instance) startWarm(ctx context.Context) error {
 	}
 	if mod.IsClosed() {
 		// proc_exit(0), which wazero does not count as a failure.
-		return initError(runtime.ErrTypeInit, "the module exited during _initialize: a reactor must return from it")
+		return runtime.NewInitError(runtime.ErrTypeInit, "the module exited during _initialize: a reactor must return from it")
 	}
 	w.mod = mod
 	w.alloc = mod.ExportedFunction("wisp_alloc")
@@ -116,23 +116,23 @@ func (i *instance) initFailure(ctx context.Context, err error, w *warm) *runtime
 	switch {
 	case isExit && (exit.ExitCode() == sys.ExitCodeDeadlineExceeded || exit.ExitCode() == sys.ExitCodeContextCanceled):
 		if cause := context.Cause(ctx); !errors.Is(cause, errInitTimeout) {
-			return initError(runtime.ErrTypeInit, fmt.Sprintf("init abandoned: %v", cause))
+			return runtime.NewInitError(runtime.ErrTypeInit, fmt.Sprintf("init abandoned: %v", cause))
 		}
-		return initError(runtime.ErrTypeInit, fmt.Sprintf("init timed out after %v", initTimeout))
+		return runtime.NewInitError(runtime.ErrTypeInit, fmt.Sprintf("init timed out after %v", initTimeout))
 	case w.mem.refused:
-		return initError(runtime.ErrTypeOutOfMemory, fmt.Sprintf("memory limit of %d MB reached during init", i.limit>>20))
+		return runtime.NewInitError(runtime.ErrTypeOutOfMemory, fmt.Sprintf("memory limit of %d MB reached during init", i.limit>>20))
 	case isExit:
 		msg := w.stderr.errorLine(exit.ExitCode())
 		if msg == "" {
 			msg = fmt.Sprintf("Runtime exited with error: exit status %d", exit.ExitCode())
 		}
-		return initError(runtime.ErrTypeInit, msg)
+		return runtime.NewInitError(runtime.ErrTypeInit, msg)
 	}
 	if w.stderr.crash != "" {
-		return initError(runtime.ErrTypeInit, w.stderr.crash) // a Go runtime's abort
+		return runtime.NewInitError(runtime.ErrTypeInit, w.stderr.crash) // a Go runtime's abort
 	}
 	msg, _ := trapMessage(err)
-	return initError(runtime.ErrTypeInit, "wasm trap in _initialize: "+msg)
+	return runtime.NewInitError(runtime.ErrTypeInit, "wasm trap in _initialize: "+msg)
 }
 
 // call runs one invocation in the warm module instance. A failure of the

@@ -283,9 +283,9 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (runtime.Instance
 	}
 	switch {
 	case spec.Handler == "":
-		return nil, initError(runtime.ErrTypeInvalidEntrypoint, "the function has no handler: it must name the .wasm file, e.g. main.wasm")
+		return nil, runtime.NewInitError(runtime.ErrTypeInvalidEntrypoint, "the function has no handler: it must name the .wasm file, e.g. main.wasm")
 	case !filepath.IsLocal(spec.Handler):
-		return nil, initError(runtime.ErrTypeInvalidEntrypoint, fmt.Sprintf("handler %q is not a path inside the code", spec.Handler))
+		return nil, runtime.NewInitError(runtime.ErrTypeInvalidEntrypoint, fmt.Sprintf("handler %q is not a path inside the code", spec.Handler))
 	}
 	m, err := d.acquire(ctx, moduleKey{codeDir: codeDir, handler: filepath.Clean(spec.Handler)})
 	if err != nil {
@@ -294,13 +294,13 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (runtime.Instance
 	limit := memoryLimit(spec.MemoryMB)
 	if m.minBytes > limit {
 		d.release(m)
-		return nil, initError(runtime.ErrTypeOutOfMemory, fmt.Sprintf(
+		return nil, runtime.NewInitError(runtime.ErrTypeOutOfMemory, fmt.Sprintf(
 			"the module needs %d MB of memory to start, over the function's %d MB", mb(m.minBytes), limit>>20))
 	}
 	switch {
 	case spec.Reuse && !m.entry.reactor:
 		d.release(m)
-		return nil, initError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+
+		return nil, runtime.NewInitError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+
 			": reuse needs a module exporting wisp_alloc and wisp_handle (a reactor: for Go, "+
 			"//go:wasmexport functions built with -buildmode=c-shared)")
 	case !spec.Reuse && !m.entry.command:
@@ -309,7 +309,7 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (runtime.Instance
 		if m.entry.reactor {
 			msg = "it exports no _start: it is a reactor exporting wisp_handle, which runs with reuse on"
 		}
-		return nil, initError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+": "+msg)
+		return nil, runtime.NewInitError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+": "+msg)
 	}
 	i := &instance{
 		d:      d,
@@ -449,7 +449,7 @@ func (d *Driver) loadModuleSafely(ctx context.Context, m *module) (err error) {
 		if p := recover(); p != nil {
 			d.log.Error("wasm: loading a module panicked", "dir", m.key.codeDir, "handler", m.key.handler,
 				"panic", p, "stack", string(debug.Stack()))
-			err = initError(runtime.ErrTypeInvalidEntrypoint, fmt.Sprintf("%s: the module cannot be loaded: %v", m.key.handler, p))
+			err = runtime.NewInitError(runtime.ErrTypeInvalidEntrypoint, fmt.Sprintf("%s: the module cannot be loaded: %v", m.key.handler, p))
 		}
 	}()
 	return d.loadModule(ctx, m)
@@ -464,12 +464,12 @@ func (d *Driver) loadModule(ctx context.Context, m *module) error {
 	bin, err := root.ReadFile(m.key.handler)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return initError(runtime.ErrTypeInvalidEntrypoint, fmt.Sprintf("the code has no %s (the handler names the .wasm file)", m.key.handler))
+		return runtime.NewInitError(runtime.ErrTypeInvalidEntrypoint, fmt.Sprintf("the code has no %s (the handler names the .wasm file)", m.key.handler))
 	case err != nil:
-		return initError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+": "+unwrapPath(err).Error())
+		return runtime.NewInitError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+": "+runtime.UnwrapPath(err).Error())
 	}
 	if err := checkBinary(bin); err != nil {
-		return initError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+": "+err.Error())
+		return runtime.NewInitError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+": "+err.Error())
 	}
 	merged, ok := mergeData(bin, mergeGap)
 	m.compiled, err = d.compile(ctx, merged)
@@ -479,10 +479,10 @@ func (d *Driver) loadModule(ctx context.Context, m *module) error {
 		m.compiled, err = d.compile(ctx, bin)
 	}
 	if err != nil {
-		return initError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+": invalid WebAssembly module: "+err.Error())
+		return runtime.NewInitError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+": invalid WebAssembly module: "+err.Error())
 	}
 	if m.entry, err = checkModule(m.compiled, d.host); err != nil {
-		return initError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+": "+err.Error())
+		return runtime.NewInitError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+": "+err.Error())
 	}
 	// The trial runs the module's start section, if any: guest code, in a
 	// slot as an invocation is.
@@ -493,7 +493,7 @@ func (d *Driver) loadModule(ctx context.Context, m *module) error {
 		return fmt.Errorf("wasm: loading %s: %w", m.key.handler, serr)
 	}
 	if err != nil {
-		return initError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+": "+err.Error())
+		return runtime.NewInitError(runtime.ErrTypeInvalidEntrypoint, m.key.handler+": "+err.Error())
 	}
 	m.minBytes = minBytes
 	return nil
@@ -615,17 +615,4 @@ func (d *Driver) env(spec runtime.Spec, handler string, now time.Time) [][2]stri
 		env = append(env, [2]string{k, v})
 	}
 	return env
-}
-
-func initError(typ, msg string) *runtime.InitError {
-	return &runtime.InitError{Type: typ, Message: msg, Payload: runtime.ErrorPayload(typ, msg)}
-}
-
-// unwrapPath drops the path from a *fs.PathError: the caller of a function
-// has no business with the node's directories.
-func unwrapPath(err error) error {
-	if pe, ok := errors.AsType[*fs.PathError](err); ok {
-		return pe.Err
-	}
-	return err
 }

@@ -186,22 +186,10 @@ func writableTime(t time.Time) bool {
 // (in RFC 3339 with nanoseconds, in UTC, so that a prefix such as "2024-05"
 // selects a month), or an extension. The data is not an attribute.
 func (e Event) Attr(name string) (string, bool) {
-	var v string
+	if p := e.stringAttr(name); p != nil {
+		return *p, *p != ""
+	}
 	switch name {
-	case "specversion":
-		v = e.SpecVersion
-	case "id":
-		v = e.ID
-	case "source":
-		v = e.Source
-	case "type":
-		v = e.Type
-	case "subject":
-		v = e.Subject
-	case "datacontenttype":
-		v = e.DataContentType
-	case "dataschema":
-		v = e.DataSchema
 	case "time":
 		if e.Time.IsZero() {
 			return "", false
@@ -209,11 +197,31 @@ func (e Event) Attr(name string) (string, bool) {
 		return e.Time.UTC().Format(time.RFC3339Nano), true
 	case "data":
 		return "", false
-	default:
-		ext, ok := e.Extensions[name]
-		return ext, ok
 	}
-	return v, v != ""
+	ext, ok := e.Extensions[name]
+	return ext, ok
+}
+
+// stringAttr is the field of the context attribute called name that is a
+// string as it is, or nil (time, data, extensions).
+func (e *Event) stringAttr(name string) *string {
+	switch name {
+	case "specversion":
+		return &e.SpecVersion
+	case "id":
+		return &e.ID
+	case "source":
+		return &e.Source
+	case "type":
+		return &e.Type
+	case "subject":
+		return &e.Subject
+	case "datacontenttype":
+		return &e.DataContentType
+	case "dataschema":
+		return &e.DataSchema
+	}
+	return nil
 }
 
 // validJSON reports whether b is one JSON value in UTF-8, as JSON must be:

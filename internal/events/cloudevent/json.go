@@ -227,32 +227,21 @@ func jsonKind(raw json.RawMessage) string {
 // setAttr sets the attribute called name from its string form, as both
 // content modes carry it.
 func setAttr(e *Event, name, value string) error {
-	switch name {
-	case "specversion":
-		e.SpecVersion = value
-	case "id":
-		e.ID = value
-	case "source":
-		e.Source = value
-	case "type":
-		e.Type = value
-	case "subject":
-		e.Subject = value
-	case "datacontenttype":
-		e.DataContentType = value
-	case "dataschema":
-		e.DataSchema = value
-	case "time":
+	if p := e.stringAttr(name); p != nil {
+		*p = value
+		return nil
+	}
+	if name == "time" {
 		t, err := time.Parse(time.RFC3339Nano, value)
 		if err != nil {
 			return invalidf("time %q is not an RFC 3339 timestamp", value)
 		}
 		e.Time = t
-	default:
-		if e.Extensions == nil {
-			e.Extensions = map[string]string{}
-		}
-		e.Extensions[name] = value
+		return nil
 	}
+	if e.Extensions == nil {
+		e.Extensions = map[string]string{}
+	}
+	e.Extensions[name] = value
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wisp-dev/wisp/internal/store"
 )
 
 // cache is this node's copy of every record, kept by a watch on the KV
@@ -33,37 +34,30 @@ func newCache() *cache {
 		aliases: map[string]map[string]Alias{}, revs: map[string]uint64{}}
 }
 
-// watch fills the cache and keeps it current until ctx ends, starting the
-// watch again if NATS ends it. It returns once the cache holds everything
+// watch fills the cache and keeps it current until ctx ends, following
+// the bucket with store.Follow. It returns once the cache holds everything
 // the bucket held when it was called.
 func (r *Registry) watch(ctx context.Context) error {
-	w, err := r.kv.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("registry: watch: %w", err)
-	}
 	ready := make(chan struct{})
 	go func() {
 		defer close(r.watchDone)
-		var once sync.Once
-		markReady := func() { once.Do(func() { close(ready) }) }
-		defer markReady()
-		for {
-			r.follow(ctx, w, markReady)
-			if ctx.Err() != nil {
+		// told is the newest revision subscribers were told of. A watch
+		// gives entries in revision order, so an entry at or below it was
+		// seen before: a watch started again replays the bucket, and only
+		// what changed meanwhile is news.
+		var told uint64
+		store.Follow(ctx, r.kv, func(e jetstream.KeyValueEntry) {
+			deleted := e.Operation() != jetstream.KeyValuePut
+			r.cache.apply(e.Key(), e.Revision(), deleted, e.Value(), r.log)
+			if e.Revision() <= told {
 				return
 			}
-			r.log.Warn("registry: the watch on the registry ended; starting it again")
-			for w = nil; w == nil; {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(time.Second):
-				}
-				if w, err = r.kv.WatchAll(ctx); err != nil {
-					r.log.Warn("registry: watch", "err", err)
-				}
+			told = e.Revision()
+			if c, ok := parseKey(e.Key()); ok {
+				c.Deleted, c.Revision = deleted, e.Revision()
+				r.notify(c)
 			}
-		}
+		}, ready, r.log)
 	}()
 	select {
 	case <-ready:
@@ -73,73 +67,44 @@ func (r *Registry) watch(ctx context.Context) error {
 	}
 }
 
-// follow applies one watch's entries until it ends, telling subscribers of
-// each change; a replay after a restart tells them of what changed meanwhile.
-func (r *Registry) follow(ctx context.Context, w jetstream.KeyWatcher, caughtUp func()) {
-	defer w.Stop() //nolint:errcheck // stopping an ended watch fails harmlessly
-	live := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e == nil {
-				live = true
-				caughtUp()
-				continue
-			}
-			deleted := e.Operation() != jetstream.KeyValuePut
-			changed := r.cache.apply(e.Key(), e.Revision(), deleted, e.Value(), r.log)
-			if c, ok := parseKey(e.Key()); ok && (live || changed) {
-				c.Deleted, c.Revision = deleted, e.Revision()
-				r.notify(c)
-			}
-		}
-	}
-}
-
-// apply records one write, unless a newer one for the key was seen; it
-// reports whether it did.
-func (c *cache) apply(key string, rev uint64, deleted bool, value []byte, log *slog.Logger) bool {
+// apply records one write, unless a newer one for the key was seen.
+func (c *cache) apply(key string, rev uint64, deleted bool, value []byte, log *slog.Logger) {
 	ch, ok := parseKey(key)
 	if !ok {
-		return false
+		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if rev <= c.revs[key] {
-		return false
+		return
 	}
 	c.revs[key] = rev
 	switch ch.Kind {
 	case KindFunction:
 		if deleted {
 			delete(c.fns, ch.Function)
-			return true
+			return
 		}
 		var f Function
 		if err := json.Unmarshal(value, &f); err != nil {
 			log.Warn("registry: bad record in cache", "key", key, "err", err)
-			return true
+			return
 		}
 		f.Revision = rev
 		c.fns[ch.Function] = f
 	case KindVersion:
 		n, err := strconv.Atoi(ch.Name)
 		if err != nil {
-			return false
+			return
 		}
 		if deleted {
 			delete(c.vers[ch.Function], n)
-			return true
+			return
 		}
 		var v Version
 		if err := json.Unmarshal(value, &v); err != nil {
 			log.Warn("registry: bad record in cache", "key", key, "err", err)
-			return true
+			return
 		}
 		if c.vers[ch.Function] == nil {
 			c.vers[ch.Function] = map[int]Version{}
@@ -148,12 +113,12 @@ func (c *cache) apply(key string, rev uint64, deleted bool, value []byte, log *s
 	case KindAlias:
 		if deleted {
 			delete(c.aliases[ch.Function], ch.Name)
-			return true
+			return
 		}
 		var a Alias
 		if err := json.Unmarshal(value, &a); err != nil {
 			log.Warn("registry: bad record in cache", "key", key, "err", err)
-			return true
+			return
 		}
 		a.Revision = rev
 		if c.aliases[ch.Function] == nil {
@@ -161,7 +126,6 @@ func (c *cache) apply(key string, rev uint64, deleted bool, value []byte, log *s
 		}
 		c.aliases[ch.Function][ch.Name] = a
 	}
-	return true
 }
 
 // forget drops a key this node deleted; the watch brings the delete's

@@ -15,7 +15,9 @@ import (
 
 // Follow keeps a copy of a bucket: it calls apply with every entry the
 // bucket holds and every change after, until ctx ends, and watches again
-// if NATS ends the watch (a restart replays the bucket). ready is closed
+// if NATS ends the watch. apply is called from one goroutine; one watch
+// gives entries in revision order, and a watch started again replays the
+// newest entry of each key, so apply may see an entry twice. ready is closed
 // once the entries held at the start are applied, or when ctx ends first.
 func Follow(ctx context.Context, kv jetstream.KeyValue, apply func(jetstream.KeyValueEntry), ready chan<- struct{}, log *slog.Logger) {
 	var once sync.Once

@@ -47,6 +47,7 @@ type subscriptions struct {
 	// changed is signalled (without blocking) on every change.
 	changed chan struct{}
 	mu      sync.RWMutex
+	applied chan struct{}             // guarded by mu; closed, and made anew, on every change
 	byID    map[string]Subscription   // guarded by mu
 	byTopic map[string][]Subscription // guarded by mu
 }
@@ -58,7 +59,7 @@ func openSubscriptions(ctx context.Context, js jetstream.JetStream, wg *sync.Wai
 	if err != nil {
 		return nil, fmt.Errorf("events: subscription bucket: %w", err)
 	}
-	s := &subscriptions{kv: kv, changed: make(chan struct{}, 1), byID: map[string]Subscription{}, byTopic: map[string][]Subscription{}}
+	s := &subscriptions{kv: kv, changed: make(chan struct{}, 1), applied: make(chan struct{}), byID: map[string]Subscription{}, byTopic: map[string][]Subscription{}}
 	ready := make(chan struct{})
 	wg.Add(1)
 	go func() {
@@ -77,6 +78,8 @@ func (s *subscriptions) apply(entry jetstream.KeyValueEntry, log *slog.Logger) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer func() {
+		close(s.applied)
+		s.applied = make(chan struct{})
 		select {
 		case s.changed <- struct{}{}:
 		default:
@@ -183,11 +186,19 @@ func (e *Events) Unsubscribe(ctx context.Context, id string) error {
 // waitFor waits briefly for this node's copy to show a write it made, so
 // the caller reads its own write.
 func (s *subscriptions) waitFor(id string, present bool) {
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
+	for {
 		s.mu.RLock()
 		_, ok := s.byID[id]
+		applied := s.applied
 		s.mu.RUnlock()
 		if ok == present {
+			return
+		}
+		select {
+		case <-applied:
+		case <-timeout.C:
 			return
 		}
 	}

@@ -197,7 +197,11 @@ func (m *Meter) rollUp(ctx context.Context) {
 				return
 			}
 			m.log.Warn("meter: the rollup consumer", "err", err)
-			time.Sleep(time.Second)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
 		}
 	}
 	for ctx.Err() == nil {

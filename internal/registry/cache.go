@@ -41,29 +41,38 @@ func (r *Registry) watch(ctx context.Context) error {
 	ready := make(chan struct{})
 	go func() {
 		defer close(r.watchDone)
-		// told is the newest revision subscribers were told of. A watch
-		// gives entries in revision order, so an entry at or below it was
-		// seen before: a watch started again replays the bucket, and only
-		// what changed meanwhile is news.
-		var told uint64
-		store.Follow(ctx, r.kv, func(e jetstream.KeyValueEntry) {
-			deleted := e.Operation() != jetstream.KeyValuePut
-			r.cache.apply(e.Key(), e.Revision(), deleted, e.Value(), r.log)
-			if e.Revision() <= told {
-				return
-			}
-			told = e.Revision()
-			if c, ok := parseKey(e.Key()); ok {
-				c.Deleted, c.Revision = deleted, e.Revision()
-				r.notify(c)
-			}
-		}, ready, r.log)
+		f := &follower{r: r}
+		store.Follow(ctx, r.kv, f.apply, ready, r.log)
 	}()
 	select {
 	case <-ready:
 		return nil
 	case <-time.After(30 * time.Second):
 		return errors.New("registry: cache did not load within 30s")
+	}
+}
+
+// follower takes the bucket's entries from store.Follow into the cache
+// and tells subscribers of each revision once.
+type follower struct {
+	r *Registry
+	// told is the newest revision subscribers were told of. A watch gives
+	// entries in revision order, so an entry at or below it was seen
+	// before: a watch started again replays the bucket, and only what
+	// changed meanwhile is news.
+	told uint64
+}
+
+func (f *follower) apply(e jetstream.KeyValueEntry) {
+	deleted := e.Operation() != jetstream.KeyValuePut
+	f.r.cache.apply(e.Key(), e.Revision(), deleted, e.Value(), f.r.log)
+	if e.Revision() <= f.told {
+		return
+	}
+	f.told = e.Revision()
+	if c, ok := parseKey(e.Key()); ok {
+		c.Deleted, c.Revision = deleted, e.Revision()
+		f.r.notify(c)
 	}
 }
 

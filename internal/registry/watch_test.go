@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/wisp-dev/wisp/internal/archive"
 	"github.com/wisp-dev/wisp/internal/store"
 )
@@ -97,5 +99,78 @@ func TestSlowSubscriberDoesNotStallTheCache(t *testing.T) {
 	}
 	if c := seen[len(seen)-1]; c.Function != "f" || c.Revision != last.Revision {
 		t.Fatalf("the slow subscriber's last change: %+v, want revision %d", c, last.Revision)
+	}
+}
+
+// entry is a bucket entry as a watch gives it.
+type entry struct {
+	key   string
+	value []byte
+	rev   uint64
+	op    jetstream.KeyValueOp
+}
+
+func (e entry) Bucket() string                  { return recordsBucket }
+func (e entry) Key() string                     { return e.key }
+func (e entry) Value() []byte                   { return e.value }
+func (e entry) Revision() uint64                { return e.rev }
+func (e entry) Created() time.Time              { return time.Time{} }
+func (e entry) Delta() uint64                   { return 0 }
+func (e entry) Operation() jetstream.KeyValueOp { return e.op }
+
+// Subscribers hear of each revision once: a watch started again replays
+// the bucket, and only what changed meanwhile reaches them; a revision
+// this node wrote to its cache itself still does.
+func TestFollowerTellsEachRevisionOnce(t *testing.T) {
+	r := &Registry{cache: newCache(), subs: map[*subscriber]struct{}{}, log: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changes, err := r.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func() Change {
+		t.Helper()
+		select {
+		case c := <-changes:
+			return c
+		case <-time.After(5 * time.Second):
+			t.Fatal("no change came")
+			return Change{}
+		}
+	}
+	fn := func(name string, rev uint64) entry {
+		return entry{key: fnKey(name), value: []byte(`{"name":"` + name + `"}`), rev: rev}
+	}
+	f := &follower{r: r}
+
+	steps := []struct {
+		name  string
+		apply func()
+		want  Change
+	}{
+		{"a write", func() { f.apply(fn("a", 5)) }, Change{Kind: KindFunction, Function: "a", Revision: 5}},
+		{"a replay, then a write", func() {
+			f.apply(fn("a", 5))
+			f.apply(fn("b", 6))
+		}, Change{Kind: KindFunction, Function: "b", Revision: 6}},
+		{"a delete", func() { f.apply(entry{key: fnKey("a"), rev: 7, op: jetstream.KeyValueDelete}) },
+			Change{Kind: KindFunction, Function: "a", Revision: 7, Deleted: true}},
+		{"this node's write, in its cache before the watch brings it", func() {
+			r.cache.apply(fnKey("b"), 8, false, []byte(`{"name":"b","description":"new"}`), r.log)
+			f.apply(fn("b", 8))
+		}, Change{Kind: KindFunction, Function: "b", Revision: 8}},
+	}
+	for _, s := range steps {
+		s.apply()
+		if got := next(); got != s.want {
+			t.Fatalf("%s: got %+v, want %+v", s.name, got, s.want)
+		}
+	}
+	if _, err := r.Resolve("a", "", nil); err == nil {
+		t.Error("the deleted function still resolves")
+	}
+	if got, err := r.Resolve("b", "", nil); err != nil || got.Description != "new" || got.Revision != 8 {
+		t.Errorf("b resolves to %+v (%v), want revision 8", got.Function, err)
 	}
 }

@@ -2,81 +2,13 @@ package invoke
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/runtime"
-	"github.com/wisp-dev/wisp/internal/telemetry"
 )
-
-// fakeRegistry resolves every name to the target it holds now.
-type fakeRegistry struct {
-	mu sync.Mutex
-	t  registry.Target
-}
-
-func (r *fakeRegistry) set(t registry.Target) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.t = t
-}
-
-func (r *fakeRegistry) Resolve(name, qualifier string, pick func() float64) (registry.Target, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.t, nil
-}
-
-func (r *fakeRegistry) Provisioned(string) []registry.Target { return nil }
-
-func (r *fakeRegistry) Watch(ctx context.Context) (<-chan registry.Change, error) {
-	ch := make(chan registry.Change)
-	go func() { <-ctx.Done(); close(ch) }()
-	return ch, nil
-}
-
-// fakeInstance answers with what its invoke func says.
-type fakeInstance struct {
-	invoke func(runtime.Invocation) runtime.Result
-	done   chan struct{}
-	once   sync.Once
-}
-
-func (f *fakeInstance) Invoke(_ context.Context, inv runtime.Invocation) runtime.Result {
-	return f.invoke(inv)
-}
-func (f *fakeInstance) InitDuration() time.Duration { return 0 }
-func (f *fakeInstance) Done() <-chan struct{}       { return f.done }
-func (f *fakeInstance) Stop() error {
-	f.once.Do(func() { close(f.done) })
-	return nil
-}
-
-// fakeDriver starts instances whose invocations newInvoke makes, by the
-// spec they were started for.
-type fakeDriver struct {
-	newInvoke func(runtime.Spec) func(runtime.Invocation) runtime.Result
-}
-
-func (d fakeDriver) Start(_ context.Context, spec runtime.Spec) (runtime.Instance, error) {
-	return &fakeInstance{invoke: d.newInvoke(spec), done: make(chan struct{})}, nil
-}
-
-type fakeCode struct{ dir string }
-
-func (c fakeCode) Dir(context.Context, string) (string, error) { return c.dir, nil }
-
-type noLogs struct{}
-
-func (noLogs) Append(telemetry.Record)                      {}
-func (noLogs) AppendWait(<-chan struct{}, telemetry.Record) {}
-
-func target(version string, timeout int, rev uint64) registry.Target {
-	return registry.Target{Function: registry.Function{Name: "f", Runtime: "provided", MemoryMB: 128, Timeout: timeout,
-		CodeSHA256: "abc"}, Version: version, Key: "f@" + version, Revision: rev}
-}
 
 // A call whose instance died before it got the call goes to another
 // instance; when the function changed meanwhile, it runs under what runs
@@ -85,8 +17,8 @@ func TestRetryRunsWhatRunsNow(t *testing.T) {
 	reg := &fakeRegistry{t: target("1", 3, 1)}
 	var deadlines []time.Duration
 	var mu sync.Mutex
-	iv, err := New(Config{Registry: reg, Code: fakeCode{t.TempDir()}, Logs: noLogs{},
-		Driver: fakeDriver{newInvoke: func(spec runtime.Spec) func(runtime.Invocation) runtime.Result {
+	iv := newInvoker(t, Config{Registry: reg,
+		Driver: &fakeDriver{newInvoke: func(spec runtime.Spec) func(runtime.Invocation) runtime.Result {
 			return func(inv runtime.Invocation) runtime.Result {
 				mu.Lock()
 				defer mu.Unlock()
@@ -99,10 +31,6 @@ func TestRetryRunsWhatRunsNow(t *testing.T) {
 				return runtime.Result{Payload: []byte(`"ok"`), Reusable: true}
 			}
 		}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer iv.Close(context.Background())
 	res, err := iv.Invoke(context.Background(), Request{Function: "f", Qualifier: "live", Payload: []byte(`{}`)})
 	if err != nil {
 		t.Fatal(err)
@@ -117,5 +45,62 @@ func TestRetryRunsWhatRunsNow(t *testing.T) {
 	}
 	if deadlines[1] < 30*time.Second {
 		t.Errorf("the retry's deadline was %s away, want version 2's 60 s timeout, not version 1's 3 s", deadlines[1].Round(time.Second))
+	}
+}
+
+// Only a call that never reached its instance is tried again, on a new
+// instance, with the same request id, at most three times in all; a
+// failure the function saw is the caller's answer at once.
+func TestUndeliveredCallsAreRetried(t *testing.T) {
+	undelivered := runtime.Result{Undelivered: true, ErrorType: runtime.ErrTypeExit, Payload: []byte(`{"errorType":"Runtime.ExitError"}`)}
+	for _, tc := range []struct {
+		name          string
+		script        []runtime.Result // what the attempts get, in order
+		wantAttempts  int
+		wantPayload   string
+		wantErrorType string
+	}{
+		{"a failure the function saw", []runtime.Result{{ErrorType: runtime.ErrTypeExit, Payload: []byte(`"crashed"`)}}, 1, `"crashed"`, runtime.ErrTypeExit},
+		{"one dead instance", []runtime.Result{undelivered, {Payload: []byte(`"ok"`), Reusable: true}}, 2, `"ok"`, ""},
+		{"two dead instances", []runtime.Result{undelivered, undelivered, {Payload: []byte(`"ok"`), Reusable: true}}, 3, `"ok"`, ""},
+		{"every instance dead", []runtime.Result{undelivered, undelivered, undelivered, {Payload: []byte(`"too late"`)}}, 3, string(undelivered.Payload), runtime.ErrTypeExit},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var (
+				mu  sync.Mutex
+				ids []string
+			)
+			drv := &fakeDriver{newInvoke: func(runtime.Spec) func(runtime.Invocation) runtime.Result {
+				return func(inv runtime.Invocation) runtime.Result {
+					mu.Lock()
+					defer mu.Unlock()
+					ids = append(ids, inv.RequestID)
+					return tc.script[len(ids)-1]
+				}
+			}}
+			logs := &fakeLogs{}
+			iv := newInvoker(t, Config{Registry: &fakeRegistry{t: target("1", 3, 1)}, Driver: drv, Logs: logs})
+			res, err := iv.Invoke(context.Background(), Request{Function: "f", RequestID: "req-1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if got := len(ids); got != tc.wantAttempts {
+				t.Fatalf("%d attempts, want %d", got, tc.wantAttempts)
+			}
+			if got := strings.Join(ids, ","); got != strings.Repeat("req-1,", tc.wantAttempts-1)+"req-1" {
+				t.Errorf("attempts carried request ids %s, want req-1 on each", got)
+			}
+			if got := len(drv.started()); got != tc.wantAttempts {
+				t.Errorf("%d instances started, want one per attempt (%d): a dead one must not be used again", got, tc.wantAttempts)
+			}
+			if string(res.Payload) != tc.wantPayload || res.ErrorType != tc.wantErrorType {
+				t.Errorf("answer %s (error type %q), want %s (%q)", res.Payload, res.ErrorType, tc.wantPayload, tc.wantErrorType)
+			}
+			if got := logs.platform("req-1", "START"); len(got) != 1 {
+				t.Errorf("START lines %q, want one however many attempts", got)
+			}
+		})
 	}
 }

@@ -46,7 +46,7 @@ func invokeEvent(t *testing.T, n funcNode, fn, payload string) (int, http.Header
 // retry is not refused at the bound; a raised bound counts at once.
 func TestQueueBound(t *testing.T) {
 	needTool(t, "node")
-	n := startEventNode(t, server.Config{})
+	n := startNode(t, server.Config{RetryBase: fastRetry})
 	ctx := context.Background()
 	rec := newRecorder(t)
 	n.deployRecorder(t, rec, "stuck", client.Config{Concurrency: ptr2(0), Async: &registry.AsyncPatch{MaxQueuedEvents: ptr2(int64(3))}})
@@ -148,7 +148,7 @@ func TestQueueBound(t *testing.T) {
 // and the node's own are not counted.
 func TestTopicRetention(t *testing.T) {
 	needTool(t, "node")
-	n := startEventNode(t, server.Config{EventLimits: events.Limits{TopicMaxBytes: 64 << 10, MaxTopics: 4}})
+	n := startNode(t, server.Config{RetryBase: fastRetry, EventLimits: events.Limits{TopicMaxBytes: 64 << 10, MaxTopics: 4}})
 	ctx := context.Background()
 	publish := func(topic, id, data string) (int, string) {
 		return postJSON(t, n, "/v1/events/"+topic, `{"specversion":"1.0","id":"`+id+`","source":"/t","type":"t","data":`+data+`}`,
@@ -243,7 +243,7 @@ func TestScheduleSkipsTickOfFullQueue(t *testing.T) {
 	needTool(t, "node")
 	clock := newClock()
 	var log logBuffer
-	n := startEventNode(t, server.Config{Now: clock.Now, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	n := startNode(t, server.Config{RetryBase: fastRetry, Now: clock.Now, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	rec := newRecorder(t)
 	n.deployRecorder(t, rec, "ticker", client.Config{Concurrency: ptr2(0), Async: &registry.AsyncPatch{MaxQueuedEvents: ptr2(int64(1))},
 		Schedules: &[]registry.Schedule{{Name: "five", Expression: "rate(5 minutes)"}}})

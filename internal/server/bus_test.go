@@ -21,7 +21,7 @@ import (
 // token; the catalog lists who publishes and who listens.
 func TestEventGateway(t *testing.T) {
 	needTool(t, "node")
-	n := startEventNode(t, server.Config{})
+	n := startNode(t, server.Config{RetryBase: fastRetry})
 	rec := newRecorder(t)
 	ctx := context.Background()
 	for _, fn := range []string{"orders", "audit", "acme", "everything"} {

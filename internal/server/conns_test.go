@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -50,25 +49,12 @@ func TestFloodNodeProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	n, err := server.Start(context.Background(), server.Config{DataDir: dir, Listen: "127.0.0.1:0",
-		Logger: slog.New(slog.NewTextHandler(logFile, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := json.Marshal(map[string]string{"url": n.URL(), "token": n.AdminToken()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "node.json.tmp"), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(filepath.Join(dir, "node.json.tmp"), filepath.Join(dir, "node.json")); err != nil {
+	n := startNode(t, server.Config{DataDir: dir, Logger: slog.New(slog.NewTextHandler(logFile, nil))})
+	if err := announce(dir, n.Node); err != nil {
 		t.Fatal(err)
 	}
 	io.Copy(io.Discard, os.Stdin) //nolint:errcheck // any end is the parent's word to stop
-	if err := n.Shutdown(context.Background()); err != nil {
-		t.Error(err)
-	}
+	n.stop(t)
 }
 
 // floodNodeProc is the node of TestFloodNodeProcess, running.
@@ -110,12 +96,8 @@ func floodNode(t *testing.T) floodNodeProc {
 			t.Logf("node process:\n%s\nnode log (last 4 KB):\n%s", out.String(), tail(string(log), 4096))
 		}
 	})
-	var where struct{ URL, Token string }
-	waitUntil(t, 60*time.Second, "the node process listens", func() bool {
-		b, err := os.ReadFile(filepath.Join(dir, "node.json"))
-		return err == nil && json.Unmarshal(b, &where) == nil
-	})
-	return floodNodeProc{url: where.URL, token: where.Token, dir: dir, pid: cmd.Process.Pid}
+	url, token := announced(t, dir)
+	return floodNodeProc{url: url, token: token, dir: dir, pid: cmd.Process.Pid}
 }
 
 func tail(s string, n int) string {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/internal/server"
 )
 
 // spinWat is a WASI command that never ends: it runs to its timeout.
@@ -46,7 +47,7 @@ func TestSpinnersLeaveOthersTheirCPU(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("sandbox tests need root (namespaces, cgroups); CI runs them as root")
 	}
-	n := startFuncNode(t)
+	n := startNode(t, server.Config{})
 
 	// The victim: unmodified aws-lambda-go, with room under its own cap.
 	n.deploy(t, helloGo(t), client.Config{Name: "victim", Runtime: ptr2("provided"), Handler: ptr2("bootstrap"), MemoryMB: ptr2(512)})

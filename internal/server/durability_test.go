@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -27,18 +26,12 @@ const testNodeEnv = "WISP_TEST_NODE_DIR"
 // where it listens to dir/node.json.
 func runTestNode(dir string) int {
 	n, err := server.Start(context.Background(), server.Config{DataDir: dir, Listen: "127.0.0.1:0",
-		RetryBase: 100 * time.Millisecond, EventAckWait: 3 * time.Second})
+		RetryBase: fastRetry, EventAckWait: 3 * time.Second})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	b, _ := json.Marshal(map[string]string{"url": n.URL(), "token": n.AdminToken()})
-	tmp := filepath.Join(dir, "node.json.tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, "node.json")); err != nil {
+	if err := announce(dir, n); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -65,12 +58,8 @@ func startNodeProcess(t *testing.T, dir string) *nodeProcess {
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()          //nolint:errcheck // it is killed
 	t.Cleanup(func() { cmd.Process.Kill(); <-exited }) //nolint:errcheck // it may be dead already
-	var where struct{ URL, Token string }
-	waitUntil(t, 60*time.Second, "the node process listens", func() bool {
-		b, err := os.ReadFile(filepath.Join(dir, "node.json"))
-		return err == nil && json.Unmarshal(b, &where) == nil
-	})
-	return &nodeProcess{cmd: cmd, exited: exited, c: client.New(where.URL, where.Token), url: where.URL}
+	url, token := announced(t, dir)
+	return &nodeProcess{cmd: cmd, exited: exited, c: client.New(url, token), url: url}
 }
 
 // TestAsyncDurability: 4,000 events are accepted while the node is killed

@@ -93,19 +93,6 @@ func (n funcNode) deployRecorder(t *testing.T, rec *recorder, name string, cfg c
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": recorderJS}), cfg)
 }
 
-func startEventNode(t *testing.T, cfg server.Config) funcNode {
-	t.Helper()
-	if cfg.DataDir == "" {
-		cfg.DataDir = t.TempDir()
-	}
-	if cfg.RetryBase == 0 {
-		cfg.RetryBase = 100 * time.Millisecond
-	}
-	n := start(t, cfg)
-	t.Cleanup(func() { stop(t, n) })
-	return funcNode{n, client.New(n.URL(), n.AdminToken())}
-}
-
 // destinationRecord is Lambda's destination record, as functions and
 // topics receive it.
 type destinationRecord struct {
@@ -158,7 +145,7 @@ func (n funcNode) topicRecords(t *testing.T, topic string, want int) []destinati
 // the caller was given, and its success goes to the success destination.
 func TestAsyncInvoke(t *testing.T) {
 	needTool(t, "node")
-	n := startEventNode(t, server.Config{})
+	n := startNode(t, server.Config{RetryBase: fastRetry})
 	rec := newRecorder(t)
 	n.deployRecorder(t, rec, "worker", client.Config{Async: &registry.AsyncPatch{OnSuccess: ptr2("topic:done")}})
 
@@ -220,7 +207,7 @@ func TestAsyncInvoke(t *testing.T) {
 // their limits still reaches its destination, and the function runs once.
 func TestAsyncLargeOutcome(t *testing.T) {
 	needTool(t, "node")
-	n := startEventNode(t, server.Config{})
+	n := startNode(t, server.Config{RetryBase: fastRetry})
 	rec := newRecorder(t)
 	n.deployRecorder(t, rec, "big", client.Config{Async: &registry.AsyncPatch{OnSuccess: ptr2("topic:big-done")}})
 	pad := strings.Repeat("y", events.MaxPayload-100)
@@ -243,7 +230,7 @@ func TestAsyncLargeOutcome(t *testing.T) {
 // success goes to a function destination.
 func TestAsyncRetries(t *testing.T) {
 	needTool(t, "node")
-	n := startEventNode(t, server.Config{RetryBase: 200 * time.Millisecond})
+	n := startNode(t, server.Config{RetryBase: 200 * time.Millisecond})
 	rec := newRecorder(t)
 	n.deployRecorder(t, rec, "notified", client.Config{})
 	n.deployRecorder(t, rec, "flaky", client.Config{Async: &registry.AsyncPatch{Retries: ptr2(2),
@@ -313,7 +300,7 @@ func TestAsyncRetries(t *testing.T) {
 func TestAsyncDeadLetters(t *testing.T) {
 	needTool(t, "node")
 	clock := newClock()
-	n := startEventNode(t, server.Config{Now: clock.Now, RetryBase: 50 * time.Millisecond})
+	n := startNode(t, server.Config{Now: clock.Now, RetryBase: 50 * time.Millisecond})
 	rec := newRecorder(t)
 	n.deployRecorder(t, rec, "on-fail", client.Config{})
 	n.deployRecorder(t, rec, "broken", client.Config{Async: &registry.AsyncPatch{Retries: ptr2(1)}})

@@ -26,19 +26,6 @@ import (
 	"github.com/wisp-dev/wisp/internal/server"
 )
 
-// funcNode is a node for function tests, with a client of its API.
-type funcNode struct {
-	*server.Node
-	c *client.Client
-}
-
-func startFuncNode(t *testing.T) funcNode {
-	t.Helper()
-	n := start(t, server.Config{DataDir: t.TempDir()})
-	t.Cleanup(func() { stop(t, n) })
-	return funcNode{n, client.New(n.URL(), n.AdminToken())}
-}
-
 func needTool(t *testing.T, name string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
@@ -167,7 +154,7 @@ func httpGet(t *testing.T, url string) (int, string) {
 // the Invoke API (Wisp's client and aws-sdk-go-v2 signed with SigV4) and
 // through their function URLs.
 func TestRuntimes(t *testing.T) {
-	n := startFuncNode(t)
+	n := startNode(t, server.Config{})
 	sdk := n.sdkClient(t)
 	for _, tc := range []struct {
 		name, runtime, handler, tool string
@@ -231,7 +218,7 @@ func TestRuntimes(t *testing.T) {
 
 // TestSigV4Refused checks the Invoke API refuses bad credentials.
 func TestSigV4Refused(t *testing.T) {
-	n := startFuncNode(t)
+	n := startNode(t, server.Config{})
 	sdk := lambda.New(lambda.Options{Region: "us-east-1", BaseEndpoint: aws.String(n.URL()),
 		Credentials: credentials.NewStaticCredentialsProvider("WISPNOSUCHKEY0000000", "secret", "")})
 	_, err := sdk.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("x")})
@@ -243,7 +230,7 @@ func TestSigV4Refused(t *testing.T) {
 // TestAliasWeights checks an alias sends each version its share of calls.
 func TestAliasWeights(t *testing.T) {
 	needTool(t, "node")
-	n := startFuncNode(t)
+	n := startNode(t, server.Config{})
 	ctx := context.Background()
 	code := func(v string) string {
 		return writeFiles(t, map[string]string{"index.js": `exports.handler = async () => "` + v + `";`})
@@ -292,7 +279,7 @@ type errorCase struct {
 }
 
 func TestInvokeErrors(t *testing.T) {
-	n := startFuncNode(t)
+	n := startNode(t, server.Config{})
 	ctx := context.Background()
 	node := func(name, body string) errorCase {
 		return errorCase{name: name, runtime: "nodejs", handler: "index.handler", tool: "node",
@@ -379,7 +366,7 @@ func TestInvokeErrors(t *testing.T) {
 
 func TestInvokeRefusals(t *testing.T) {
 	needTool(t, "node")
-	n := startFuncNode(t)
+	n := startNode(t, server.Config{})
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": "exports.handler = async (e) => e;"}),
 		client.Config{Name: "echo", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})
 	for _, tc := range []struct {
@@ -430,7 +417,7 @@ func TestInvokeRefusals(t *testing.T) {
 // request id, beside Lambda's START, END and REPORT lines.
 func TestLogs(t *testing.T) {
 	needTool(t, "node")
-	n := startFuncNode(t)
+	n := startNode(t, server.Config{})
 	ctx := context.Background()
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": `exports.handler = async (e) => { console.log("hello from", e.who); return "ok"; };`}),
 		client.Config{Name: "talker", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})

@@ -108,7 +108,7 @@ func sendStalled(t *testing.T, addr string, req *http.Request, length int64) (in
 // has not been sent, whether its length is declared or it is chunked.
 func TestAuthBeforeBody(t *testing.T) {
 	needTool(t, "node")
-	n := startFuncNode(t)
+	n := startNode(t, server.Config{})
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": "exports.handler = async (e) => e;"}),
 		client.Config{Name: "echo", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})
 	key, err := n.c.CreateKey(context.Background(), "test")
@@ -209,7 +209,7 @@ func TestAuthBeforeBody(t *testing.T) {
 // signature does not cover, and checks each is refused.
 func TestSigV4Replay(t *testing.T) {
 	needTool(t, "node")
-	n := startFuncNode(t)
+	n := startNode(t, server.Config{})
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": "exports.handler = async (e) => e;"}),
 		client.Config{Name: "echo", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})
 	key, err := n.c.CreateKey(context.Background(), "test")
@@ -305,9 +305,8 @@ func TestSigV4Replay(t *testing.T) {
 // TestSigV4Region checks that signatures must be scoped to the node's
 // region, and that the SDK signing for it gets in.
 func TestSigV4Region(t *testing.T) {
-	n := start(t, server.Config{DataDir: t.TempDir(), Region: "eu-central-1"})
-	t.Cleanup(func() { stop(t, n) })
-	key, err := client.New(n.URL(), n.AdminToken()).CreateKey(context.Background(), "test")
+	n := startNode(t, server.Config{Region: "eu-central-1"})
+	key, err := n.c.CreateKey(context.Background(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +331,7 @@ func TestSigV4Region(t *testing.T) {
 func TestAWSCLI(t *testing.T) {
 	needTool(t, "aws")
 	needTool(t, "node")
-	n := startFuncNode(t)
+	n := startNode(t, server.Config{})
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": `exports.handler = async (e, ctx) => {
   console.log("called");
   return {echo: e, custom: ctx.clientContext && ctx.clientContext.custom};

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/internal/server"
 )
 
 // hogJS opens sockets to its own Runtime API and keeps them: 100 at init,
@@ -57,7 +58,7 @@ func socketFiles(t *testing.T) int {
 // the node still serves other calls.
 func TestFunctionSocketsCapped(t *testing.T) {
 	needTool(t, "node")
-	n := startFuncNode(t)
+	n := startNode(t, server.Config{})
 	ctx := context.Background()
 	dir := writeFiles(t, map[string]string{"index.mjs": hogJS})
 	n.deploy(t, filepath.Join("..", "..", "examples", "hello-node"), client.Config{Name: "hello", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
 
@@ -74,25 +73,6 @@ func logFloodWasm(t *testing.T) string {
 		t.Fatalf("wat2wasm: %v\n%s", err, out)
 	}
 	return dir
-}
-
-// startLogsNode starts a node with these log limits and a NATS that
-// listens, and returns it with a JetStream client of that NATS, to look
-// at the streams.
-func startLogsNode(t *testing.T, logs telemetry.LogsConfig) (funcNode, jetstream.JetStream) {
-	t.Helper()
-	n := start(t, server.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", Logs: logs})
-	t.Cleanup(func() { stop(t, n) })
-	nc, err := nats.Connect(n.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return funcNode{n, client.New(n.URL(), n.AdminToken())}, js
 }
 
 func (n funcNode) deployFlood(t *testing.T, name, rt string, logs *client.LogsPatch) {
@@ -169,7 +149,8 @@ func streamConfig(t *testing.T, js jetstream.JetStream, function string) jetstre
 // lines. Each stream has its function's limits, or the node's.
 func TestLogRetentionPerFunction(t *testing.T) {
 	needTool(t, "node")
-	n, js := startLogsNode(t, telemetry.LogsConfig{Rate: 1 << 30, Burst: 1 << 30, DefaultMaxAge: 48 * time.Hour})
+	n := startNode(t, server.Config{NATSListen: "127.0.0.1:0", Logs: telemetry.LogsConfig{Rate: 1 << 30, Burst: 1 << 30, DefaultMaxAge: 48 * time.Hour}})
+	js := jetStream(t, n)
 	mb, age := int64(1<<20), 2*3600
 	n.deployFlood(t, "flood", "nodejs", &client.LogsPatch{MaxBytes: &mb, MaxAge: &age})
 	n.deployFlood(t, "quiet", "nodejs", nil)
@@ -234,7 +215,8 @@ var noteRE = regexp.MustCompile(`^wisp: (\d+) bytes of log dropped: over the rat
 // function deletes its logs and its series.
 func TestLogRatePerFunction(t *testing.T) {
 	needTool(t, "node")
-	n, js := startLogsNode(t, telemetry.LogsConfig{Rate: 256 << 10, Burst: 256 << 10})
+	n := startNode(t, server.Config{NATSListen: "127.0.0.1:0", Logs: telemetry.LogsConfig{Rate: 256 << 10, Burst: 256 << 10}})
+	js := jetStream(t, n)
 	n.deployFlood(t, "fast", "nodejs", nil)
 	n.deployFlood(t, "calm", "nodejs", nil)
 
@@ -367,7 +349,7 @@ func TestLogFloodKeepsNodeMemoryBounded(t *testing.T) {
 	logFloodWasm(t) // or skip before starting anything
 	// No rate to drop the flood's lines, and writers that would wait a
 	// minute for room before they drop one.
-	n, _ := startLogsNode(t, telemetry.LogsConfig{Rate: 1 << 40, Burst: 1 << 40, MaxWait: time.Minute})
+	n := startNode(t, server.Config{Logs: telemetry.LogsConfig{Rate: 1 << 40, Burst: 1 << 40, MaxWait: time.Minute}})
 	type fn struct {
 		name, runtime string
 		warm, flood   any // the events that warm it and flood with it

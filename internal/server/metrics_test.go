@@ -6,12 +6,13 @@ import (
 	"time"
 
 	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/internal/server"
 )
 
 // A deleted function leaves no metric series behind: functions made and
 // deleted over a node's life do not grow its metrics without bound.
 func TestDeletedFunctionLeavesNoSeries(t *testing.T) {
-	n := startFuncNode(t)
+	n := startNode(t, server.Config{})
 	ctx := context.Background()
 	for _, name := range []string{"gone", "kept"} {
 		n.deploy(t, helloGo(t), client.Config{Name: name, Runtime: ptr("provided")})

@@ -39,13 +39,12 @@ func TestLegacyMigration(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	rec := newRecorder(t)
-	old := start(t, server.Config{DataDir: dir})
-	n := funcNode{old, client.New(old.URL(), old.AdminToken())}
+	n := startNode(t, server.Config{DataDir: dir})
 	n.deployRecorder(t, rec, "worker", client.Config{Timeout: ptr2(30)})
 	if _, err := n.c.Subscribe(ctx, client.Subscription{Topic: "shop", Function: "worker"}); err != nil {
 		t.Fatal(err)
 	}
-	stop(t, old)
+	n.stop(t)
 
 	// What nodes of the old layout left: five events queued, and two on
 	// the topic, the first of them delivered.
@@ -99,7 +98,7 @@ func TestLegacyMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	n = startEventNode(t, server.Config{DataDir: dir, NATSListen: "127.0.0.1:0"})
+	n = startNode(t, server.Config{DataDir: dir, NATSListen: "127.0.0.1:0", RetryBase: fastRetry})
 	waitUntil(t, 60*time.Second, "the old events run", func() bool { return len(rec.of("worker")) >= 6 })
 	nc, err := nats.Connect(n.NATSURL())
 	if err != nil {

@@ -67,7 +67,7 @@ func (n funcNode) publishAs(t *testing.T, fn string, req map[string]any) publish
 // published it; the published metric has no series per topic.
 func TestPublishGrants(t *testing.T) {
 	needTool(t, "node")
-	n := startEventNode(t, server.Config{})
+	n := startNode(t, server.Config{RetryBase: fastRetry})
 	ctx := context.Background()
 	n.deployPublisher(t, "shop", []string{"orders", "audit.*"})
 	rec := newRecorder(t)
@@ -199,7 +199,7 @@ func TestPublishGrants(t *testing.T) {
 // on the publisher attribute runs only the real publisher's event.
 func TestPublisherFilter(t *testing.T) {
 	needTool(t, "node")
-	n := startEventNode(t, server.Config{})
+	n := startNode(t, server.Config{RetryBase: fastRetry})
 	ctx := context.Background()
 	rec := newRecorder(t)
 	n.deployPublisher(t, "shop", []string{"orders"})
@@ -245,8 +245,8 @@ func TestPublisherFilter(t *testing.T) {
 // attribute hold on both.
 func TestTopicsAcrossNodes(t *testing.T) {
 	needTool(t, "node")
-	a := startEventNode(t, server.Config{NATSListen: "127.0.0.1:0"})
-	b := startEventNode(t, server.Config{NATSURL: a.NATSURL()})
+	a := startNode(t, server.Config{RetryBase: fastRetry, NATSListen: "127.0.0.1:0"})
+	b := startNode(t, server.Config{RetryBase: fastRetry, NATSURL: a.NATSURL()})
 	ctx := context.Background()
 	rec := newRecorder(t)
 	a.deployRecorder(t, rec, "sink", client.Config{Timeout: ptr2(30)})

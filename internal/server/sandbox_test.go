@@ -65,9 +65,7 @@ func startSandboxNode(t *testing.T) sandboxNode {
 		t.Skip("sandbox tests need root (namespaces, cgroups); CI runs them as root")
 	}
 	dir := t.TempDir()
-	nd := start(t, server.Config{DataDir: dir})
-	t.Cleanup(func() { stop(t, nd) })
-	n := sandboxNode{funcNode{nd, client.New(nd.URL(), nd.AdminToken())}, dir}
+	n := sandboxNode{startNode(t, server.Config{DataDir: dir}), dir}
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": hostile}), client.Config{Name: "hostile",
 		Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Timeout: ptr2(20), MemoryMB: ptr2(1024)})
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": "exports.handler = async (e) => ({echo: e});"}),

@@ -57,7 +57,7 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 // past its deadline.
 func TestBurstWithinConcurrency(t *testing.T) {
 	needTool(t, "node")
-	n := startFuncNode(t)
+	n := startNode(t, server.Config{})
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": pidHandler}), client.Config{Name: "burst",
 		Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Concurrency: ptr2(20), Timeout: ptr2(10)})
 	var (
@@ -138,7 +138,7 @@ func TestBurstWithinConcurrency(t *testing.T) {
 
 func TestThrottledFunction(t *testing.T) {
 	needTool(t, "node")
-	n := startFuncNode(t)
+	n := startNode(t, server.Config{})
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": pidHandler}), client.Config{Name: "off",
 		Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Concurrency: ptr2(0), URLAuth: ptr2("none")})
 	_, err := n.c.Invoke(context.Background(), "off", nil, client.InvokeOptions{})
@@ -171,7 +171,7 @@ func TestThrottledFunction(t *testing.T) {
 // Idle instances stop after the keep-warm period; the next call is cold.
 func TestScaleToZero(t *testing.T) {
 	needTool(t, "node")
-	n := startFuncNode(t)
+	n := startNode(t, server.Config{})
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": pidHandler}), client.Config{Name: "nap",
 		Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), KeepWarm: ptr2(1)})
 	first := invokeID(t, n, "nap")
@@ -223,7 +223,7 @@ func alive(stream string) bool {
 // they die.
 func TestMinInstances(t *testing.T) {
 	needTool(t, "node")
-	n := startFuncNode(t)
+	n := startNode(t, server.Config{})
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": pidHandler}), client.Config{Name: "warm",
 		Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), MinInstances: ptr2(2)})
 	waitUntil(t, 5*time.Second, "two warm instances", func() bool { idle, _ := n.instances("warm"); return idle == 2 })
@@ -252,7 +252,7 @@ func TestMinInstances(t *testing.T) {
 // code, and new calls run the new code.
 func TestUpdateDrains(t *testing.T) {
 	needTool(t, "node")
-	n := startFuncNode(t)
+	n := startNode(t, server.Config{})
 	ctx := context.Background()
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": pidHandler}), client.Config{Name: "up",
 		Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Env: map[string]string{"V": "old"}})
@@ -292,8 +292,7 @@ func TestUpdateDrains(t *testing.T) {
 // A node's shutdown leaves no instance behind.
 func TestShutdownStopsInstances(t *testing.T) {
 	needTool(t, "node")
-	nd := start(t, server.Config{DataDir: t.TempDir()})
-	n := funcNode{nd, client.New(nd.URL(), nd.AdminToken())}
+	n := startNode(t, server.Config{})
 	var buf bytes.Buffer
 	if err := archive.Pack(writeFiles(t, map[string]string{"index.js": pidHandler}), &buf); err != nil {
 		t.Fatal(err)
@@ -303,7 +302,7 @@ func TestShutdownStopsInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := invokeID(t, n, "bye")
-	stop(t, nd)
+	n.stop(t)
 	if alive(a.ID) {
 		t.Errorf("instance %s outlived the node", a.ID)
 	}

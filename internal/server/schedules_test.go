@@ -37,7 +37,7 @@ type scheduledEvent struct {
 func TestSchedules(t *testing.T) {
 	needTool(t, "node")
 	clock := newClock()
-	n := startEventNode(t, server.Config{Now: clock.Now})
+	n := startNode(t, server.Config{RetryBase: fastRetry, Now: clock.Now})
 	rec := newRecorder(t)
 	n.deployRecorder(t, rec, "ticker", client.Config{Schedules: &[]registry.Schedule{{Name: "five", Expression: "rate(5 minutes)"}}})
 	n.deployRecorder(t, rec, "catcher", client.Config{Schedules: &[]registry.Schedule{{Expression: "*/5 * * * *", Timezone: "Asia/Kolkata", CatchUp: true}}})
@@ -96,8 +96,8 @@ func TestSchedules(t *testing.T) {
 func TestScheduleTicksOnceAcrossNodes(t *testing.T) {
 	needTool(t, "node")
 	clock := newClock()
-	a := startEventNode(t, server.Config{Now: clock.Now, NATSListen: "127.0.0.1:0"})
-	b := startEventNode(t, server.Config{Now: clock.Now, NATSURL: a.NATSURL()})
+	a := startNode(t, server.Config{RetryBase: fastRetry, Now: clock.Now, NATSListen: "127.0.0.1:0"})
+	b := startNode(t, server.Config{RetryBase: fastRetry, Now: clock.Now, NATSURL: a.NATSURL()})
 	rec := newRecorder(t)
 	a.deployRecorder(t, rec, "tick", client.Config{Schedules: &[]registry.Schedule{{Expression: "rate(1 minute)"}}})
 	waitUntil(t, 5*time.Second, "node b sees the function", func() bool { return len(b.Registry().Functions()) == 1 })

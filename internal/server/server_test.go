@@ -16,25 +16,6 @@ import (
 	"github.com/wisp-dev/wisp/internal/server"
 )
 
-func start(t *testing.T, cfg server.Config) *server.Node {
-	t.Helper()
-	if cfg.Listen == "" {
-		cfg.Listen = "127.0.0.1:0"
-	}
-	n, err := server.Start(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-func stop(t *testing.T, n *server.Node) {
-	t.Helper()
-	if err := n.Shutdown(context.Background()); err != nil {
-		t.Fatalf("shutdown: %v", err)
-	}
-}
-
 func staged(t *testing.T, dir string, files map[string]string) *registry.Staged {
 	t.Helper()
 	var buf bytes.Buffer
@@ -59,9 +40,9 @@ func ptr[T any](v T) *T { return &v }
 
 func TestAdminTokenFile(t *testing.T) {
 	dir := t.TempDir()
-	n := start(t, server.Config{DataDir: dir})
+	n := startNode(t, server.Config{DataDir: dir})
 	tok := n.AdminToken()
-	stop(t, n)
+	n.stop(t)
 	fi, err := os.Stat(filepath.Join(dir, server.TokenFile))
 	if err != nil {
 		t.Fatal(err)
@@ -72,13 +53,11 @@ func TestAdminTokenFile(t *testing.T) {
 	if len(tok) < 32 {
 		t.Errorf("token %q is short", tok)
 	}
-	n = start(t, server.Config{DataDir: dir})
-	defer stop(t, n)
+	n = startNode(t, server.Config{DataDir: dir})
 	if n.AdminToken() != tok {
 		t.Errorf("restart made a new token")
 	}
-	n2 := start(t, server.Config{DataDir: t.TempDir(), AdminToken: "given"})
-	defer stop(t, n2)
+	n2 := startNode(t, server.Config{DataDir: t.TempDir(), AdminToken: "given"})
 	if n2.AdminToken() != "given" {
 		t.Errorf("configured token not used")
 	}
@@ -87,7 +66,7 @@ func TestAdminTokenFile(t *testing.T) {
 func TestRestartKeepsEverything(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	n := start(t, server.Config{DataDir: dir})
+	n := startNode(t, server.Config{DataDir: dir})
 	reg := n.Registry()
 	f, err := reg.Create(ctx, registry.Config{Name: "hello", Runtime: ptr("nodejs"), Handler: ptr("index.handler")},
 		staged(t, t.TempDir(), map[string]string{"index.js": "1"}))
@@ -100,10 +79,9 @@ func TestRestartKeepsEverything(t *testing.T) {
 	if _, _, err := reg.PutAlias(ctx, "hello", registry.Alias{Name: "live", Version: 1}, 0); err != nil {
 		t.Fatal(err)
 	}
-	stop(t, n)
+	n.stop(t)
 
-	n = start(t, server.Config{DataDir: dir})
-	defer stop(t, n)
+	n = startNode(t, server.Config{DataDir: dir})
 	reg = n.Registry()
 	got, err := reg.Get(ctx, "hello")
 	if err != nil {
@@ -127,13 +105,11 @@ func TestRestartKeepsEverything(t *testing.T) {
 
 func TestTwoNodesShareNATS(t *testing.T) {
 	ctx := context.Background()
-	a := start(t, server.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0"})
-	defer stop(t, a)
+	a := startNode(t, server.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0"})
 	if !strings.HasPrefix(a.NATSURL(), "nats://127.0.0.1:") {
 		t.Fatalf("NATS URL %q", a.NATSURL())
 	}
-	b := start(t, server.Config{DataDir: t.TempDir(), NATSURL: a.NATSURL()})
-	defer stop(t, b)
+	b := startNode(t, server.Config{DataDir: t.TempDir(), NATSURL: a.NATSURL()})
 
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -179,8 +155,7 @@ func TestTwoNodesShareNATS(t *testing.T) {
 }
 
 func TestPortInUse(t *testing.T) {
-	a := start(t, server.Config{DataDir: t.TempDir()})
-	defer stop(t, a)
+	a := startNode(t, server.Config{DataDir: t.TempDir()})
 	_, err := server.Start(context.Background(), server.Config{DataDir: t.TempDir(), Listen: strings.TrimPrefix(a.URL(), "http://")})
 	if err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Fatalf("second node on a taken port: %v", err)
@@ -190,7 +165,7 @@ func TestPortInUse(t *testing.T) {
 // A second Shutdown, and one at the same time as the first, return the
 // first's result rather than block.
 func TestShutdownTwice(t *testing.T) {
-	n := start(t, server.Config{DataDir: t.TempDir()})
+	n := startNode(t, server.Config{DataDir: t.TempDir()})
 	errs := make(chan error, 2)
 	for range 2 {
 		go func() { errs <- n.Shutdown(context.Background()) }()
@@ -241,6 +216,6 @@ func TestFailedStartCleansUp(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "wasm-cache")); err != nil {
 		t.Fatal(err)
 	}
-	n := start(t, server.Config{DataDir: dir, Listen: addr})
-	stop(t, n)
+	n := startNode(t, server.Config{DataDir: dir, Listen: addr})
+	n.stop(t)
 }

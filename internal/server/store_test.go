@@ -81,12 +81,7 @@ func wantStatus(t *testing.T, what string, err error, status int) {
 // freed, without a restart.
 func TestSmallFullDisk(t *testing.T) {
 	dir := smallDisk(t, 256)
-	n0, err := server.Start(context.Background(), server.Config{DataDir: dir, Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatalf("a node on a 256 MB disk: %v", err)
-	}
-	t.Cleanup(func() { stop(t, n0) })
-	n := funcNode{n0, client.New(n0.URL(), n0.AdminToken())}
+	n := startNode(t, server.Config{DataDir: dir})
 	ctx := context.Background()
 	n.deploy(t, helloGo(t), client.Config{Name: "hello", Runtime: ptr("provided")})
 	if _, err := n.c.Invoke(ctx, "hello", []byte(`{"name":"a"}`), client.InvokeOptions{}); err != nil {
@@ -102,7 +97,7 @@ func TestSmallFullDisk(t *testing.T) {
 		t.Errorf("/healthz on a full disk: %q", body)
 	}
 
-	_, err = deployErr(t, n, helloGo(t), client.Config{Name: "other", Runtime: ptr("provided")})
+	_, err := deployErr(t, n, helloGo(t), client.Config{Name: "other", Runtime: ptr("provided")})
 	wantStatus(t, "deploy on a full disk", err, http.StatusInsufficientStorage)
 	var ce *client.Error
 	if errors.As(err, &ce) && (ce.Type != "StorageFullException" || !strings.Contains(ce.Message, "disk is full")) {
@@ -199,7 +194,7 @@ func exhaustDescriptors(t *testing.T) func() {
 // restarts; the node restarts it by itself once descriptors are back, so
 // writes and metering work again without a restart of the node.
 func TestRecoversAfterDescriptorsRunOut(t *testing.T) {
-	n := startFuncNode(t)
+	n := startNode(t, server.Config{})
 	ctx := context.Background()
 	n.deploy(t, helloGo(t), client.Config{Name: "hello", Runtime: ptr("provided")})
 	if _, err := n.c.Invoke(ctx, "hello", []byte(`{"name":"a"}`), client.InvokeOptions{}); err != nil {

@@ -53,7 +53,7 @@ func reports(t *testing.T, n funcNode, fn string) []report {
 // add the records up.
 func TestUsageMatchesReports(t *testing.T) {
 	needTool(t, "node")
-	n := startEventNode(t, server.Config{})
+	n := startNode(t, server.Config{RetryBase: fastRetry})
 	rec := newRecorder(t)
 	n.deployRecorder(t, rec, "metered", client.Config{MemoryMB: ptr2(256)})
 	ctx := context.Background()
@@ -146,8 +146,7 @@ func TestUsageSurvivesRestart(t *testing.T) {
 	needTool(t, "node")
 	dir := t.TempDir()
 	prices := &meter.Prices{PerRequest: 0.001, PerGBSecond: 0.5}
-	a := start(t, server.Config{DataDir: dir, Listen: "127.0.0.1:0", Prices: prices})
-	n := funcNode{a, client.New(a.URL(), a.AdminToken())}
+	n := startNode(t, server.Config{DataDir: dir, Prices: prices})
 	rec := newRecorder(t)
 	n.deployRecorder(t, rec, "kept", client.Config{})
 	ctx := context.Background()
@@ -157,9 +156,9 @@ func TestUsageSurvivesRestart(t *testing.T) {
 		}
 	}
 	// Stopped at once: the last records are stored on the way out.
-	stop(t, a)
+	n.stop(t)
 
-	b := start(t, server.Config{DataDir: dir, Listen: "127.0.0.1:0", Prices: prices})
+	b := startNode(t, server.Config{DataDir: dir, Prices: prices})
 	q := meter.Query{Functions: []string{"kept"}, From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour), Granularity: meter.Hour}
 	var after []meter.FunctionUsage
 	waitUntil(t, 5*time.Second, "the rollup", func() bool {
@@ -170,9 +169,8 @@ func TestUsageSurvivesRestart(t *testing.T) {
 		t.Errorf("after a restart: %+v, want 4 invocations", after[0].Usage)
 	}
 	// A node that comes up reads the rollups as they were.
-	stop(t, b)
-	c := start(t, server.Config{DataDir: dir, Listen: "127.0.0.1:0", Prices: prices})
-	defer stop(t, c)
+	b.stop(t)
+	c := startNode(t, server.Config{DataDir: dir, Prices: prices})
 	again, err := c.Meter().Usage(context.Background(), q)
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +197,7 @@ func TestQuota(t *testing.T) {
 	// Start in the middle of an hour, so the test is not cut by one.
 	now := clock.Now()
 	clock.Advance(now.Truncate(time.Hour).Add(90 * time.Minute).Sub(now))
-	n := startEventNode(t, server.Config{Now: clock.Now, Quota: &registry.Quota{Period: registry.PeriodDay, MaxInvocations: 1000}})
+	n := startNode(t, server.Config{RetryBase: fastRetry, Now: clock.Now, Quota: &registry.Quota{Period: registry.PeriodDay, MaxInvocations: 1000}})
 	rec := newRecorder(t)
 	const max = 5
 	// Version 1 is published before the quota is set: the quota is the
@@ -301,7 +299,7 @@ func TestQuota(t *testing.T) {
 // throttled before they run do not use it up.
 func TestQuotaUnderConcurrency(t *testing.T) {
 	needTool(t, "node")
-	n := startEventNode(t, server.Config{})
+	n := startNode(t, server.Config{RetryBase: fastRetry})
 	rec := newRecorder(t)
 	n.deployRecorder(t, rec, "busy", client.Config{Concurrency: ptr2(0), Quota: &registry.Quota{Period: registry.PeriodDay, MaxInvocations: 5}})
 	ctx := context.Background()
@@ -345,7 +343,7 @@ func TestQuotaUnderConcurrency(t *testing.T) {
 // at once to the dead-letter topic, with condition SpendCapExceeded.
 func TestQuotaFailsEvents(t *testing.T) {
 	needTool(t, "node")
-	n := startEventNode(t, server.Config{})
+	n := startNode(t, server.Config{RetryBase: fastRetry})
 	rec := newRecorder(t)
 	n.deployRecorder(t, rec, "strict", client.Config{Quota: &registry.Quota{Period: registry.PeriodDay, MaxInvocations: 1, Async: registry.QuotaFail}})
 	ctx := context.Background()
@@ -368,7 +366,7 @@ func TestQuotaFailsEvents(t *testing.T) {
 // TestNodeQuota: the node's cap counts every function together.
 func TestNodeQuota(t *testing.T) {
 	needTool(t, "node")
-	n := startEventNode(t, server.Config{Quota: &registry.Quota{Period: registry.PeriodMonth, MaxInvocations: 4}})
+	n := startNode(t, server.Config{RetryBase: fastRetry, Quota: &registry.Quota{Period: registry.PeriodMonth, MaxInvocations: 4}})
 	rec := newRecorder(t)
 	n.deployRecorder(t, rec, "one", client.Config{})
 	n.deployRecorder(t, rec, "two", client.Config{})

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/internal/server"
 )
 
 // TestWasmFunctions deploys a WebAssembly function (the text-format
@@ -26,7 +27,7 @@ func TestWasmFunctions(t *testing.T) {
 		"-o", filepath.Join(dir, "main.wasm")).CombinedOutput(); err != nil {
 		t.Fatalf("wat2wasm: %v\n%s", err, out)
 	}
-	n := startFuncNode(t)
+	n := startNode(t, server.Config{})
 	ctx := context.Background()
 	n.deploy(t, dir, client.Config{Name: "wat", Runtime: ptr2("wasm"), Handler: ptr2("main.wasm"), URLAuth: ptr2("none")})
 	for range 3 { // each call a fresh instance of the compiled module

@@ -4,13 +4,9 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -109,7 +105,7 @@ type Config struct {
 }
 
 // TokenFile is the admin token file's name in the data dir.
-const TokenFile = "admin.token"
+const TokenFile = auth.AdminTokenFile
 
 // Node is one running wisp server.
 type Node struct {
@@ -181,11 +177,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := clearDir(stageDir); err != nil {
 		return nil, err
 	}
-	tok, err := n.adminToken()
-	if err != nil {
-		return nil, err
+	if n.token = cfg.AdminToken; n.token == "" {
+		if n.token, err = auth.AdminToken(cfg.DataDir, n.log); err != nil {
+			return nil, err
+		}
 	}
-	n.token = tok
 
 	n.store, err = store.Open(ctx, store.Config{
 		URL: cfg.NATSURL, Dir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NATSListen, Logger: n.log,
@@ -210,7 +206,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 	mux.Handle("/v1/", api.New(api.Config{Registry: n.reg, Logs: n.logs, Keys: n.keys, FunctionTokens: n.fnTokens,
 		AdminToken: n.token, StageDir: stageDir, Logger: n.log, InsecureNoSandbox: cfg.InsecureNoSandbox,
-		CheckCode: checkCode, Events: n.ev, Usage: n.meter, Now: cfg.Now, Writable: n.store.Writable}))
+		CheckCode: wasm.CheckCode, Events: n.ev, Usage: n.meter, Now: cfg.Now, Writable: n.store.Writable}))
 	gw := gateway.New(gateway.Config{Invoker: n.inv, Queue: n.ev, Writable: n.store.Writable, AdminToken: n.token, Keys: n.keys, Region: cfg.Region, Logger: n.log, Now: cfg.Now})
 	mux.Handle("/2015-03-31/", gw)
 	mux.Handle("/fn/", gw)
@@ -234,7 +230,7 @@ func (n *Node) openParts(ctx context.Context, handler http.Handler) error {
 	if n.reg, err = registry.Open(ctx, n.store.JS, cfg.Now, n.log, lim.registry); err != nil {
 		return err
 	}
-	n.metrics = telemetry.NewMetrics(n.poolStats)
+	n.metrics = telemetry.NewMetrics(func() []telemetry.PoolStat { return n.inv.PoolStats() })
 	logsCfg := lim.logs
 	logsCfg.Registry, logsCfg.Metrics, logsCfg.Logger, logsCfg.Now = n.reg, n.metrics, n.log, cfg.Now
 	logsCfg.CanWrite = n.store.CanWrite
@@ -271,7 +267,7 @@ func (n *Node) openParts(ctx context.Context, handler http.Handler) error {
 	}
 	n.log.Info("instance memory budget", "mb", memMB)
 	if n.meter, err = meter.Open(ctx, meter.Config{JS: n.store.JS, Now: cfg.Now, Logger: n.log,
-		Prices: cfg.Prices, Quota: cfg.Quota, Publish: n.publishCap, MaxBytes: lim.usageBytes}); err != nil {
+		Prices: cfg.Prices, Quota: cfg.Quota, Bus: capBus{n}, MaxBytes: lim.usageBytes}); err != nil {
 		return err
 	}
 	n.inv, err = invoke.New(invoke.Config{Usage: n.meter, Registry: n.reg, Driver: driver, Code: code, Logs: n.logs,
@@ -327,23 +323,6 @@ func (n *Node) closeParts(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// maxModuleBytes bounds the wasm module a deploy checks (the unpacked code
-// is bounded at 250 MB anyway).
-const maxModuleBytes = 100 << 20
-
-// checkCode refuses at deploy what a runtime could never run: a wasm
-// function's handler must name a valid WASI preview 1 module.
-func checkCode(ctx context.Context, rt, handler string, code *registry.Staged) error {
-	if rt != "wasm" {
-		return nil
-	}
-	module, err := code.ReadFile(handler, maxModuleBytes)
-	if err != nil {
-		return fmt.Errorf("the handler %q names no module in the code: %w", handler, err)
-	}
-	return wasm.Validate(ctx, module)
-}
-
 // openSandbox prepares the sandboxes of process instances. Where they
 // cannot be made, the node still starts but refuses process instances,
 // saying why (fail closed).
@@ -363,17 +342,6 @@ func (n *Node) openSandbox() (*sandbox.Manager, error) {
 	return nil, err
 }
 
-// poolStats is the invoker's pools as the metrics report them.
-func (n *Node) poolStats() []telemetry.PoolStat {
-	ps := n.inv.PoolStats()
-	out := make([]telemetry.PoolStat, len(ps))
-	for i, p := range ps {
-		out[i] = telemetry.PoolStat{Function: p.Function, Version: p.Version,
-			Idle: p.Idle, Busy: p.Busy, Starting: p.Starting, Queued: p.Queued}
-	}
-	return out
-}
-
 // defaultMemoryMB is half the machine's memory, or 4 GiB where the
 // machine does not say.
 func defaultMemoryMB() int {
@@ -390,31 +358,6 @@ func defaultMemoryMB() int {
 		}
 	}
 	return 4096
-}
-
-// adminToken returns the configured token, or the one in the data dir,
-// making it on first start.
-func (n *Node) adminToken() (string, error) {
-	if n.cfg.AdminToken != "" {
-		return n.cfg.AdminToken, nil
-	}
-	path := filepath.Join(n.cfg.DataDir, TokenFile)
-	b, err := os.ReadFile(path)
-	if err == nil && strings.TrimSpace(string(b)) != "" {
-		n.log.Info("admin token", "file", path)
-		return strings.TrimSpace(string(b)), nil
-	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("server: read admin token: %w", err)
-	}
-	buf := make([]byte, 32)
-	rand.Read(buf) //nolint:errcheck // crypto/rand.Read never fails (Go 1.24+)
-	tok := hex.EncodeToString(buf)
-	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("server: write admin token: %w", err)
-	}
-	n.log.Info("admin token created", "file", path)
-	return tok, nil
 }
 
 // clearDir empties a scratch dir left by an earlier run.
@@ -442,26 +385,18 @@ func (n *Node) NATSURL() string { return n.store.ClientURL() }
 func (n *Node) AdminToken() string { return n.token }
 
 // Instances returns the instances this node runs, by function version.
-func (n *Node) Instances() []invoke.PoolStat { return n.inv.PoolStats() }
+func (n *Node) Instances() []telemetry.PoolStat { return n.inv.PoolStats() }
 
-// publishCap tells a topic that a quota is used up.
-func (n *Node) publishCap(ctx context.Context, topic string, e *meter.CapError) error {
-	ev := n.capTopic.Load()
+// capBus is the bus of the node's events once they are open, for the
+// meter, which opens before them.
+type capBus struct{ n *Node }
+
+func (b capBus) PublishNode(ctx context.Context, topic string, e cloudevent.Event) error {
+	ev := b.n.capTopic.Load()
 	if ev == nil {
 		return errors.New("server: events are not open yet")
 	}
-	data, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	subject := e.Scope
-	if e.Scope == "function" {
-		subject = e.Function
-	}
-	return ev.PublishNode(ctx, topic, cloudevent.Event{SpecVersion: cloudevent.SpecVersion,
-		ID: e.Scope + "/" + subject + "/" + e.Start.Format(time.RFC3339), Source: "wisp://meter",
-		Type: "wisp.cap.exceeded", Subject: subject, Time: n.cfg.Now().UTC().Truncate(time.Millisecond),
-		DataContentType: "application/json", Data: data})
+	return ev.PublishNode(ctx, topic, e)
 }
 
 // healthz answers "ok" while the node can do its work, and 503 with the

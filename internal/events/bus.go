@@ -64,12 +64,7 @@ type Bus struct {
 
 // OpenBus checks cfg and returns the node's bus.
 func OpenBus(cfg BusConfig) (*Bus, error) {
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	clockAndLogger(&cfg.Now, &cfg.Logger)
 	if cfg.Metrics == nil {
 		cfg.Metrics = noMetrics{}
 	}

@@ -72,12 +72,7 @@ type Catalog struct {
 // OpenCatalog creates the catalog's bucket if need be and starts merging
 // what is counted into it; Close stops that and merges what is left.
 func OpenCatalog(ctx context.Context, cfg CatalogConfig) (*Catalog, error) {
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	clockAndLogger(&cfg.Now, &cfg.Logger)
 	kv, err := cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: catalogBucket,
 		Description: "wisp: topics and their publishers", History: 1, Storage: jetstream.FileStorage,
 		MaxBytes: bucketBytes})

@@ -27,6 +27,7 @@ package events
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -88,6 +89,17 @@ func waitUntil(ctx context.Context, wait func()) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// clockAndLogger fills a part's clock and logger where its config leaves
+// them out: time.Now, and a logger that discards.
+func clockAndLogger(now *func() time.Time, log **slog.Logger) {
+	if *now == nil {
+		*now = time.Now
+	}
+	if *log == nil {
+		*log = slog.New(slog.DiscardHandler)
 	}
 }
 

@@ -88,12 +88,7 @@ type Queue struct {
 // OpenQueue starts the node's workers and the move of the old layout's
 // events; Close stops them.
 func OpenQueue(ctx context.Context, cfg QueueConfig) (*Queue, error) {
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	clockAndLogger(&cfg.Now, &cfg.Logger)
 	if cfg.Metrics == nil {
 		cfg.Metrics = noMetrics{}
 	}

@@ -50,12 +50,7 @@ type Router struct {
 // subscribed topics and the move of the old layout's topic events; Close
 // stops them.
 func OpenRouter(ctx context.Context, cfg RouterConfig) (*Router, error) {
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	clockAndLogger(&cfg.Now, &cfg.Logger)
 	r := &Router{cfg: cfg, log: cfg.Logger, routers: map[string]*router{}}
 	lctx, cancel := context.WithCancel(context.Background())
 	r.stop = cancel

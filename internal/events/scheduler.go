@@ -66,12 +66,7 @@ type Scheduler struct {
 // OpenScheduler creates the schedules' bucket if need be and starts
 // checking them; Close stops that.
 func OpenScheduler(ctx context.Context, cfg SchedulerConfig) (*Scheduler, error) {
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	clockAndLogger(&cfg.Now, &cfg.Logger)
 	if cfg.Every == 0 {
 		cfg.Every = time.Second
 	}

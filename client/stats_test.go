@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/internal/pool"
 	"github.com/wisp-dev/wisp/internal/telemetry"
 )
 
@@ -148,7 +149,7 @@ func TestMetricsErrors(t *testing.T) {
 // The client reads what telemetry.Metrics really serves.
 func TestMetricsFromANode(t *testing.T) {
 	m := telemetry.NewMetrics(func() []telemetry.PoolStat {
-		return []telemetry.PoolStat{{Function: "hello", Version: "1", Idle: 1, Busy: 2, Queued: 1}}
+		return []telemetry.PoolStat{{Function: "hello", Version: "1", Stats: pool.Stats{Idle: 1, Busy: 2, Queued: 1}}}
 	})
 	for range 3 {
 		m.Invoked("hello", "1", telemetry.OutcomeSuccess, 40*time.Millisecond)

@@ -2,153 +2,91 @@ package events
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
+	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/wisp-dev/wisp/internal/events/cloudevent"
 	"github.com/wisp-dev/wisp/internal/registry"
 )
 
-// hRouted marks an event moved from the old shared topic stream that its
-// router had already delivered; hLegacySeq is its sequence number there,
-// which its deliveries' ids were made of.
-const (
-	hRouted    = "Wisp-Routed"
-	hLegacySeq = "Wisp-Legacy-Seq"
-)
-
-// route delivers the events of a topic to the subscriptions that match
-// them, as events for their functions, until ctx ends. Every node routes
-// every subscribed topic, sharing the topic's durable consumer; an event is
-// acknowledged once all its deliveries are stored, and stored again after
-// a crash is stored once.
-func (e *Events) route(ctx context.Context, topic string) {
-	defer func() {
-		e.tmu.Lock()
-		delete(e.backlogs, topic)
-		e.tmu.Unlock()
-	}()
-	var cons jetstream.Consumer
-	lastInfo := time.Time{}
-	for ctx.Err() == nil {
-		if cons == nil {
-			if len(e.subs.forTopic(topic)) == 0 {
-				return // unsubscribed: its consumer is not made again
-			}
-			var err error
-			// The topic was counted when it was subscribed to.
-			if cons, err = e.openRouter(ctx, topic, true); err != nil {
-				if ctx.Err() == nil {
-					e.log.Warn("events: the router of a topic", "topic", topic, "err", err)
-				}
-				sleep(ctx, time.Second)
-				continue
-			}
-		}
-		if time.Since(lastInfo) > time.Second {
-			e.readBacklog(ctx, topic, cons)
-			lastInfo = time.Now()
-		}
-		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		batch, err := cons.Fetch(64, jetstream.FetchContext(fctx))
-		if err == nil {
-			for m := range batch.Messages() {
-				e.routeOne(ctx, topic, m)
-			}
-			err = batch.Error()
-		}
-		cancel()
-		if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
-			e.log.Warn("events: fetching events to route", "topic", topic, "err", err)
-			cons = nil // made again, if it was deleted
-			sleep(ctx, time.Second)
-		}
+// BusConfig is what a Bus needs; JS, Catalog and Registry are required.
+type BusConfig struct {
+	JS jetstream.JetStream
+	// Catalog counts who publishes where.
+	Catalog *Catalog
+	// Registry says what a publishing function's grants are.
+	Registry interface {
+		Resolve(name, qualifier string, pick func() float64) (registry.Target, error)
 	}
+	Metrics Metrics // nil: none
+	Logger  *slog.Logger
+	// Now is the clock of the bound on topics; default time.Now.
+	Now func() time.Time
+	// Limits bound the topics (TopicMaxBytes, TopicMaxAge, MaxTopics,
+	// MaxBacklog); zero fields take their defaults.
+	Limits Limits
+	// NodeTopics are topic patterns (registry.CheckTopicPattern) only the
+	// node publishes on, besides dead letters (dlq.…) and the topics
+	// functions send outcomes to: no API caller may, the admin included.
+	NodeTopics []string
 }
 
-// readBacklog notes how many events of a topic wait to be routed, and
-// about how many bytes they are.
-func (e *Events) readBacklog(ctx context.Context, topic string, cons jetstream.Consumer) {
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return
-	}
-	b := backlog{events: int64(info.NumPending) + int64(info.NumAckPending)}
-	if b.events > 0 {
-		s, err := e.topicStream(ctx, topic, true)
-		if err != nil {
-			return
-		}
-		si, err := s.Info(ctx)
-		if err != nil {
-			return
-		}
-		if si.State.Msgs > 0 {
-			b.bytes = b.events * int64(si.State.Bytes/si.State.Msgs)
-		}
-	}
-	e.tmu.Lock()
-	e.backlogs[topic] = b
-	e.tmu.Unlock()
+// Resolver finds the version a function name and qualifier mean.
+type Resolver interface {
+	Resolve(name, qualifier string) (registry.Target, error)
 }
 
-func (e *Events) routeOne(ctx context.Context, topic string, m jetstream.Msg) {
-	if m.Headers().Get(hRouted) != "" {
-		m.Ack() //nolint:errcheck // delivered before it was moved
-		return
-	}
-	ev, err := cloudevent.Parse(m.Data())
-	if err != nil {
-		e.log.Error("events: an unreadable event is not routed", "topic", topic, "err", err)
-		m.Term() //nolint:errcheck // redelivered if lost
-		return
-	}
-	md, err := m.Metadata()
-	if err != nil {
-		m.Nak() //nolint:errcheck // as above
-		return
-	}
-	// A delivery's id is the same however often it is stored; an event
-	// moved from the old shared stream keeps the ids it had there.
-	key := "t" + strconv.FormatUint(md.Sequence.Stream, 10)
-	if s := m.Headers().Get(hLegacySeq); s != "" {
-		key = s
-	}
-	for _, s := range e.subs.forTopic(topic) {
-		if !s.Filter.Match(ev) {
-			continue
-		}
-		a := Async{Function: s.Function, Qualifier: s.Qualifier, Payload: m.Data(),
-			RequestID: eventRequestID(key, s.ID), Trigger: TriggerTopic, DedupID: "ev." + key + "." + s.ID}
-		err := e.storeNew(ctx, a)
-		if errors.Is(err, ErrQueueFull) {
-			// The function has no room: the delivery fails, as a failed
-			// event does, and the other subscriptions still get theirs.
-			err = e.failUnqueued(ctx, a, err)
-		}
-		if err != nil {
-			e.log.Warn("events: routing an event; trying again", "topic", topic, "subscription", s.ID, "err", err)
-			m.NakWithDelay(time.Second) //nolint:errcheck // as above
-			return
-		}
-	}
-	m.Ack() //nolint:errcheck // a lost ack routes it again; the dedup ids catch that
+// Bus is the node's side of the topics: a stream each, what is published
+// on them and who may publish there. It runs nothing of its own: the
+// Router delivers the topics' events, so a Bus has no Close.
+type Bus struct {
+	cfg BusConfig
+	lim Limits
+	log *slog.Logger
+
+	tmu          sync.Mutex
+	topicStreams map[string]jetstream.Stream // guarded by tmu; the topics opened
+	backlogs     map[string]backlog          // guarded by tmu; by topic, as routers last saw
+	topicCount   int                         // guarded by tmu; topics callers made, as last counted
+	topicCountAt time.Time                   // guarded by tmu
+
+	// outcomeTopics are the topics functions send outcomes to, which
+	// only the node writes: topic → why. The Queue keeps it current.
+	outcomeTopics atomic.Pointer[map[string]string]
 }
 
-// eventRequestID is the request id of an event's delivery to one
-// subscription: the same however often the delivery is stored.
-func eventRequestID(key, sub string) string {
-	b := sha256.Sum256([]byte(key + "/" + sub))
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+// OpenBus checks cfg and returns the node's bus.
+func OpenBus(cfg BusConfig) (*Bus, error) {
+	clockAndLogger(&cfg.Now, &cfg.Logger)
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
+	}
+	for _, p := range cfg.NodeTopics {
+		if err := registry.CheckTopicPattern(p); err != nil {
+			return nil, fmt.Errorf("events: a node topic: %w", err)
+		}
+	}
+	return &Bus{cfg: cfg, lim: cfg.Limits.withDefaults(), log: cfg.Logger,
+		topicStreams: map[string]jetstream.Stream{}, backlogs: map[string]backlog{}}, nil
+}
+
+// setBacklog notes how far behind a topic's router is; a zero backlog
+// forgets the topic's.
+func (b *Bus) setBacklog(topic string, bl backlog) {
+	b.tmu.Lock()
+	defer b.tmu.Unlock()
+	if bl == (backlog{}) {
+		delete(b.backlogs, topic)
+		return
+	}
+	b.backlogs[topic] = bl
 }
 
 // TopicEvent is an event read back from a topic.
@@ -161,12 +99,12 @@ type TopicEvent struct {
 
 // Read returns up to limit events of a topic, oldest first, from those
 // stored after seq (each topic numbers its own events).
-func (e *Events) Read(ctx context.Context, topic string, after uint64, limit int) ([]TopicEvent, error) {
+func (b *Bus) Read(ctx context.Context, topic string, after uint64, limit int) ([]TopicEvent, error) {
 	if err := registry.CheckTopic(topic); err != nil {
 		return nil, err
 	}
 	out := []TopicEvent{}
-	stream, err := e.cfg.JS.Stream(ctx, topicStreamName(topic))
+	stream, err := b.cfg.JS.Stream(ctx, topicStreamName(topic))
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return out, nil
 	}

@@ -48,33 +48,58 @@ type Subscriber struct {
 	Qualifier string `json:"qualifier,omitempty"`
 }
 
-// catalog counts publishes in memory and merges them into the bucket
-// every second, so a publish costs no extra write.
-type catalog struct {
+// CatalogConfig is what a Catalog needs; JS is required.
+type CatalogConfig struct {
+	JS jetstream.JetStream
+	// Now stamps when a publisher was last seen; default time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Catalog remembers, for every topic, who published on it. It counts
+// publishes in memory and merges them into its bucket every second, so a
+// publish costs no extra write.
+type Catalog struct {
 	kv      jetstream.KeyValue
 	now     func() time.Time
 	log     *slog.Logger
+	stop    context.CancelFunc
+	wg      sync.WaitGroup // the flush loop
 	mu      sync.Mutex
 	pending map[string]map[[2]string]*Publisher // guarded by mu; topic → (source, principal)
 }
 
-func openCatalog(ctx context.Context, js jetstream.JetStream, now func() time.Time, log *slog.Logger) (*catalog, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: catalogBucket,
+// OpenCatalog creates the catalog's bucket if need be and starts merging
+// what is counted into it; Close stops that and merges what is left.
+func OpenCatalog(ctx context.Context, cfg CatalogConfig) (*Catalog, error) {
+	clockAndLogger(&cfg.Now, &cfg.Logger)
+	kv, err := cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: catalogBucket,
 		Description: "wisp: topics and their publishers", History: 1, Storage: jetstream.FileStorage,
 		MaxBytes: bucketBytes})
 	if err != nil {
 		return nil, fmt.Errorf("events: catalog bucket: %w", err)
 	}
-	return &catalog{kv: kv, now: now, log: log, pending: map[string]map[[2]string]*Publisher{}}, nil
+	c := &Catalog{kv: kv, now: cfg.Now, log: cfg.Logger, pending: map[string]map[[2]string]*Publisher{}}
+	lctx, cancel := context.WithCancel(context.Background())
+	c.stop = cancel
+	goLoop(&c.wg, func() { c.flushEvery(lctx, time.Second) })
+	return c, nil
 }
 
-func (c *catalog) saw(topic, source, principal string) {
+// Close stops the merging and merges what was counted since the last.
+func (c *Catalog) Close(ctx context.Context) error {
+	c.stop()
+	c.wg.Wait()
+	return c.flush(context.WithoutCancel(ctx))
+}
+
+func (c *Catalog) saw(topic, source, principal string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sawLocked(topic, Publisher{Source: source, Principal: principal, Events: 1, LastSeen: c.now().UTC()})
 }
 
-func (c *catalog) flushEvery(ctx context.Context, d time.Duration) {
+func (c *Catalog) flushEvery(ctx context.Context, d time.Duration) {
 	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
@@ -91,7 +116,7 @@ func (c *catalog) flushEvery(ctx context.Context, d time.Duration) {
 
 // flush merges what was counted into the bucket, under optimistic
 // concurrency with the other nodes; what fails stays to be merged later.
-func (c *catalog) flush(ctx context.Context) error {
+func (c *Catalog) flush(ctx context.Context) error {
 	c.mu.Lock()
 	pending := c.pending
 	c.pending = map[string]map[[2]string]*Publisher{}
@@ -110,7 +135,7 @@ func (c *catalog) flush(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (c *catalog) sawLocked(topic string, p Publisher) {
+func (c *Catalog) sawLocked(topic string, p Publisher) {
 	ps := c.pending[topic]
 	if ps == nil {
 		ps = map[[2]string]*Publisher{}
@@ -125,7 +150,7 @@ func (c *catalog) sawLocked(topic string, p Publisher) {
 	ps[k] = &p
 }
 
-func (c *catalog) merge(ctx context.Context, topic string, ps map[[2]string]*Publisher) error {
+func (c *Catalog) merge(ctx context.Context, topic string, ps map[[2]string]*Publisher) error {
 	_, err := store.UpdateJSON(ctx, c.kv, topic, func(t *Topic, _ bool) (bool, error) {
 		t.Topic = topic
 		for _, p := range ps {
@@ -155,15 +180,24 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
-// Catalog lists every topic seen published on or subscribed to, by name.
-func (e *Events) Catalog(ctx context.Context) ([]Topic, error) {
+// forget deletes a topic's entry: the topic is gone.
+func (c *Catalog) forget(ctx context.Context, topic string) error {
+	if err := c.kv.Delete(ctx, topic); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return err
+	}
+	return nil
+}
+
+// list returns every topic seen published on or in subs, by name, with
+// its subscribers among subs.
+func (c *Catalog) list(ctx context.Context, subs []Subscription) ([]Topic, error) {
 	byName := map[string]*Topic{}
-	lister, err := e.cat.kv.ListKeys(ctx)
+	lister, err := c.kv.ListKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for k := range lister.Keys() {
-		entry, err := e.cat.kv.Get(ctx, k)
+		entry, err := c.kv.Get(ctx, k)
 		if err != nil {
 			continue // deleted meanwhile
 		}
@@ -174,7 +208,7 @@ func (e *Events) Catalog(ctx context.Context) ([]Topic, error) {
 		t.Subscribers = []Subscriber{}
 		byName[k] = &t
 	}
-	for _, s := range e.Subscriptions("", "") {
+	for _, s := range subs {
 		t := byName[s.Topic]
 		if t == nil {
 			t = &Topic{Topic: s.Topic, Publishers: []Publisher{}, Subscribers: []Subscriber{}}

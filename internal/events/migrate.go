@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -30,23 +31,15 @@ const (
 	moveEvery = 10 * time.Second
 )
 
-// moveLegacy moves the old streams' events until both streams are gone
-// or ctx ends.
-func (e *Events) moveLegacy(ctx context.Context) {
-	queueDone, busDone := false, false
+// moveUntilGone runs move, which moves the events of one old stream
+// (what names it) and reports whether it is gone, until it is or ctx ends.
+func moveUntilGone(ctx context.Context, log *slog.Logger, what string, move func(context.Context) (bool, error)) {
 	for ctx.Err() == nil {
-		var err error
-		if !queueDone {
-			if queueDone, err = e.moveLegacyQueue(ctx); err != nil && ctx.Err() == nil {
-				e.log.Warn("events: moving the events of the old queue", "err", err)
-			}
+		done, err := move(ctx)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("events: moving the events of the old "+what, "err", err)
 		}
-		if !busDone {
-			if busDone, err = e.moveLegacyBus(ctx); err != nil && ctx.Err() == nil {
-				e.log.Warn("events: moving the events of the old topic stream", "err", err)
-			}
-		}
-		if queueDone && busDone {
+		if done {
 			return
 		}
 		sleep(ctx, moveEvery)
@@ -57,7 +50,7 @@ func (e *Events) moveLegacy(ctx context.Context) {
 // queue. They were accepted, so they take the headroom over the bound; an
 // event its queue has no room for even there stays, to be moved later.
 // It reports whether the old queue is gone.
-func (e *Events) moveLegacyQueue(ctx context.Context) (bool, error) {
+func (e *Queue) moveLegacyQueue(ctx context.Context) (bool, error) {
 	old, err := e.cfg.JS.Stream(ctx, legacyQueueStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return true, nil
@@ -95,15 +88,15 @@ func (e *Events) moveLegacyQueue(ctx context.Context) (bool, error) {
 	if moved > 0 || kept > 0 {
 		e.log.Info("events: events moved from the old queue to their functions' queues", "moved", moved, "kept", kept)
 	}
-	return e.dropIfEmpty(ctx, old)
+	return dropIfEmpty(ctx, e.cfg.JS, e.log, old)
 }
 
 // moveLegacyBus moves every event of the old topic stream to its topic's
 // stream, in order. Those its router had delivered are marked so, and are
 // only history; the others are delivered from the topic's stream, with the
 // delivery ids they would have had.
-func (e *Events) moveLegacyBus(ctx context.Context) (bool, error) {
-	old, err := e.cfg.JS.Stream(ctx, legacyBusStream)
+func (r *Router) moveLegacyBus(ctx context.Context) (bool, error) {
+	old, err := r.cfg.JS.Stream(ctx, legacyBusStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return true, nil
 	}
@@ -141,17 +134,17 @@ func (e *Events) moveLegacyBus(ctx context.Context) (bool, error) {
 		m.Header.Set(hLegacySeq, strconv.FormatUint(raw.Sequence, 10))
 		if raw.Sequence <= routed {
 			m.Header.Set(hRouted, "1")
-		} else if len(e.subs.forTopic(topic)) > 0 && !routers[topic] {
+		} else if len(r.subs.forTopic(topic)) > 0 && !routers[topic] {
 			// Its router must be there before it is, to deliver it.
-			if _, err := e.openRouter(ctx, topic, true); err != nil {
+			if _, err := r.cfg.Bus.openRouter(ctx, topic, true); err != nil {
 				return false, err
 			}
 			routers[topic] = true
 		}
-		if _, err := e.topicStream(ctx, topic, true); err != nil {
+		if _, err := r.cfg.Bus.topicStream(ctx, topic, true); err != nil {
 			return false, err
 		}
-		if _, err := e.cfg.JS.PublishMsg(ctx, m); err != nil {
+		if _, err := r.cfg.JS.PublishMsg(ctx, m); err != nil {
 			return false, err
 		}
 		if moved%256 == 255 {
@@ -164,9 +157,9 @@ func (e *Events) moveLegacyBus(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	if moved > 0 {
-		e.log.Info("events: events moved from the old topic stream to their topics", "moved", moved)
+		r.log.Info("events: events moved from the old topic stream to their topics", "moved", moved)
 	}
-	return e.dropIfEmpty(ctx, old)
+	return dropIfEmpty(ctx, r.cfg.JS, r.log, old)
 }
 
 // movedMsg is an old stream's message for its new stream, with a dedup id
@@ -182,7 +175,7 @@ func movedMsg(subject string, raw *jetstream.RawStreamMsg) *nats.Msg {
 
 // dropIfEmpty deletes an old stream that holds nothing more, and reports
 // whether it is gone.
-func (e *Events) dropIfEmpty(ctx context.Context, old jetstream.Stream) (bool, error) {
+func dropIfEmpty(ctx context.Context, js jetstream.JetStream, log *slog.Logger, old jetstream.Stream) (bool, error) {
 	info, err := old.Info(ctx)
 	if err != nil {
 		return false, err
@@ -190,9 +183,9 @@ func (e *Events) dropIfEmpty(ctx context.Context, old jetstream.Stream) (bool, e
 	if info.State.Msgs > 0 {
 		return false, nil
 	}
-	if err := e.cfg.JS.DeleteStream(ctx, info.Config.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+	if err := js.DeleteStream(ctx, info.Config.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return false, err
 	}
-	e.log.Info("events: the old stream is empty and deleted", "stream", info.Config.Name)
+	log.Info("events: the old stream is empty and deleted", "stream", info.Config.Name)
 	return true, nil
 }

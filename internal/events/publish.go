@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -46,35 +47,35 @@ var (
 // counts at once; nobody publishes on the node's own topics. An event with
 // the source and id of one published on the topic in the last two minutes
 // is stored once.
-func (e *Events) Publish(ctx context.Context, topic string, ev cloudevent.Event, principal string) error {
+func (b *Bus) Publish(ctx context.Context, topic string, ev cloudevent.Event, principal string) error {
 	if err := registry.CheckTopic(topic); err != nil {
 		return err
 	}
 	if _, ok := ev.Extensions[PublisherAttribute]; ok {
 		return fmt.Errorf("the %s attribute says who published an event, and only the node sets it: %w", PublisherAttribute, ErrInvalid)
 	}
-	if err := e.mayPublish(topic, principal); err != nil {
+	if err := b.mayPublish(topic, principal); err != nil {
 		return err
 	}
-	return e.publish(ctx, topic, ev, principal, MaxPayload, false)
+	return b.publish(ctx, topic, ev, principal, MaxPayload, false)
 }
 
 // PublishNode stores an event the node itself publishes (a spend cap's
 // notice, say), on any topic, the node's own included.
-func (e *Events) PublishNode(ctx context.Context, topic string, ev cloudevent.Event) error {
-	return e.publish(ctx, topic, ev, auth.PrincipalNode, maxInternal, true)
+func (b *Bus) PublishNode(ctx context.Context, topic string, ev cloudevent.Event) error {
+	return b.publish(ctx, topic, ev, auth.PrincipalNode, maxInternal, true)
 }
 
 // mayPublish says why principal may not publish on topic, if it may not.
-func (e *Events) mayPublish(topic, principal string) error {
-	if why := e.nodeOwned(topic); why != "" {
+func (b *Bus) mayPublish(topic, principal string) error {
+	if why := b.nodeOwned(topic); why != "" {
 		return fmt.Errorf("topic %s is written by the node only (%s): %w", topic, why, ErrForbidden)
 	}
 	fn, ok := auth.PrincipalFunction(principal)
 	if !ok {
 		return nil // the admin
 	}
-	t, err := e.cfg.Invoker.Resolve(fn, "")
+	t, err := b.cfg.Registry.Resolve(fn, "", rand.Float64) // $LATEST: nothing to pick
 	if err != nil {
 		return fmt.Errorf("function %s is gone, so its token publishes nothing: %w", fn, ErrForbidden)
 	}
@@ -91,25 +92,25 @@ func (e *Events) mayPublish(topic, principal string) error {
 }
 
 // nodeOwned says why only the node writes a topic, or "" when callers may
-// publish on it: dead letters, the topics Config.NodeTopics names, and
+// publish on it: dead letters, the topics BusConfig.NodeTopics names, and
 // every topic a function's config sends outcomes to.
-func (e *Events) nodeOwned(topic string) string {
+func (b *Bus) nodeOwned(topic string) string {
 	if registry.IsDeadLetterTopic(topic) {
 		return "dead letters go there"
 	}
-	for _, p := range e.cfg.NodeTopics {
+	for _, p := range b.cfg.NodeTopics {
 		if registry.TopicMatches(p, topic) {
 			return "the node publishes there"
 		}
 	}
-	if owners := e.outcomeTopics.Load(); owners != nil {
+	if owners := b.outcomeTopics.Load(); owners != nil {
 		return (*owners)[topic]
 	}
 	return ""
 }
 
 // syncOutcomeTopics notes the topics functions' configs send outcomes to.
-func (e *Events) syncOutcomeTopics(fns []registry.Function) {
+func (b *Bus) syncOutcomeTopics(fns []registry.Function) {
 	owners := map[string]string{}
 	for _, f := range fns {
 		for what, d := range map[string]string{"success destination": f.Async.OnSuccess, "failure destination": f.Async.OnFailure} {
@@ -121,13 +122,13 @@ func (e *Events) syncOutcomeTopics(fns []registry.Function) {
 			owners[f.Async.DeadLetter] = "the dead-letter topic of function " + f.Name
 		}
 	}
-	e.outcomeTopics.Store(&owners)
+	b.outcomeTopics.Store(&owners)
 }
 
 // publish stores an event on a topic as principal published it, with a
 // size limit: the node's own records may be larger than what callers may
 // send. A topic byNode makes does not count against MaxTopics.
-func (e *Events) publish(ctx context.Context, topic string, ev cloudevent.Event, principal string, limit int, byNode bool) error {
+func (b *Bus) publish(ctx context.Context, topic string, ev cloudevent.Event, principal string, limit int, byNode bool) error {
 	if err := registry.CheckTopic(topic); err != nil {
 		return err
 	}
@@ -146,7 +147,7 @@ func (e *Events) publish(ctx context.Context, topic string, ev cloudevent.Event,
 	if len(data) > limit {
 		return fmt.Errorf("the event is %d bytes; at most %d: %w", len(data), limit, ErrTooLarge)
 	}
-	if err := e.busy(topic); err != nil {
+	if err := b.busy(topic); err != nil {
 		return err
 	}
 	m := nats.NewMsg(topicPrefix + topic)
@@ -155,20 +156,20 @@ func (e *Events) publish(ctx context.Context, topic string, ev cloudevent.Event,
 	sum := sha256.Sum256([]byte(topic + "\x00" + ev.Source + "\x00" + ev.ID))
 	m.Header.Set(jetstream.MsgIDHeader, hex.EncodeToString(sum[:16]))
 	for try := 0; ; try++ {
-		if _, err := e.topicStream(ctx, topic, byNode); err != nil {
+		if _, err := b.topicStream(ctx, topic, byNode); err != nil {
 			return err
 		}
-		ack, err := e.cfg.JS.PublishMsg(ctx, m)
+		ack, err := b.cfg.JS.PublishMsg(ctx, m)
 		if errors.Is(err, jetstream.ErrNoStreamResponse) && try == 0 {
-			e.forgetTopic(topic) // dropped as idle meanwhile: made again
+			b.forgetTopic(topic) // dropped as idle meanwhile: made again
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("events: storing an event on %s: %w", topic, err)
 		}
 		if !ack.Duplicate {
-			e.cat.saw(topic, ev.Source, principal)
-			e.cfg.Metrics.Published(auth.PrincipalKind(principal))
+			b.cfg.Catalog.saw(topic, ev.Source, principal)
+			b.cfg.Metrics.Published(auth.PrincipalKind(principal))
 		}
 		return nil
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,6 +19,147 @@ import (
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/telemetry"
 )
+
+// QueueConfig is what a Queue needs. JS, Invoker, Registry and Bus are
+// required.
+type QueueConfig struct {
+	JS       jetstream.JetStream
+	Invoker  Invoker
+	Registry Registry
+	// Bus takes the outcomes sent to topics and the dead letters, and is
+	// told which topics those are.
+	Bus     *Bus
+	Logs    LogSink // nil: none
+	Metrics Metrics // nil: none
+	Logger  *slog.Logger
+	// Now is the clock of event ages; default time.Now.
+	Now func() time.Time
+	// Region and Account go into the ARNs of destination records;
+	// defaults us-east-1 and 000000000000.
+	Region, Account string
+	// RetryBase is the wait before a failed event's first retry; each
+	// retry waits twice the one before, up to RetryMax, with jitter.
+	// Defaults 1 minute and 5 minutes, as Lambda.
+	RetryBase, RetryMax time.Duration
+	// ThrottleBase is the first wait of an event its function had no
+	// room for; it grows as RetryBase does. Default 1s.
+	ThrottleBase time.Duration
+	// AckWait is how long a node may go silent on an event before
+	// another takes it over; default 30s. Busy events are kept alive.
+	AckWait time.Duration
+	// Workers bounds the events of one function a node runs at once;
+	// default 32, and never more than the function's reserved concurrency.
+	Workers int
+	// Requests, if set, counts the calls the node has taken whose callers
+	// wait for the answer (sync invocations, function URLs), so far: while
+	// there are such and the CPU is saturated, the node runs fewer events
+	// at once (see pace). Nil: events run as their workers allow.
+	Requests func() uint64
+	// Limits bound the queues (MaxQueuedEvents, MaxQueuedBytes and their
+	// headroom); zero fields take their defaults.
+	Limits Limits
+}
+
+// Queue is the node's part of the async queue: each function's events, in
+// a stream of its own, and this node's workers of them, which run them
+// with retries and send their outcomes where the function says.
+type Queue struct {
+	cfg  QueueConfig
+	lim  Limits
+	log  *slog.Logger
+	stop context.CancelFunc
+	wg   sync.WaitGroup // the loops
+	// pace bounds the events this node runs at once, with its CPU.
+	pace   *pace
+	mu     sync.Mutex
+	groups map[string]*group // guarded by mu; the running worker groups, by function
+	// retired are groups stopped while their last events may still run;
+	// Close waits for them too. Guarded by mu.
+	retired []*group
+	closed  bool // guarded by mu
+	// emptyQueues are deleted functions whose queue was empty when last
+	// looked at; only the workers' supervisor uses it.
+	emptyQueues map[string]bool
+
+	qmu    sync.Mutex
+	queues map[string]*queue // guarded by qmu; the queues opened, by function
+}
+
+// OpenQueue starts the node's workers and the move of the old layout's
+// events; Close stops them.
+func OpenQueue(ctx context.Context, cfg QueueConfig) (*Queue, error) {
+	clockAndLogger(&cfg.Now, &cfg.Logger)
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
+	}
+	if cfg.RetryBase == 0 {
+		cfg.RetryBase = time.Minute
+	}
+	if cfg.RetryMax == 0 {
+		cfg.RetryMax = 5 * time.Minute
+	}
+	if cfg.ThrottleBase == 0 {
+		cfg.ThrottleBase = time.Second
+	}
+	if cfg.AckWait == 0 {
+		cfg.AckWait = 30 * time.Second
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 32
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	if cfg.Account == "" {
+		cfg.Account = "000000000000"
+	}
+	e := &Queue{cfg: cfg, lim: cfg.Limits.withDefaults(), log: cfg.Logger, groups: map[string]*group{}, pace: newPace(),
+		emptyQueues: map[string]bool{}, queues: map[string]*queue{}}
+	cfg.Bus.syncOutcomeTopics(cfg.Registry.Functions())
+	lctx, cancel := context.WithCancel(context.Background())
+	changes, err := cfg.Registry.Watch(lctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	e.stop = cancel
+	goLoop(&e.wg, func() { e.pace.follow(lctx, machineCPU, cfg.Requests) })
+	goLoop(&e.wg, func() { e.superviseWorkers(lctx, changes) })
+	goLoop(&e.wg, func() { moveUntilGone(lctx, e.log, "queue", e.moveLegacyQueue) })
+	return e, nil
+}
+
+// Close stops taking events and waits, until ctx ends, for the events
+// being run to finish; an event cut off is run again, here after a restart
+// or on another node.
+func (e *Queue) Close(ctx context.Context) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	groups := e.retired
+	for _, g := range e.groups {
+		groups = append(groups, g)
+	}
+	e.groups, e.retired = map[string]*group{}, nil
+	e.mu.Unlock()
+	e.stop()
+	for _, g := range groups {
+		g.stop()
+	}
+	wait := func() {
+		for _, g := range groups {
+			g.wait()
+		}
+		e.wg.Wait()
+	}
+	if !waitUntil(ctx, wait) {
+		return errors.New("events: events still running at shutdown will run again")
+	}
+	return nil
+}
 
 // MaxPayload is the largest event payload, as Lambda's async invocations.
 const MaxPayload = 256 << 10
@@ -70,7 +213,7 @@ type Async struct {
 // Enqueue checks an event and stores it durably; it returns the request id
 // once the event cannot be lost. The function (and qualifier) must exist,
 // and its queue have room: past its bound the error wraps ErrQueueFull.
-func (e *Events) Enqueue(ctx context.Context, a Async) (string, error) {
+func (e *Queue) Enqueue(ctx context.Context, a Async) (string, error) {
 	if len(a.Payload) > MaxPayload {
 		return "", fmt.Errorf("%d bytes is over the %d byte limit of an event: %w", len(a.Payload), MaxPayload, ErrTooLarge)
 	}
@@ -92,18 +235,18 @@ func (e *Events) Enqueue(ctx context.Context, a Async) (string, error) {
 // storeNew stores a new event (an Invoke API call, a topic's delivery, a
 // schedule's tick), which its function's queue refuses past its bound
 // with ErrQueueFull.
-func (e *Events) storeNew(ctx context.Context, a Async) error {
+func (e *Queue) storeNew(ctx context.Context, a Async) error {
 	return e.publishAsync(ctx, a, e.cfg.Now(), 0, time.Time{}, nil, true)
 }
 
 // store writes what an accepted event still needs to the queue (a retry,
 // a destination record): never refused at the bound, only past the
 // headroom above it, and waits for JetStream to hold it.
-func (e *Events) store(ctx context.Context, a Async, enqueued time.Time, attempt int, notBefore time.Time) error {
+func (e *Queue) store(ctx context.Context, a Async, enqueued time.Time, attempt int, notBefore time.Time) error {
 	return e.publishAsync(ctx, a, enqueued, attempt, notBefore, nil, false)
 }
 
-func (e *Events) publishAsync(ctx context.Context, a Async, enqueued time.Time, attempt int, notBefore time.Time, extra map[string]string, fresh bool) error {
+func (e *Queue) publishAsync(ctx context.Context, a Async, enqueued time.Time, attempt int, notBefore time.Time, extra map[string]string, fresh bool) error {
 	m := nats.NewMsg(queuePrefix + a.Function)
 	for k, v := range extra {
 		m.Header.Set(k, v)
@@ -169,7 +312,7 @@ func readQueued(m jetstream.Msg) (queued, error) {
 // never handed back: its outcome is stored whatever happens. It returns
 // how long the worker should rest: a function with no room now is not
 // asked again at once (its other events would only be turned away too).
-func (e *Events) handle(ctx context.Context, m jetstream.Msg, keepAlivePeriod time.Duration) (rest time.Duration) {
+func (e *Queue) handle(ctx context.Context, m jetstream.Msg, keepAlivePeriod time.Duration) (rest time.Duration) {
 	q, err := readQueued(m)
 	if err != nil {
 		// Only a foreign writer makes one; it can never run.
@@ -266,7 +409,7 @@ const notFoundGrace = 30 * time.Second
 
 // wait hands an event back to run after a backoff that grows with its
 // deliveries, up to most.
-func (e *Events) wait(m jetstream.Msg, most time.Duration) {
+func (e *Queue) wait(m jetstream.Msg, most time.Duration) {
 	n := 1
 	if md, err := m.Metadata(); err == nil {
 		n = int(md.NumDelivered)
@@ -275,7 +418,7 @@ func (e *Events) wait(m jetstream.Msg, most time.Duration) {
 }
 
 // failed decides after a failed attempt: retry later or give up.
-func (e *Events) failed(ctx context.Context, m jetstream.Msg, q queued, f registry.Function, o outcome) {
+func (e *Queue) failed(ctx context.Context, m jetstream.Msg, q queued, f registry.Function, o outcome) {
 	if o.attempts > f.Async.Retries {
 		o.condition = conditionRetriesExhausted
 		e.settle(ctx, m, q, f, o)
@@ -298,7 +441,7 @@ func (e *Events) failed(ctx context.Context, m jetstream.Msg, q queued, f regist
 // settle sends a final outcome where the function's config says, then
 // acknowledges the event. A record that cannot be sent now is stored as
 // an event of its own, to be sent later: the function does not run again.
-func (e *Events) settle(ctx context.Context, m jetstream.Msg, q queued, f registry.Function, o outcome) {
+func (e *Queue) settle(ctx context.Context, m jetstream.Msg, q queued, f registry.Function, o outcome) {
 	if f.Name == "" { // the function is gone: its events go to its default dead-letter topic
 		f = registry.Function{Name: q.Function}
 	}
@@ -343,12 +486,12 @@ func (e *Events) settle(ctx context.Context, m jetstream.Msg, q queued, f regist
 
 // storeRecord keeps a record to send later, as an event of the function
 // that sends it to dest when it comes round.
-func (e *Events) storeRecord(ctx context.Context, a Async, kind, dest string) error {
+func (e *Queue) storeRecord(ctx context.Context, a Async, kind, dest string) error {
 	return e.publishAsync(ctx, a, e.cfg.Now(), 0, e.cfg.Now().Add(e.cfg.ThrottleBase), map[string]string{hRecordKind: kind, hRecordTo: dest}, false)
 }
 
 // resend sends a record kept by settle; until it can, it stays queued.
-func (e *Events) resend(ctx context.Context, m jetstream.Msg, q queued, kind string) {
+func (e *Queue) resend(ctx context.Context, m jetstream.Msg, q queued, kind string) {
 	sent, err := e.deliverRecord(ctx, q, q.Function, kind, m.Headers().Get(hRecordTo), q.Payload)
 	if err != nil {
 		e.log.Warn("events: sending an outcome; trying again later", "function", q.Function, "request_id", q.RequestID, "to", sent, "err", err)
@@ -362,7 +505,7 @@ func (e *Events) resend(ctx context.Context, m jetstream.Msg, q queued, kind str
 // deliverRecord sends a record to dest, or to the function's dead-letter
 // topic when dest is empty or names a function that is gone. It returns
 // where the record went.
-func (e *Events) deliverRecord(ctx context.Context, q queued, fn, kind, dest string, rec []byte) (string, error) {
+func (e *Queue) deliverRecord(ctx context.Context, q queued, fn, kind, dest string, rec []byte) (string, error) {
 	if dest != "" {
 		d, err := registry.ParseDestination(dest)
 		if err != nil {
@@ -393,7 +536,7 @@ func (e *Events) deliverRecord(ctx context.Context, q queued, fn, kind, dest str
 // failUnqueued sends the failure record of a new event its function's
 // queue refused (a topic's delivery) where the function's failures go:
 // its failure destination, or else its dead-letter topic.
-func (e *Events) failUnqueued(ctx context.Context, a Async, cause error) error {
+func (e *Queue) failUnqueued(ctx context.Context, a Async, cause error) error {
 	q := queued{Async: a, enqueued: e.cfg.Now()}
 	f := registry.Function{Name: a.Function}
 	if t, err := e.cfg.Invoker.Resolve(a.Function, ""); err == nil {
@@ -470,7 +613,7 @@ func backoff(base, max time.Duration, n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func (e *Events) platformLog(q queued, msg string) {
+func (e *Queue) platformLog(q queued, msg string) {
 	if e.cfg.Logs == nil {
 		return
 	}

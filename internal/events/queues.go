@@ -55,7 +55,7 @@ type queue struct {
 	gauge  gauge
 }
 
-func (e *Events) queueStreamConfig(fn string, b queueBound) jetstream.StreamConfig {
+func (e *Queue) queueStreamConfig(fn string, b queueBound) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        queueStreamName(fn),
 		Description: "wisp: the events (async invocations) of function " + fn,
@@ -74,7 +74,7 @@ func (e *Events) queueStreamConfig(fn string, b queueBound) jetstream.StreamConf
 
 // boundOf is the bound of a function's queue, from its config or, for a
 // function this node does not know, the node's defaults.
-func (e *Events) boundOf(fn string) queueBound {
+func (e *Queue) boundOf(fn string) queueBound {
 	var maxEvents, maxBytes int64
 	if t, err := e.cfg.Invoker.Resolve(fn, ""); err == nil {
 		maxEvents, maxBytes = t.Function.Async.MaxQueuedEvents, t.Function.Async.MaxQueuedBytes
@@ -85,7 +85,7 @@ func (e *Events) boundOf(fn string) queueBound {
 
 // queue returns a function's queue, making its stream if need be, with
 // the bound the function's config says now: a changed bound counts at once.
-func (e *Events) queue(ctx context.Context, fn string) (*queue, error) {
+func (e *Queue) queue(ctx context.Context, fn string) (*queue, error) {
 	b := e.boundOf(fn)
 	e.qmu.Lock()
 	q := e.queues[fn]
@@ -101,7 +101,7 @@ func (e *Events) queue(ctx context.Context, fn string) (*queue, error) {
 // new events until it drains. A stream already as it should be is left
 // alone: every node opens every queue, and an update racing a consumer's
 // creation on the same stream is a data race inside nats-server.
-func (e *Events) openQueue(ctx context.Context, fn string, b queueBound) (*queue, error) {
+func (e *Queue) openQueue(ctx context.Context, fn string, b queueBound) (*queue, error) {
 	cfg := e.queueStreamConfig(fn, b)
 	s, err := e.cfg.JS.Stream(ctx, cfg.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -130,12 +130,12 @@ func (e *Events) openQueue(ctx context.Context, fn string, b queueBound) (*queue
 
 // syncQueue makes a function's stream, or gives it the bound its config
 // says, if this node has not already.
-func (e *Events) syncQueue(ctx context.Context, fn string) error {
+func (e *Queue) syncQueue(ctx context.Context, fn string) error {
 	_, err := e.queue(ctx, fn)
 	return err
 }
 
-func (e *Events) forgetQueue(fn string, q *queue) {
+func (e *Queue) forgetQueue(fn string, q *queue) {
 	e.qmu.Lock()
 	defer e.qmu.Unlock()
 	if e.queues[fn] == q {
@@ -146,7 +146,7 @@ func (e *Events) forgetQueue(fn string, q *queue) {
 // put stores a message in a function's queue and waits for JetStream to
 // hold it. A new event (fresh) is refused with ErrQueueFull past the
 // function's bound; anything else only past the stream's limits.
-func (e *Events) put(ctx context.Context, fn string, m *nats.Msg, fresh bool) error {
+func (e *Queue) put(ctx context.Context, fn string, m *nats.Msg, fresh bool) error {
 	size := storedSize(m)
 	for try := 0; ; try++ {
 		q, err := e.queue(ctx, fn)
@@ -286,7 +286,7 @@ func (g *gauge) stored(size int64, fresh, ok bool) {
 }
 
 // queueInfos lists the queues' streams, by function.
-func (e *Events) queueInfos(ctx context.Context) (map[string]*jetstream.StreamInfo, error) {
+func (e *Queue) queueInfos(ctx context.Context) (map[string]*jetstream.StreamInfo, error) {
 	out := map[string]*jetstream.StreamInfo{}
 	lister := e.cfg.JS.ListStreams(ctx, jetstream.WithStreamListSubject(queuePrefix+">"))
 	for info := range lister.Info() {
@@ -302,7 +302,7 @@ func (e *Events) queueInfos(ctx context.Context) (map[string]*jetstream.StreamIn
 
 // Queued returns the events stored for each function, over every node,
 // waiting or running.
-func (e *Events) Queued() map[string]uint64 {
+func (e *Queue) Queued() map[string]uint64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	out := map[string]uint64{}

@@ -6,7 +6,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/events/cloudevent"
 	"github.com/wisp-dev/wisp/internal/registry"
 )
@@ -18,7 +17,7 @@ const maxRecordResponse = 256 << 10
 
 // record is an event's outcome in the format of Lambda's destination
 // records, so code written for Lambda destinations reads it unchanged.
-func (e *Events) record(q queued, f registry.Function, o outcome) []byte {
+func (e *Queue) record(q queued, f registry.Function, o outcome) []byte {
 	type requestContext struct {
 		RequestID              string `json:"requestId"`
 		FunctionARN            string `json:"functionArn"`
@@ -72,7 +71,7 @@ func (e *Events) record(q queued, f registry.Function, o outcome) []byte {
 	return b
 }
 
-func (e *Events) arn(fn, qualifier string) string {
+func (e *Queue) arn(fn, qualifier string) string {
 	return "arn:aws:lambda:" + e.cfg.Region + ":" + e.cfg.Account + ":function:" + fn + ":" + qualifier
 }
 
@@ -97,9 +96,9 @@ func jsonOrString(b []byte) json.RawMessage {
 
 // publishRecord puts a destination record on a topic as a CloudEvent of
 // type wisp.async.success or wisp.async.failure.
-func (e *Events) publishRecord(ctx context.Context, topic string, q queued, fn, kind string, rec []byte) error {
+func (e *Queue) publishRecord(ctx context.Context, topic string, q queued, fn, kind string, rec []byte) error {
 	ev := cloudevent.Event{SpecVersion: "1.0", ID: q.RequestID + "." + kind, Source: "wisp://functions/" + fn,
 		Type: "wisp.async." + kind, Subject: q.RequestID, Time: e.cfg.Now().UTC().Truncate(time.Millisecond),
 		DataContentType: "application/json", Data: rec}
-	return e.publish(ctx, topic, ev, auth.PrincipalNode, maxInternal, true)
+	return e.cfg.Bus.PublishNode(ctx, topic, ev)
 }

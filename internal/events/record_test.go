@@ -14,7 +14,7 @@ import (
 // the bus takes when the function answered JSON holding bytes that are not
 // UTF-8: json.Valid passes them, and the record would carry them raw.
 func TestRecordOfBytesNotUTF8(t *testing.T) {
-	e := &Events{cfg: Config{Now: func() time.Time { return time.Unix(0, 0) }, Region: "us-east-1", Account: "000000000000"}}
+	e := &Queue{cfg: QueueConfig{Now: func() time.Time { return time.Unix(0, 0) }, Region: "us-east-1", Account: "000000000000"}}
 	q := queued{Async: Async{Function: "f", RequestID: "r1", Payload: []byte("{\"in\":\"\xff\"}")}}
 	rec := e.record(q, registry.Function{Name: "f"}, outcome{condition: "Success", attempts: 1,
 		res: &invoke.Response{Payload: []byte("{\"out\":\"\xc3\"}")}})

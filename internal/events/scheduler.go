@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -33,6 +34,71 @@ type tickState struct {
 	Created    time.Time `json:"created"` // the function's
 }
 
+// SchedulerConfig is what a Scheduler needs; JS, Registry and Queue are
+// required.
+type SchedulerConfig struct {
+	JS jetstream.JetStream
+	// Registry lists the functions and their schedules.
+	Registry interface{ Functions() []registry.Function }
+	// Queue takes the ticks, as events of their functions.
+	Queue  *Queue
+	Logger *slog.Logger
+	// Now is the schedules' clock; default time.Now.
+	Now func() time.Time
+	// Every is how often schedules are checked; default 1s.
+	Every time.Duration
+	// Region and Account go into scheduled events; defaults us-east-1
+	// and 000000000000.
+	Region, Account string
+}
+
+// Scheduler fires the functions' schedules: every node checks them, and
+// each tick fires once across the nodes.
+type Scheduler struct {
+	cfg    SchedulerConfig
+	log    *slog.Logger
+	kv     jetstream.KeyValue // the last tick of each schedule
+	scheds schedules
+	stop   context.CancelFunc
+	wg     sync.WaitGroup // the loop
+}
+
+// OpenScheduler creates the schedules' bucket if need be and starts
+// checking them; Close stops that.
+func OpenScheduler(ctx context.Context, cfg SchedulerConfig) (*Scheduler, error) {
+	clockAndLogger(&cfg.Now, &cfg.Logger)
+	if cfg.Every == 0 {
+		cfg.Every = time.Second
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	if cfg.Account == "" {
+		cfg.Account = "000000000000"
+	}
+	kv, err := cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: scheduleBucket, Description: "wisp: the last tick each schedule fired", History: 1,
+		Storage: jetstream.FileStorage, MaxBytes: bucketBytes})
+	if err != nil {
+		return nil, fmt.Errorf("events: schedule bucket: %w", err)
+	}
+	e := &Scheduler{cfg: cfg, log: cfg.Logger, kv: kv, scheds: newSchedules()}
+	lctx, cancel := context.WithCancel(context.Background())
+	e.stop = cancel
+	goLoop(&e.wg, func() { e.runSchedules(lctx) })
+	return e, nil
+}
+
+// Close stops checking the schedules, waiting until ctx ends for a check
+// under way; a tick it cut off fires at the next check of any node.
+func (e *Scheduler) Close(ctx context.Context) error {
+	e.stop()
+	if !waitUntil(ctx, e.wg.Wait) {
+		return errors.New("events: the scheduler did not stop in time")
+	}
+	return nil
+}
+
 // schedules is the scheduler's memory: parsed expressions, and the state
 // of each schedule as this node last read or wrote it, so that a schedule
 // with no tick due costs no read of the bucket.
@@ -40,6 +106,10 @@ type schedules struct {
 	mu     sync.Mutex
 	parsed map[string]parsed     // guarded by mu; by expression and time zone
 	states map[string]knownState // guarded by mu; by bucket key
+}
+
+func newSchedules() schedules {
+	return schedules{parsed: map[string]parsed{}, states: map[string]knownState{}}
 }
 
 type knownState struct {
@@ -61,7 +131,7 @@ const maxParsed = 10_000
 // otherwise be reported at every check, every second.
 var errToldBefore = errors.New("events: the schedule does not parse (reported before)")
 
-func (e *Events) parseSchedule(expr, tz string) (*schedule.Schedule, error) {
+func (e *Scheduler) parseSchedule(expr, tz string) (*schedule.Schedule, error) {
 	k := expr + "\x00" + tz
 	e.scheds.mu.Lock()
 	p, ok := e.scheds.parsed[k]
@@ -82,21 +152,21 @@ func (e *Events) parseSchedule(expr, tz string) (*schedule.Schedule, error) {
 	return s, err
 }
 
-func (e *Events) knownState(key string) (knownState, bool) {
+func (e *Scheduler) knownState(key string) (knownState, bool) {
 	e.scheds.mu.Lock()
 	defer e.scheds.mu.Unlock()
 	k, ok := e.scheds.states[key]
 	return k, ok
 }
 
-func (e *Events) rememberState(key string, st tickState, rev uint64) {
+func (e *Scheduler) rememberState(key string, st tickState, rev uint64) {
 	e.scheds.mu.Lock()
 	defer e.scheds.mu.Unlock()
 	e.scheds.states[key] = knownState{st, rev}
 }
 
-func (e *Events) runSchedules(ctx context.Context) {
-	t := time.NewTicker(e.cfg.ScheduleEvery)
+func (e *Scheduler) runSchedules(ctx context.Context) {
+	t := time.NewTicker(e.cfg.Every)
 	defer t.Stop()
 	for {
 		if err := e.CheckSchedules(ctx); err != nil && ctx.Err() == nil {
@@ -114,7 +184,7 @@ func (e *Events) runSchedules(ctx context.Context) {
 // fired yet. Every node runs it every second; a tick is claimed in the
 // bucket (compare and swap) and stored under its tick id (JetStream keeps
 // one), so each tick fires once across the nodes sharing the NATS.
-func (e *Events) CheckSchedules(ctx context.Context) error {
+func (e *Scheduler) CheckSchedules(ctx context.Context) error {
 	now := e.cfg.Now()
 	var errs []error
 	for _, f := range e.cfg.Registry.Functions() {
@@ -127,7 +197,7 @@ func (e *Events) CheckSchedules(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (e *Events) checkSchedule(ctx context.Context, f registry.Function, s registry.Schedule, now time.Time) error {
+func (e *Scheduler) checkSchedule(ctx context.Context, f registry.Function, s registry.Schedule, now time.Time) error {
 	sched, err := e.parseSchedule(s.Expression, s.Timezone)
 	if err != nil {
 		return err // validated on write; cannot happen
@@ -200,7 +270,7 @@ func (e *Events) checkSchedule(ctx context.Context, f registry.Function, s regis
 	return errors.New("the schedule's state kept changing")
 }
 
-func (e *Events) fireTick(ctx context.Context, f registry.Function, s registry.Schedule, tick time.Time) error {
+func (e *Scheduler) fireTick(ctx context.Context, f registry.Function, s registry.Schedule, tick time.Time) error {
 	tickID := f.Name + "/" + s.Name + "/" + tick.UTC().Format(time.RFC3339)
 	payload := schedule.ScheduledEvent(tickID, f.Name+"-"+s.Name, e.cfg.Region, e.cfg.Account, tick)
 	var ev struct {
@@ -209,12 +279,12 @@ func (e *Events) fireTick(ctx context.Context, f registry.Function, s registry.S
 	if err := json.Unmarshal(payload, &ev); err != nil {
 		return err
 	}
-	return e.storeNew(ctx, Async{Function: f.Name, Qualifier: s.Qualifier, Payload: payload, RequestID: ev.ID,
+	return e.cfg.Queue.storeNew(ctx, Async{Function: f.Name, Qualifier: s.Qualifier, Payload: payload, RequestID: ev.ID,
 		Trigger: TriggerSchedule, DedupID: "tick." + tickID})
 }
 
-func (e *Events) tickState(ctx context.Context, key string) (tickState, uint64, error) {
-	entry, err := e.sched.Get(ctx, key)
+func (e *Scheduler) tickState(ctx context.Context, key string) (tickState, uint64, error) {
+	entry, err := e.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return tickState{}, 0, nil
 	}
@@ -230,15 +300,15 @@ func (e *Events) tickState(ctx context.Context, key string) (tickState, uint64, 
 
 // putTickState writes a schedule's state if its revision is still rev,
 // and returns the new revision.
-func (e *Events) putTickState(ctx context.Context, key string, st tickState, rev uint64) (uint64, error) {
+func (e *Scheduler) putTickState(ctx context.Context, key string, st tickState, rev uint64) (uint64, error) {
 	data, err := json.Marshal(st)
 	if err != nil {
 		return 0, err
 	}
 	if rev == 0 {
-		return e.sched.Create(ctx, key, data)
+		return e.kv.Create(ctx, key, data)
 	}
-	return e.sched.Update(ctx, key, data, rev)
+	return e.kv.Update(ctx, key, data, rev)
 }
 
 // matches says whether the state is of this schedule as it is now: a
@@ -258,7 +328,7 @@ type ScheduleInfo struct {
 
 // Schedules lists the schedules of a function, or of all when function is
 // empty, by function and name.
-func (e *Events) Schedules(ctx context.Context, function string) ([]ScheduleInfo, error) {
+func (e *Scheduler) Schedules(ctx context.Context, function string) ([]ScheduleInfo, error) {
 	now := e.cfg.Now()
 	out := []ScheduleInfo{}
 	for _, f := range e.cfg.Registry.Functions() {

@@ -8,7 +8,7 @@ import (
 // A stored schedule that does not parse (one written before its kind was
 // refused) is reported once, not at every check.
 func TestBadScheduleReportedOnce(t *testing.T) {
-	e := &Events{scheds: schedules{parsed: map[string]parsed{}, states: map[string]knownState{}}}
+	e := &Scheduler{scheds: newSchedules()}
 	_, err := e.parseSchedule("cron(0 0 30 2 ? *)", "")
 	if err == nil || errors.Is(err, errToldBefore) {
 		t.Fatalf("first parse of Feb 30: %v", err)

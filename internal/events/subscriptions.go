@@ -52,7 +52,9 @@ type subscriptions struct {
 	byTopic map[string][]Subscription // guarded by mu
 }
 
-func openSubscriptions(ctx context.Context, js jetstream.JetStream, wg *sync.WaitGroup, log *slog.Logger) (*subscriptions, error) {
+// openSubscriptions loads the subscriptions and keeps them current until
+// follow ends.
+func openSubscriptions(ctx, follow context.Context, js jetstream.JetStream, wg *sync.WaitGroup, log *slog.Logger) (*subscriptions, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: subscriptionBucket,
 		Description: "wisp: topic subscriptions", History: 1, Storage: jetstream.FileStorage,
 		MaxBytes: bucketBytes})
@@ -64,7 +66,7 @@ func openSubscriptions(ctx context.Context, js jetstream.JetStream, wg *sync.Wai
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		store.Follow(ctx, kv, func(e jetstream.KeyValueEntry) { s.apply(e, log) }, ready, log)
+		store.Follow(follow, kv, func(e jetstream.KeyValueEntry) { s.apply(e, log) }, ready, log)
 	}()
 	select {
 	case <-ready:
@@ -125,7 +127,7 @@ func (s *subscriptions) forTopic(topic string) []Subscription {
 
 // Subscribe binds a topic to a function (which must exist) through a
 // filter. It gets the topic's events published from now on.
-func (e *Events) Subscribe(ctx context.Context, sub Subscription) (Subscription, error) {
+func (r *Router) Subscribe(ctx context.Context, sub Subscription) (Subscription, error) {
 	if err := registry.CheckTopic(sub.Topic); err != nil {
 		return Subscription{}, err
 	}
@@ -138,46 +140,46 @@ func (e *Events) Subscribe(ctx context.Context, sub Subscription) (Subscription,
 	if err := sub.Filter.Validate(); err != nil {
 		return Subscription{}, &registry.ValidationError{Msg: err.Error()}
 	}
-	if _, err := e.cfg.Invoker.Resolve(sub.Function, sub.Qualifier); err != nil {
+	if _, err := r.cfg.Invoker.Resolve(sub.Function, sub.Qualifier); err != nil {
 		return Subscription{}, err
 	}
-	if n := len(e.subs.forTopic(sub.Topic)); n >= MaxSubscriptionsPerTopic {
+	if n := len(r.subs.forTopic(sub.Topic)); n >= MaxSubscriptionsPerTopic {
 		return Subscription{}, &registry.ValidationError{Msg: fmt.Sprintf("topic %q has %d subscriptions; at most %d", sub.Topic, n, MaxSubscriptionsPerTopic)}
 	}
 	// The topic's router starts from now: it must be there before the
 	// caller publishes what it subscribed for.
-	if _, err := e.openRouter(ctx, sub.Topic, false); err != nil {
+	if _, err := r.cfg.Bus.openRouter(ctx, sub.Topic, false); err != nil {
 		return Subscription{}, err
 	}
 	var b [8]byte
 	rand.Read(b[:]) //nolint:errcheck // crypto/rand.Read never fails (Go 1.24+)
 	sub.ID = "sub-" + hex.EncodeToString(b[:])
-	sub.CreatedAt = e.cfg.Now().UTC()
+	sub.CreatedAt = r.cfg.Now().UTC()
 	data, err := json.Marshal(sub)
 	if err != nil {
 		return Subscription{}, err
 	}
-	if _, err := e.subs.kv.Create(ctx, sub.ID, data); err != nil {
+	if _, err := r.subs.kv.Create(ctx, sub.ID, data); err != nil {
 		return Subscription{}, fmt.Errorf("events: storing a subscription: %w", err)
 	}
-	e.subs.waitFor(sub.ID, true)
+	r.subs.waitFor(sub.ID, true)
 	return sub, nil
 }
 
 // Unsubscribe deletes a subscription.
-func (e *Events) Unsubscribe(ctx context.Context, id string) error {
-	s, ok := e.subscription(id)
+func (r *Router) Unsubscribe(ctx context.Context, id string) error {
+	s, ok := r.subscription(id)
 	if !ok {
 		return fmt.Errorf("subscription %q: %w", id, ErrNotFound)
 	}
-	if err := e.subs.kv.Delete(ctx, id); err != nil {
+	if err := r.subs.kv.Delete(ctx, id); err != nil {
 		return fmt.Errorf("events: deleting a subscription: %w", err)
 	}
-	e.subs.waitFor(id, false)
-	if len(e.subs.forTopic(s.Topic)) == 0 {
+	r.subs.waitFor(id, false)
+	if len(r.subs.forTopic(s.Topic)) == 0 {
 		// Events published from now on are for nobody.
-		if err := e.closeRouter(ctx, s.Topic); err != nil {
-			e.log.Warn("events: closing the router of a topic nobody subscribes to", "err", err)
+		if err := r.cfg.Bus.closeRouter(ctx, s.Topic); err != nil {
+			r.log.Warn("events: closing the router of a topic nobody subscribes to", "err", err)
 		}
 	}
 	return nil
@@ -204,24 +206,24 @@ func (s *subscriptions) waitFor(id string, present bool) {
 	}
 }
 
-func (e *Events) subscription(id string) (Subscription, bool) {
-	e.subs.mu.RLock()
-	defer e.subs.mu.RUnlock()
-	s, ok := e.subs.byID[id]
+func (r *Router) subscription(id string) (Subscription, bool) {
+	r.subs.mu.RLock()
+	defer r.subs.mu.RUnlock()
+	s, ok := r.subs.byID[id]
 	return s, ok
 }
 
 // Subscriptions lists the subscriptions of a topic and of a function (an
 // empty one means any), by topic, then id.
-func (e *Events) Subscriptions(topic, function string) []Subscription {
-	e.subs.mu.RLock()
+func (r *Router) Subscriptions(topic, function string) []Subscription {
+	r.subs.mu.RLock()
 	out := []Subscription{}
-	for _, s := range e.subs.byID {
+	for _, s := range r.subs.byID {
 		if (topic == "" || s.Topic == topic) && (function == "" || s.Function == function) {
 			out = append(out, s)
 		}
 	}
-	e.subs.mu.RUnlock()
+	r.subs.mu.RUnlock()
 	slices.SortFunc(out, func(a, b Subscription) int {
 		if c := strings.Compare(a.Topic, b.Topic); c != 0 {
 			return c

@@ -42,7 +42,7 @@ func topicStreamName(topic string) string {
 	return topicStreamPrefix + name + "_" + hex.EncodeToString(sum[:6])
 }
 
-func (e *Events) topicStreamConfig(topic, owner string) jetstream.StreamConfig {
+func (b *Bus) topicStreamConfig(topic, owner string) jetstream.StreamConfig {
 	cfg := jetstream.StreamConfig{
 		Name:        topicStreamName(topic),
 		Description: "wisp: the events published on topic " + topic,
@@ -53,8 +53,8 @@ func (e *Events) topicStreamConfig(topic, owner string) jetstream.StreamConfig {
 		// full. Undelivered ones are kept by refusing events (ErrBusy)
 		// while the topic's router is behind.
 		Discard:    jetstream.DiscardOld,
-		MaxAge:     e.lim.TopicMaxAge,
-		MaxBytes:   e.lim.TopicMaxBytes,
+		MaxAge:     b.lim.TopicMaxAge,
+		MaxBytes:   b.lim.TopicMaxBytes,
 		MaxMsgSize: 1 << 20,
 		Duplicates: dedupWindow,
 	}
@@ -67,20 +67,20 @@ func (e *Events) topicStreamConfig(topic, owner string) jetstream.StreamConfig {
 // topicStream returns a topic's stream, making it if need be. A topic a
 // caller makes counts against MaxTopics; one the node makes (byNode) does
 // not: those are bounded by the functions' configs.
-func (e *Events) topicStream(ctx context.Context, topic string, byNode bool) (jetstream.Stream, error) {
-	e.tmu.Lock()
-	s := e.topicStreams[topic]
-	e.tmu.Unlock()
+func (b *Bus) topicStream(ctx context.Context, topic string, byNode bool) (jetstream.Stream, error) {
+	b.tmu.Lock()
+	s := b.topicStreams[topic]
+	b.tmu.Unlock()
 	if s != nil {
 		return s, nil
 	}
-	s, err := e.cfg.JS.Stream(ctx, topicStreamName(topic))
+	s, err := b.cfg.JS.Stream(ctx, topicStreamName(topic))
 	switch {
 	case err == nil:
-		if c := s.CachedInfo().Config; c.MaxBytes != e.lim.TopicMaxBytes || c.MaxAge != e.lim.TopicMaxAge {
+		if c := s.CachedInfo().Config; c.MaxBytes != b.lim.TopicMaxBytes || c.MaxAge != b.lim.TopicMaxAge {
 			// The node's retention changed: the topic takes it, and
 			// keeps who made it.
-			if s, err = e.cfg.JS.UpdateStream(ctx, e.topicStreamConfig(topic, c.Metadata[metaOwner])); err != nil {
+			if s, err = b.cfg.JS.UpdateStream(ctx, b.topicStreamConfig(topic, c.Metadata[metaOwner])); err != nil {
 				return nil, fmt.Errorf("events: the stream of topic %s: %w", topic, err)
 			}
 		}
@@ -88,13 +88,13 @@ func (e *Events) topicStream(ctx context.Context, topic string, byNode bool) (je
 		owner := ownerNode
 		if !byNode {
 			owner = ""
-			if err := e.roomForTopic(ctx, topic); err != nil {
+			if err := b.roomForTopic(ctx, topic); err != nil {
 				return nil, err
 			}
 		}
-		s, err = e.cfg.JS.CreateStream(ctx, e.topicStreamConfig(topic, owner))
+		s, err = b.cfg.JS.CreateStream(ctx, b.topicStreamConfig(topic, owner))
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // made by another node meanwhile
-			s, err = e.cfg.JS.Stream(ctx, topicStreamName(topic))
+			s, err = b.cfg.JS.Stream(ctx, topicStreamName(topic))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("events: the stream of topic %s: %w", topic, err)
@@ -102,29 +102,29 @@ func (e *Events) topicStream(ctx context.Context, topic string, byNode bool) (je
 	default:
 		return nil, fmt.Errorf("events: the stream of topic %s: %w", topic, err)
 	}
-	e.tmu.Lock()
-	defer e.tmu.Unlock()
-	e.topicStreams[topic] = s
+	b.tmu.Lock()
+	defer b.tmu.Unlock()
+	b.topicStreams[topic] = s
 	return s, nil
 }
 
-func (e *Events) forgetTopic(topic string) {
-	e.tmu.Lock()
-	defer e.tmu.Unlock()
-	delete(e.topicStreams, topic)
+func (b *Bus) forgetTopic(topic string) {
+	b.tmu.Lock()
+	defer b.tmu.Unlock()
+	delete(b.topicStreams, topic)
 }
 
 // roomForTopic says whether callers may make one more topic. The count is
 // read again at most once a second, so a flood of new topics past the
 // bound costs no listing each; across nodes making topics at the same
 // moment, the bound may be passed by one per node.
-func (e *Events) roomForTopic(ctx context.Context, topic string) error {
-	now := e.cfg.Now()
-	e.tmu.Lock()
-	n, at := e.topicCount, e.topicCountAt
-	e.tmu.Unlock()
+func (b *Bus) roomForTopic(ctx context.Context, topic string) error {
+	now := b.cfg.Now()
+	b.tmu.Lock()
+	n, at := b.topicCount, b.topicCountAt
+	b.tmu.Unlock()
 	if at.IsZero() || now.Sub(at) >= time.Second {
-		infos, err := e.topicInfos(ctx)
+		infos, err := b.topicInfos(ctx)
 		if err != nil {
 			return err
 		}
@@ -134,24 +134,24 @@ func (e *Events) roomForTopic(ctx context.Context, topic string) error {
 				n++
 			}
 		}
-		e.tmu.Lock()
-		e.topicCount, e.topicCountAt = n, now
-		e.tmu.Unlock()
+		b.tmu.Lock()
+		b.topicCount, b.topicCountAt = n, now
+		b.tmu.Unlock()
 	}
-	if n >= e.lim.MaxTopics {
+	if n >= b.lim.MaxTopics {
 		return fmt.Errorf("topic %s would be new, and the node keeps at most %d topics (a topic goes once its events have aged out and nobody subscribes to it): %w",
-			topic, e.lim.MaxTopics, ErrTooManyTopics)
+			topic, b.lim.MaxTopics, ErrTooManyTopics)
 	}
-	e.tmu.Lock()
-	e.topicCount++
-	e.tmu.Unlock()
+	b.tmu.Lock()
+	b.topicCount++
+	b.tmu.Unlock()
 	return nil
 }
 
 // topicInfos lists the topics' streams, by topic.
-func (e *Events) topicInfos(ctx context.Context) (map[string]*jetstream.StreamInfo, error) {
+func (b *Bus) topicInfos(ctx context.Context) (map[string]*jetstream.StreamInfo, error) {
 	out := map[string]*jetstream.StreamInfo{}
-	lister := e.cfg.JS.ListStreams(ctx, jetstream.WithStreamListSubject(topicPrefix+">"))
+	lister := b.cfg.JS.ListStreams(ctx, jetstream.WithStreamListSubject(topicPrefix+">"))
 	for info := range lister.Info() {
 		if len(info.Config.Subjects) == 1 && strings.HasPrefix(info.Config.Name, topicStreamPrefix) {
 			out[strings.TrimPrefix(info.Config.Subjects[0], topicPrefix)] = info
@@ -164,39 +164,39 @@ func (e *Events) topicInfos(ctx context.Context) (map[string]*jetstream.StreamIn
 }
 
 // dropIdleTopics deletes the streams (and catalog entries) of topics whose
-// events have all aged out, that nobody subscribes to, and that no event
-// reached for longer than the dedup window.
-func (e *Events) dropIdleTopics(ctx context.Context) error {
-	infos, err := e.topicInfos(ctx)
+// events have all aged out, that nobody subscribes to (subscribed says
+// who has), and that no event reached for longer than the dedup window.
+func (b *Bus) dropIdleTopics(ctx context.Context, subscribed func(topic string) bool) error {
+	infos, err := b.topicInfos(ctx)
 	if err != nil {
 		return err
 	}
-	e.tmu.Lock()
-	for topic := range e.topicStreams {
+	b.tmu.Lock()
+	for topic := range b.topicStreams {
 		if infos[topic] == nil { // dropped by another node
-			delete(e.topicStreams, topic)
+			delete(b.topicStreams, topic)
 		}
 	}
-	e.tmu.Unlock()
-	now := e.cfg.Now()
+	b.tmu.Unlock()
+	now := b.cfg.Now()
 	for topic, info := range infos {
 		last := info.Created
 		if info.State.LastTime.After(last) {
 			last = info.State.LastTime
 		}
-		if info.State.Msgs > 0 || now.Sub(last) < dedupWindow || len(e.subs.forTopic(topic)) > 0 {
+		if info.State.Msgs > 0 || now.Sub(last) < dedupWindow || subscribed(topic) {
 			continue
 		}
-		e.forgetTopic(topic)
-		if err := e.cfg.JS.DeleteStream(ctx, info.Config.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		b.forgetTopic(topic)
+		if err := b.cfg.JS.DeleteStream(ctx, info.Config.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			return err
 		}
 		// Its catalog entry goes too, or the catalog would keep every
 		// topic ever made.
-		if err := e.cat.kv.Delete(ctx, topic); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		if err := b.cfg.Catalog.forget(ctx, topic); err != nil {
 			return err
 		}
-		e.log.Info("events: an idle topic is dropped", "topic", topic)
+		b.log.Info("events: an idle topic is dropped", "topic", topic)
 	}
 	return nil
 }
@@ -208,12 +208,12 @@ type backlog struct {
 
 // busy says why publishing on a topic must wait: its router is so far
 // behind that more events could age undelivered events out.
-func (e *Events) busy(topic string) error {
-	e.tmu.Lock()
-	b := e.backlogs[topic]
-	e.tmu.Unlock()
-	if b.events > e.lim.MaxBacklog || b.bytes > e.lim.TopicMaxBytes/2 {
-		return fmt.Errorf("%d events (%d bytes) of topic %s wait to be delivered: %w", b.events, b.bytes, topic, ErrBusy)
+func (b *Bus) busy(topic string) error {
+	b.tmu.Lock()
+	bl := b.backlogs[topic]
+	b.tmu.Unlock()
+	if bl.events > b.lim.MaxBacklog || bl.bytes > b.lim.TopicMaxBytes/2 {
+		return fmt.Errorf("%d events (%d bytes) of topic %s wait to be delivered: %w", bl.events, bl.bytes, topic, ErrBusy)
 	}
 	return nil
 }
@@ -223,7 +223,7 @@ func (e *Events) busy(topic string) error {
 // out of it before it is delivered.
 var ErrBusy = errors.New("events: too many events wait to be delivered; try again later")
 
-func (e *Events) routerConsumer() jetstream.ConsumerConfig {
+func (b *Bus) routerConsumer() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable: routerName, Description: "wisp: fans the topic's events out to its subscriptions",
 		// Events published before the topic's first subscription were for
@@ -235,29 +235,29 @@ func (e *Events) routerConsumer() jetstream.ConsumerConfig {
 
 // openRouter makes a topic's router consumer if need be: a subscription's
 // events are routed from the moment it is made.
-func (e *Events) openRouter(ctx context.Context, topic string, byNode bool) (jetstream.Consumer, error) {
-	s, err := e.topicStream(ctx, topic, byNode)
+func (b *Bus) openRouter(ctx context.Context, topic string, byNode bool) (jetstream.Consumer, error) {
+	s, err := b.topicStream(ctx, topic, byNode)
 	if err != nil {
 		return nil, err
 	}
 	// An existing consumer is left as it is, as a stream is (openQueue).
 	cons, err := s.Consumer(ctx, routerName)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		cons, err = s.CreateConsumer(ctx, e.routerConsumer())
+		cons, err = s.CreateConsumer(ctx, b.routerConsumer())
 		if errors.Is(err, jetstream.ErrConsumerExists) {
 			cons, err = s.Consumer(ctx, routerName)
 		}
 	}
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		e.forgetTopic(topic)
+		b.forgetTopic(topic)
 	}
 	return cons, err
 }
 
 // closeRouter deletes a topic's router consumer once it has no
 // subscription, so that nothing waits in it for nobody.
-func (e *Events) closeRouter(ctx context.Context, topic string) error {
-	s, err := e.cfg.JS.Stream(ctx, topicStreamName(topic))
+func (b *Bus) closeRouter(ctx context.Context, topic string) error {
+	s, err := b.cfg.JS.Stream(ctx, topicStreamName(topic))
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil
 	}
@@ -268,69 +268,4 @@ func (e *Events) closeRouter(ctx context.Context, topic string) error {
 		return err
 	}
 	return nil
-}
-
-// A router fans one topic's events out; this node runs one for each topic
-// that has subscriptions, sharing the topic's durable consumer with the
-// routers of the other nodes.
-type router struct {
-	cancel context.CancelFunc
-}
-
-// superviseRouters keeps a router per subscribed topic, and drops idle
-// topics, until ctx ends.
-func (e *Events) superviseRouters(ctx context.Context) {
-	e.syncRouters(ctx)
-	sync := time.NewTicker(10 * time.Second)
-	defer sync.Stop()
-	clean := time.NewTicker(time.Minute)
-	defer clean.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-e.subs.changed:
-			e.syncRouters(ctx)
-		case <-sync.C:
-			e.syncRouters(ctx)
-		case <-clean.C:
-			if err := e.dropIdleTopics(ctx); err != nil && ctx.Err() == nil {
-				e.log.Warn("events: dropping idle topics", "err", err)
-			}
-		}
-	}
-}
-
-func (e *Events) syncRouters(ctx context.Context) {
-	want := e.subs.topics()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return
-	}
-	for topic, r := range e.routers {
-		if !want[topic] {
-			r.cancel()
-			delete(e.routers, topic)
-		}
-	}
-	for topic := range want {
-		if e.routers[topic] != nil {
-			continue
-		}
-		rctx, cancel := context.WithCancel(ctx)
-		r := &router{cancel: cancel}
-		e.routers[topic] = r
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			e.route(rctx, topic)
-			cancel()
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			if e.routers[topic] == r { // ended by itself: the next sync may start another
-				delete(e.routers, topic)
-			}
-		}()
-	}
 }

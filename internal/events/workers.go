@@ -41,7 +41,7 @@ func consumerName(fn string) string { return "fn-" + fn }
 
 // superviseWorkers keeps a group per function, and per function that is
 // gone but left events, until ctx ends.
-func (e *Events) superviseWorkers(ctx context.Context, changes <-chan registry.Change) {
+func (e *Queue) superviseWorkers(ctx context.Context, changes <-chan registry.Change) {
 	e.syncGroups(ctx)
 	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
@@ -65,7 +65,7 @@ func (e *Events) superviseWorkers(ctx context.Context, changes <-chan registry.C
 // workersFor is how many events of f a node runs at once: never more
 // than its reserved concurrency, but one even at 0, so that its events
 // are seen to wait and, when too old, to fail.
-func (e *Events) workersFor(f registry.Function) int {
+func (e *Queue) workersFor(f registry.Function) int {
 	n := e.cfg.Workers
 	if f.Concurrency != nil {
 		n = max(1, min(n, *f.Concurrency))
@@ -73,10 +73,10 @@ func (e *Events) workersFor(f registry.Function) int {
 	return n
 }
 
-func (e *Events) syncGroups(ctx context.Context) {
+func (e *Queue) syncGroups(ctx context.Context) {
 	want := map[string]int{}
 	fns := e.cfg.Registry.Functions()
-	e.syncOutcomeTopics(fns)
+	e.cfg.Bus.syncOutcomeTopics(fns)
 	for _, f := range fns {
 		want[f.Name] = e.workersFor(f)
 		if err := e.syncQueue(ctx, f.Name); err != nil && ctx.Err() == nil {
@@ -151,7 +151,7 @@ func (e *Events) syncGroups(ctx context.Context) {
 // need be. An existing one is not changed: its AckWait is the one every
 // node keeps events alive by. It does not make the function's stream:
 // a group whose queue is gone waits.
-func (e *Events) consumer(ctx context.Context, fn string) (jetstream.Consumer, error) {
+func (e *Queue) consumer(ctx context.Context, fn string) (jetstream.Consumer, error) {
 	s, err := e.cfg.JS.Stream(ctx, queueStreamName(fn))
 	if err != nil {
 		return nil, err
@@ -174,7 +174,7 @@ func (e *Events) consumer(ctx context.Context, fn string) (jetstream.Consumer, e
 	return cons, err
 }
 
-func (e *Events) startGroup(ctx context.Context, fn string, workers int) *group {
+func (e *Queue) startGroup(ctx context.Context, fn string, workers int) *group {
 	gctx, cancel := context.WithCancel(ctx)
 	g := &group{fn: fn, workers: workers, cancel: cancel, done: make(chan struct{})}
 	g.wg.Add(1)
@@ -192,7 +192,7 @@ func (e *Events) startGroup(ctx context.Context, fn string, workers int) *group 
 
 // pull fetches as many events as there are free workers and runs each
 // as it arrives, until ctx ends; it makes the consumer again if it goes.
-func (e *Events) pull(ctx context.Context, g *group) {
+func (e *Queue) pull(ctx context.Context, g *group) {
 	free := make(chan struct{}, g.workers)
 	for range g.workers {
 		free <- struct{}{}

@@ -239,19 +239,13 @@ func (iv *Invoker) Tick(now time.Time) {
 	}
 }
 
-// PoolStat is one version's instances.
-type PoolStat struct {
-	Function, Version string
-	pool.Stats
-}
-
 // PoolStats returns the instances of every version this node runs.
-func (iv *Invoker) PoolStats() []PoolStat {
+func (iv *Invoker) PoolStats() []telemetry.PoolStat {
 	iv.mu.Lock()
 	defer iv.mu.Unlock()
-	out := make([]PoolStat, 0, len(iv.pools))
+	out := make([]telemetry.PoolStat, 0, len(iv.pools))
 	for _, vp := range iv.pools {
-		out = append(out, PoolStat{Function: vp.function, Version: vp.version, Stats: vp.pool.Stats()})
+		out = append(out, telemetry.PoolStat{Function: vp.function, Version: vp.version, Stats: vp.pool.Stats()})
 	}
 	return out
 }

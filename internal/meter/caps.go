@@ -2,11 +2,13 @@ package meter
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/wisp-dev/wisp/internal/events/cloudevent"
 	"github.com/wisp-dev/wisp/internal/registry"
 )
 
@@ -20,6 +22,11 @@ const ReasonSpendCap = "SpendCapExceeded"
 // CapTopic is where a reached cap is told, once per period and node, as a
 // CloudEvent of type wisp.cap.exceeded, for a function to alert on.
 const CapTopic = "spend-caps"
+
+// Bus takes the events the node publishes itself; events.Bus is one.
+type Bus interface {
+	PublishNode(ctx context.Context, topic string, ev cloudevent.Event) error
+}
 
 // nodeScope names the node's totals among the functions' rollups: no
 // function name starts with "_".
@@ -229,7 +236,7 @@ func maxUsage(a, b Usage) Usage {
 // tellLocked publishes a reached cap on CapTopic, once per period per
 // node; a failed publish is tried again at the next refusal.
 func (m *Meter) tellLocked(k capKey, e *CapError) {
-	if m.caps.told[k] || m.cfg.Publish == nil {
+	if m.caps.told[k] || m.cfg.Bus == nil {
 		return
 	}
 	m.caps.told[k] = true
@@ -239,13 +246,31 @@ func (m *Meter) tellLocked(k capKey, e *CapError) {
 		defer m.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := m.cfg.Publish(ctx, CapTopic, e); err != nil {
+		if err := m.publishCap(ctx, e); err != nil {
 			m.log.Warn("meter: telling a reached cap", "err", err)
 			m.caps.mu.Lock()
 			delete(m.caps.told, k)
 			m.caps.mu.Unlock()
 		}
 	}()
+}
+
+// publishCap tells CapTopic that a quota is used up, as a CloudEvent of
+// type wisp.cap.exceeded whose id names the quota's period: the notices of
+// one period from several nodes are stored once.
+func (m *Meter) publishCap(ctx context.Context, e *CapError) error {
+	data, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	subject := e.Scope
+	if e.Scope == "function" {
+		subject = e.Function
+	}
+	return m.cfg.Bus.PublishNode(ctx, CapTopic, cloudevent.Event{SpecVersion: cloudevent.SpecVersion,
+		ID: e.Scope + "/" + subject + "/" + e.Start.Format(time.RFC3339), Source: "wisp://meter",
+		Type: "wisp.cap.exceeded", Subject: subject, Time: m.cfg.Now().UTC().Truncate(time.Millisecond),
+		DataContentType: "application/json", Data: data})
 }
 
 // period returns the UTC hour, day or month that holds now, as its start

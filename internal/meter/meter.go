@@ -61,8 +61,8 @@ type Config struct {
 	Prices *Prices // default LambdaX86
 	// Quota caps every function together; nil: none.
 	Quota *Quota
-	// Publish tells a topic that a cap was reached; nil: no one is told.
-	Publish func(ctx context.Context, topic string, capErr *CapError) error
+	// Bus is told, on CapTopic, that a cap was reached; nil: no one is.
+	Bus Bus
 	// MaxBacklog bounds the bytes of records held waiting to be stored;
 	// past it, Admit refuses calls (ErrBacklog). Default DefaultMaxBacklog.
 	MaxBacklog int64

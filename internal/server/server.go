@@ -4,34 +4,26 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/wisp-dev/wisp/internal/api"
 	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/connlimit"
 	"github.com/wisp-dev/wisp/internal/events"
-	"github.com/wisp-dev/wisp/internal/events/cloudevent"
 	"github.com/wisp-dev/wisp/internal/gateway"
 	"github.com/wisp-dev/wisp/internal/invoke"
 	"github.com/wisp-dev/wisp/internal/meter"
-	"github.com/wisp-dev/wisp/internal/pool"
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/runtime"
-	"github.com/wisp-dev/wisp/internal/runtime/process"
 	"github.com/wisp-dev/wisp/internal/runtime/wasm"
 	"github.com/wisp-dev/wisp/internal/sandbox"
 	"github.com/wisp-dev/wisp/internal/store"
@@ -109,7 +101,7 @@ type Config struct {
 }
 
 // TokenFile is the admin token file's name in the data dir.
-const TokenFile = "admin.token"
+const TokenFile = auth.AdminTokenFile
 
 // Node is one running wisp server.
 type Node struct {
@@ -119,15 +111,19 @@ type Node struct {
 	reg   *registry.Registry
 	logs  *telemetry.Logs
 	keys  *auth.Keys
-	inv   *invoke.Invoker
-	ev    *events.Events
-	// capTopic is ev once it is open, for the meter, which opens before
-	// it and is called from events' workers as soon as they start.
-	capTopic atomic.Pointer[events.Events]
-	meter    *meter.Meter
-	wasm     *wasm.Driver
-	// sandbox starts process instances' sandboxes; nil without.
-	sandbox *sandbox.Manager
+	// sandbox starts process instances' sandboxes; nil without, and then
+	// noSandbox says why, unless the node runs without on purpose.
+	sandbox   *sandbox.Manager
+	noSandbox error
+	wasm      *wasm.Driver
+	driver    runtime.ByRuntime
+	catalog   *events.Catalog
+	bus       *events.Bus
+	meter     *meter.Meter
+	inv       *invoke.Invoker
+	queue     *events.Queue
+	router    *events.Router
+	scheduler *events.Scheduler
 	// fnTokens are the function instances' own API tokens.
 	fnTokens *auth.FunctionTokens
 	// metrics reads the invoker's pools at scrape time.
@@ -136,6 +132,10 @@ type Node struct {
 	ln      *connlimit.Listener
 	token   string
 	done    chan error // the HTTP server's end
+	// lim are the bounds that follow the store's space.
+	lim storeLimits
+	// opened are the parts opened, in order (see parts).
+	opened []part
 
 	// shutdownOnce runs the shutdown once; stopped is closed when it has
 	// ended, with shutdownErr its result.
@@ -181,37 +181,21 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := clearDir(stageDir); err != nil {
 		return nil, err
 	}
-	tok, err := n.adminToken()
-	if err != nil {
-		return nil, err
+	if n.token = cfg.AdminToken; n.token == "" {
+		if n.token, err = auth.AdminToken(cfg.DataDir, n.log); err != nil {
+			return nil, err
+		}
 	}
-	n.token = tok
 
-	n.store, err = store.Open(ctx, store.Config{
-		URL: cfg.NATSURL, Dir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NATSListen, Logger: n.log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if cfg.NATSURL == "" && cfg.NATSListen != "" {
-		n.log.Info("embedded nats accepts other nodes", "url", n.store.ClientURL())
-	} else if cfg.NATSURL != "" {
-		n.log.Info("using external nats", "url", n.store.ClientURL())
-	}
-	// Listen first: instances are told the node's URL.
-	if err := n.listen(connLim); err != nil {
-		return nil, errors.Join(err, n.store.Close())
-	}
 	mux := http.NewServeMux()
-	if err := n.openParts(ctx, mux); err != nil {
-		// What opened closes, in reverse; what that says goes with err.
-		return nil, errors.Join(err, n.closeParts(ctx), n.ln.Close())
+	if err := n.openParts(ctx, n.parts(connLim, mux)); err != nil {
+		return nil, err
 	}
 
 	mux.Handle("/v1/", api.New(api.Config{Registry: n.reg, Logs: n.logs, Keys: n.keys, FunctionTokens: n.fnTokens,
 		AdminToken: n.token, StageDir: stageDir, Logger: n.log, InsecureNoSandbox: cfg.InsecureNoSandbox,
-		CheckCode: checkCode, Events: n.ev, Usage: n.meter, Now: cfg.Now, Writable: n.store.Writable}))
-	gw := gateway.New(gateway.Config{Invoker: n.inv, Queue: n.ev, Writable: n.store.Writable, AdminToken: n.token, Keys: n.keys, Region: cfg.Region, Logger: n.log, Now: cfg.Now})
+		CheckCode: wasm.CheckCode, Events: n.Events(), Usage: n.meter, Now: cfg.Now, Writable: n.store.Writable}))
+	gw := gateway.New(gateway.Config{Invoker: n.inv, Queue: n.queue, Writable: n.store.Writable, AdminToken: n.token, Keys: n.keys, Region: cfg.Region, Logger: n.log, Now: cfg.Now})
 	mux.Handle("/2015-03-31/", gw)
 	mux.Handle("/fn/", gw)
 	mux.Handle("GET /metrics", api.AdminOnly(n.token, n.fnTokens, n.log, n.metrics.Handler()))
@@ -225,129 +209,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// openParts opens what the node is made of, in order; closeParts closes
-// whatever of it was opened, in reverse.
-func (n *Node) openParts(ctx context.Context, handler http.Handler) error {
-	var err error
-	cfg := n.cfg
-	lim := n.sizeLimits(cfg)
-	if n.reg, err = registry.Open(ctx, n.store.JS, cfg.Now, n.log, lim.registry); err != nil {
-		return err
-	}
-	n.metrics = telemetry.NewMetrics(n.poolStats)
-	logsCfg := lim.logs
-	logsCfg.Registry, logsCfg.Metrics, logsCfg.Logger, logsCfg.Now = n.reg, n.metrics, n.log, cfg.Now
-	logsCfg.CanWrite = n.store.CanWrite
-	if n.logs, err = telemetry.OpenLogs(ctx, n.store.JS, logsCfg); err != nil {
-		return err
-	}
-	if n.keys, err = auth.OpenKeys(ctx, n.store.JS, auth.KeysConfig{
-		KeyFile: filepath.Join(cfg.DataDir, "keys.key"), Logger: n.log, Now: cfg.Now}); err != nil {
-		return err
-	}
-	pcfg := process.Config{BootstrapDir: filepath.Join(cfg.DataDir, "runtime"),
-		NodePath: cfg.NodePath, PythonPath: cfg.PythonPath, Region: cfg.Region, Logger: n.log,
-		API: handler, APIURL: n.URL(), Tokens: n.fnTokens}
-	if cfg.InsecureNoSandbox {
-		n.log.Warn("INSECURE: --insecure-no-sandbox: function instances run WITHOUT a sandbox, as the node's user, " +
-			"able to read the data dir (admin token included), other functions' code and the network")
-	} else {
-		pcfg.Sandbox, pcfg.Unavailable = n.openSandbox()
-		n.sandbox = pcfg.Sandbox
-	}
-	procs, err := process.New(pcfg)
-	if err != nil {
-		return err
-	}
-	if n.wasm, err = wasm.New(wasm.Config{CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"), Region: cfg.Region,
-		MaxRunning: cfg.WasmConcurrency, Logger: n.log}); err != nil {
-		return err
-	}
-	driver := runtime.ByRuntime{"provided": procs, "go": procs, "nodejs": procs, "python": procs, "wasm": n.wasm}
-	code := runtime.NewCodeCache(filepath.Join(cfg.DataDir, "code"), n.reg.Code)
-	memMB := cfg.MemoryMB
-	if memMB == 0 {
-		memMB = defaultMemoryMB()
-	}
-	n.log.Info("instance memory budget", "mb", memMB)
-	if n.meter, err = meter.Open(ctx, meter.Config{JS: n.store.JS, Now: cfg.Now, Logger: n.log,
-		Prices: cfg.Prices, Quota: cfg.Quota, Publish: n.publishCap, MaxBytes: lim.usageBytes}); err != nil {
-		return err
-	}
-	n.inv, err = invoke.New(invoke.Config{Usage: n.meter, Registry: n.reg, Driver: driver, Code: code, Logs: n.logs,
-		Logger: n.log, Region: cfg.Region, Now: cfg.Now, Budget: pool.NewBudget(memMB),
-		KeepWarm: cfg.KeepWarm, MaxLifetime: cfg.MaxLifetime, Metrics: n.metrics})
-	if err != nil {
-		return err
-	}
-	n.ev, err = events.Open(ctx, events.Config{JS: n.store.JS, Invoker: n.inv, Registry: n.reg, Logs: n.logs,
-		Metrics: n.metrics, Logger: n.log, Now: cfg.Now, Region: cfg.Region,
-		RetryBase: cfg.RetryBase, ThrottleBase: min(cfg.RetryBase, time.Second), AckWait: cfg.EventAckWait,
-		Requests: n.inv.Requests,
-		Limits:   lim.events, NodeTopics: []string{meter.CapTopic}})
-	if err != nil {
-		return err
-	}
-	n.capTopic.Store(n.ev)
-	n.metrics.CollectQueued(n.ev.Queued)
-	return nil
-}
-
-func (n *Node) closeParts(ctx context.Context) error {
-	var errs []error
-	if n.ev != nil {
-		errs = append(errs, n.ev.Close(ctx))
-	}
-	if n.inv != nil {
-		errs = append(errs, n.inv.Close(ctx))
-	}
-	if n.wasm != nil {
-		errs = append(errs, n.wasm.Close(ctx))
-	}
-	if n.sandbox != nil {
-		// Its instances stopped with the invoker: their ids go back.
-		errs = append(errs, n.sandbox.Close())
-	}
-	if n.meter != nil {
-		// Its own time: the calls before may have used up ctx's.
-		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		errs = append(errs, n.meter.Close(mctx))
-		cancel()
-	}
-	if n.keys != nil {
-		errs = append(errs, n.keys.Close())
-	}
-	if n.logs != nil {
-		errs = append(errs, n.logs.Close(ctx))
-	}
-	if n.reg != nil {
-		n.reg.Close()
-	}
-	errs = append(errs, n.store.Close())
-	return errors.Join(errs...)
-}
-
-// maxModuleBytes bounds the wasm module a deploy checks (the unpacked code
-// is bounded at 250 MB anyway).
-const maxModuleBytes = 100 << 20
-
-// checkCode refuses at deploy what a runtime could never run: a wasm
-// function's handler must name a valid WASI preview 1 module.
-func checkCode(ctx context.Context, rt, handler string, code *registry.Staged) error {
-	if rt != "wasm" {
-		return nil
-	}
-	module, err := code.ReadFile(handler, maxModuleBytes)
-	if err != nil {
-		return fmt.Errorf("the handler %q names no module in the code: %w", handler, err)
-	}
-	return wasm.Validate(ctx, module)
-}
-
 // openSandbox prepares the sandboxes of process instances. Where they
 // cannot be made, the node still starts but refuses process instances,
 // saying why (fail closed).
-func (n *Node) openSandbox() (*sandbox.Manager, error) {
+func (n *Node) openSandbox(context.Context) error {
+	if n.cfg.InsecureNoSandbox {
+		n.log.Warn("INSECURE: --insecure-no-sandbox: function instances run WITHOUT a sandbox, as the node's user, " +
+			"able to read the data dir (admin token included), other functions' code and the network")
+		return nil
+	}
 	self, err := os.Executable()
 	if err == nil {
 		var m *sandbox.Manager
@@ -355,23 +225,14 @@ func (n *Node) openSandbox() (*sandbox.Manager, error) {
 			StateDir: filepath.Join(n.cfg.DataDir, "sandbox"), Logger: n.log})
 		if err == nil {
 			n.log.Info("function instances are sandboxed", "cgroup_version", m.CgroupVersion())
-			return m, nil
+			n.sandbox = m
+			return nil
 		}
 	}
 	n.log.Error("function instances cannot be sandboxed here, so none will start; "+
 		"start the node with --insecure-no-sandbox to run them without one", "err", err)
-	return nil, err
-}
-
-// poolStats is the invoker's pools as the metrics report them.
-func (n *Node) poolStats() []telemetry.PoolStat {
-	ps := n.inv.PoolStats()
-	out := make([]telemetry.PoolStat, len(ps))
-	for i, p := range ps {
-		out[i] = telemetry.PoolStat{Function: p.Function, Version: p.Version,
-			Idle: p.Idle, Busy: p.Busy, Starting: p.Starting, Queued: p.Queued}
-	}
-	return out
+	n.noSandbox = err
+	return nil
 }
 
 // defaultMemoryMB is half the machine's memory, or 4 GiB where the
@@ -390,31 +251,6 @@ func defaultMemoryMB() int {
 		}
 	}
 	return 4096
-}
-
-// adminToken returns the configured token, or the one in the data dir,
-// making it on first start.
-func (n *Node) adminToken() (string, error) {
-	if n.cfg.AdminToken != "" {
-		return n.cfg.AdminToken, nil
-	}
-	path := filepath.Join(n.cfg.DataDir, TokenFile)
-	b, err := os.ReadFile(path)
-	if err == nil && strings.TrimSpace(string(b)) != "" {
-		n.log.Info("admin token", "file", path)
-		return strings.TrimSpace(string(b)), nil
-	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("server: read admin token: %w", err)
-	}
-	buf := make([]byte, 32)
-	rand.Read(buf) //nolint:errcheck // crypto/rand.Read never fails (Go 1.24+)
-	tok := hex.EncodeToString(buf)
-	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("server: write admin token: %w", err)
-	}
-	n.log.Info("admin token created", "file", path)
-	return tok, nil
 }
 
 // clearDir empties a scratch dir left by an earlier run.
@@ -442,27 +278,7 @@ func (n *Node) NATSURL() string { return n.store.ClientURL() }
 func (n *Node) AdminToken() string { return n.token }
 
 // Instances returns the instances this node runs, by function version.
-func (n *Node) Instances() []invoke.PoolStat { return n.inv.PoolStats() }
-
-// publishCap tells a topic that a quota is used up.
-func (n *Node) publishCap(ctx context.Context, topic string, e *meter.CapError) error {
-	ev := n.capTopic.Load()
-	if ev == nil {
-		return errors.New("server: events are not open yet")
-	}
-	data, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	subject := e.Scope
-	if e.Scope == "function" {
-		subject = e.Function
-	}
-	return ev.PublishNode(ctx, topic, cloudevent.Event{SpecVersion: cloudevent.SpecVersion,
-		ID: e.Scope + "/" + subject + "/" + e.Start.Format(time.RFC3339), Source: "wisp://meter",
-		Type: "wisp.cap.exceeded", Subject: subject, Time: n.cfg.Now().UTC().Truncate(time.Millisecond),
-		DataContentType: "application/json", Data: data})
-}
+func (n *Node) Instances() []telemetry.PoolStat { return n.inv.PoolStats() }
 
 // healthz answers "ok" while the node can do its work, and 503 with the
 // reason while it cannot write its state (a full disk, JetStream
@@ -482,9 +298,18 @@ func (n *Node) healthz(w http.ResponseWriter, r *http.Request) {
 // Meter is the node's usage meter.
 func (n *Node) Meter() *meter.Meter { return n.meter }
 
-// Events is the node's part of the async queue, the bus and the
-// scheduler.
-func (n *Node) Events() *events.Events { return n.ev }
+// Events are the node's parts of the events, as one value: the control
+// API serves their topics, subscriptions and schedules.
+type Events struct {
+	*events.Queue
+	*events.Bus
+	*events.Router
+	*events.Scheduler
+}
+
+// Events are the node's parts of the async queue, the bus, the
+// subscriptions and the scheduler.
+func (n *Node) Events() Events { return Events{n.queue, n.bus, n.router, n.scheduler} }
 
 // Registry is the node's view of the function registry.
 func (n *Node) Registry() *registry.Registry { return n.reg }
@@ -509,12 +334,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 func (n *Node) shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
 	defer cancel()
-	// Events stop first, while the API they may call back is still up;
-	// the queue keeps what they did not finish for another node.
-	var err error
-	if n.ev != nil {
-		err = n.ev.Close(ctx)
-	}
+	// Events stop first, while the API their functions call back is still
+	// up; the queue keeps what they did not finish for another node.
+	err := n.closeParts(ctx, early)
 	if serr := n.srv.Shutdown(ctx); serr != nil {
 		err = errors.Join(err, serr)
 		n.log.Warn("in-flight requests cut off at shutdown", "err", serr)
@@ -527,7 +349,7 @@ func (n *Node) shutdown(ctx context.Context) error {
 	// requests must still stop every instance and flush the logs.
 	pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer pcancel()
-	if cerr := n.closeParts(pctx); cerr != nil {
+	if cerr := n.closeParts(pctx, all); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
 	n.log.Info("wisp node stopped")

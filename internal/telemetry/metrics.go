@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wisp-dev/wisp/internal/pool"
 )
 
 // The names of a node's metrics, as GET /metrics serves them.
@@ -85,12 +87,11 @@ var (
 	}
 )
 
-// PoolStat is one version's instances, reported at scrape time.
+// PoolStat is one version's pool of instances: the invoker reports it,
+// the metrics turn it into gauges at scrape time.
 type PoolStat struct {
 	Function, Version string
-	Idle, Busy        int
-	Starting          int
-	Queued            int // callers waiting for an instance
+	pool.Stats
 }
 
 // Metrics are one node's metrics, on a registry of its own so that several

@@ -14,6 +14,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/wisp-dev/wisp/internal/pool"
 )
 
 // scrape GETs m's handler as Prometheus would and parses what it serves.
@@ -162,9 +164,9 @@ func TestMetricsCounters(t *testing.T) {
 func TestMetricsPoolStats(t *testing.T) {
 	var mu sync.Mutex
 	stats := []PoolStat{
-		{Function: "hello", Version: "1", Idle: 2, Busy: 3, Starting: 1, Queued: 4},
-		{Function: "hello", Version: "2", Idle: 0, Busy: 1},
-		{Function: "world", Version: "$LATEST", Idle: 1},
+		{Function: "hello", Version: "1", Stats: pool.Stats{Idle: 2, Busy: 3, Starting: 1, Queued: 4}},
+		{Function: "hello", Version: "2", Stats: pool.Stats{Idle: 0, Busy: 1}},
+		{Function: "world", Version: "$LATEST", Stats: pool.Stats{Idle: 1}},
 	}
 	m := NewMetrics(func() []PoolStat {
 		mu.Lock()
@@ -202,8 +204,8 @@ func TestMetricsPoolStats(t *testing.T) {
 	// draining next to its new one).
 	mu.Lock()
 	stats = []PoolStat{
-		{Function: "hello", Version: "2", Idle: 1, Busy: 1},
-		{Function: "hello", Version: "2", Busy: 2, Queued: 1},
+		{Function: "hello", Version: "2", Stats: pool.Stats{Idle: 1, Busy: 1}},
+		{Function: "hello", Version: "2", Stats: pool.Stats{Busy: 2, Queued: 1}},
 	}
 	mu.Unlock()
 	mfs = scrape(t, m)
@@ -270,7 +272,7 @@ func TestMetricsNil(t *testing.T) {
 // path.
 func TestMetricsBadLabel(t *testing.T) {
 	m := NewMetrics(func() []PoolStat {
-		return []PoolStat{{Function: "bad\xff", Version: "1"}, {Function: "ok", Version: "1", Busy: 1}}
+		return []PoolStat{{Function: "bad\xff", Version: "1"}, {Function: "ok", Version: "1", Stats: pool.Stats{Busy: 1}}}
 	})
 	m.Invoked("bad\xff", "1", OutcomeSuccess, time.Millisecond)
 	m.ColdStart("bad\xff", "1", time.Millisecond)
@@ -286,7 +288,7 @@ func TestMetricsBadLabel(t *testing.T) {
 }
 
 func TestMetricsConcurrent(t *testing.T) {
-	m := NewMetrics(func() []PoolStat { return []PoolStat{{Function: "hello", Version: "1", Busy: 1}} })
+	m := NewMetrics(func() []PoolStat { return []PoolStat{{Function: "hello", Version: "1", Stats: pool.Stats{Busy: 1}}} })
 	const workers, each = 8, 200
 	var wg sync.WaitGroup
 	for i := range workers {

@@ -2,7 +2,9 @@ package apitype
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -90,6 +92,28 @@ func CheckAttributeValue(name, s string) error {
 			return fmt.Errorf("%s contains the control character %U", name, r)
 		case (r >= 0xfdd0 && r <= 0xfdef) || r&0xfffe == 0xfffe:
 			return fmt.Errorf("%s contains the noncharacter %U", name, r)
+		}
+	}
+	return nil
+}
+
+// ContextAttributes are the context attributes CloudEvents defines, which
+// no extension may be named after (nor "data", the event's payload).
+var ContextAttributes = []string{"specversion", "id", "source", "type", "subject", "datacontenttype", "dataschema", "time"}
+
+// CheckExtensions checks a CloudEvent's extension attributes: names of 1 to
+// 20 lowercase letters or digits, none a context attribute or "data", and
+// values CheckAttributeValue allows.
+func CheckExtensions(ext map[string]string) error {
+	for _, name := range slices.Sorted(maps.Keys(ext)) {
+		switch {
+		case !ValidAttributeName(name):
+			return fmt.Errorf("attribute name %q is not 1 to %d lowercase letters or digits", name, MaxAttributeNameLen)
+		case name == "data" || slices.Contains(ContextAttributes, name):
+			return fmt.Errorf("extension name %q is reserved", name)
+		}
+		if err := CheckAttributeValue(name, ext[name]); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -21,9 +21,13 @@ type UsageRecord struct {
 	Outcome string `json:"outcome"`
 }
 
-// UsageCounts is what a set of invocations used: counts, billed
+// GBSeconds is the record's billed memory-time in GB-seconds (MB × billed
+// ms / 1024 / 1000), as the node bills it.
+func (r UsageRecord) GBSeconds() float64 { return float64(int64(r.MemoryMB)*r.BilledMs) / 1024 / 1000 }
+
+// Usage is what a set of invocations used: counts, billed
 // milliseconds and memory-time (MB × billed ms).
-type UsageCounts struct {
+type Usage struct {
 	Invocations int64 `json:"invocations"`
 	Errors      int64 `json:"errors"`
 	ColdStarts  int64 `json:"cold_starts"`
@@ -36,7 +40,7 @@ type UsageCounts struct {
 // GB-seconds and cost.
 type UsageBucket struct {
 	Start time.Time `json:"start"`
-	UsageCounts
+	Usage
 	GBSeconds float64 `json:"gb_seconds"`
 	Cost      float64 `json:"cost"`
 }
@@ -45,7 +49,7 @@ type UsageBucket struct {
 // bucket.
 type FunctionUsage struct {
 	Function string `json:"function"`
-	UsageCounts
+	Usage
 	GBSeconds float64       `json:"gb_seconds"`
 	Cost      float64       `json:"cost"`
 	Buckets   []UsageBucket `json:"buckets"`

@@ -18,7 +18,7 @@ type (
 	UsageRecord = apitype.UsageRecord
 	// UsageCounts is what a set of invocations used: counts, billed
 	// milliseconds and memory-time (MB × billed ms).
-	UsageCounts = apitype.UsageCounts
+	UsageCounts = apitype.Usage
 	// UsageBucket is a function's usage in one hour or day, with its
 	// GB-seconds and cost.
 	UsageBucket = apitype.UsageBucket

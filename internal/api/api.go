@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/archive"
 	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/connlimit"
@@ -213,9 +214,10 @@ func ifMatch(r *http.Request) (uint64, error) {
 }
 
 func (a *api) sendFunction(w http.ResponseWriter, status int, f registry.Function) error {
-	f.InsecureNoSandbox = a.insecure
+	out := wireFunction(f)
+	out.InsecureNoSandbox = a.insecure
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(f.Revision, 10)))
-	writeJSON(w, status, f)
+	writeJSON(w, status, out)
 	return nil
 }
 
@@ -232,13 +234,11 @@ func (a *api) listFunctions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	for i := range fns {
-		fns[i].InsecureNoSandbox = a.insecure
+	list := apitype.FunctionList{Functions: each(fns, wireFunction), NextMarker: next}
+	for i := range list.Functions {
+		list.Functions[i].InsecureNoSandbox = a.insecure
 	}
-	writeJSON(w, http.StatusOK, struct {
-		Functions  []registry.Function `json:"functions"`
-		NextMarker string              `json:"next_marker,omitempty"`
-	}{fns, next})
+	writeJSON(w, http.StatusOK, list)
 	return nil
 }
 
@@ -253,7 +253,7 @@ func (a *api) createFunction(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("bad multipart body: " + err.Error())
 	}
 	var (
-		cfg       registry.Config
+		cfg       apitype.Config
 		gotConfig bool
 		code      *registry.Staged
 	)
@@ -295,7 +295,7 @@ func (a *api) createFunction(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	f, err := a.reg.Create(r.Context(), cfg, code)
+	f, err := a.reg.Create(r.Context(), storedConfig(cfg), code)
 	if err != nil {
 		return err
 	}
@@ -331,11 +331,11 @@ func (a *api) updateConfig(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var cfg registry.Config
-	if err := decodeJSON(r.Body, &cfg, false); err != nil {
+	var body apitype.Config
+	if err := decodeJSON(r.Body, &body, false); err != nil {
 		return err
 	}
-	name := r.PathValue("name")
+	cfg, name := storedConfig(body), r.PathValue("name")
 	var f registry.Function
 	for range 3 {
 		var checked uint64
@@ -498,7 +498,7 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) error {
 		status = http.StatusCreated
 		a.log.Info("version published", "function", v.Function.Name, "version", v.Version)
 	}
-	writeJSON(w, status, v)
+	writeJSON(w, status, wireVersion(v))
 	return nil
 }
 
@@ -512,8 +512,8 @@ func (a *api) listVersions(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, struct {
-		Versions []registry.Version `json:"versions"`
-	}{vers})
+		Versions []apitype.Version `json:"versions"`
+	}{each(vers, wireVersion)})
 	return nil
 }
 
@@ -526,7 +526,7 @@ func (a *api) getVersion(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, v)
+	writeJSON(w, http.StatusOK, wireVersion(v))
 	return nil
 }
 
@@ -556,7 +556,7 @@ func (a *api) putAlias(w http.ResponseWriter, r *http.Request) error {
 		status = http.StatusCreated
 	}
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(al.Revision, 10)))
-	writeJSON(w, status, al)
+	writeJSON(w, status, wireAlias(al))
 	return nil
 }
 
@@ -566,7 +566,7 @@ func (a *api) getAlias(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(al.Revision, 10)))
-	writeJSON(w, http.StatusOK, al)
+	writeJSON(w, http.StatusOK, wireAlias(al))
 	return nil
 }
 
@@ -576,8 +576,8 @@ func (a *api) listAliases(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, struct {
-		Aliases []registry.Alias `json:"aliases"`
-	}{als})
+		Aliases []apitype.Alias `json:"aliases"`
+	}{each(als, wireAlias)})
 	return nil
 }
 

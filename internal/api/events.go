@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/connlimit"
 	"github.com/wisp-dev/wisp/internal/events"
@@ -90,7 +91,7 @@ func (a *api) publishEvent(w http.ResponseWriter, r *http.Request) error {
 	if err := ev.Publish(r.Context(), topic, e, principal); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"id": e.ID, "source": e.Source, "topic": topic})
+	writeJSON(w, http.StatusAccepted, apitype.PublishResult{ID: e.ID, Source: e.Source, Topic: topic})
 	return nil
 }
 
@@ -116,7 +117,7 @@ func (a *api) readEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"events": list})
+	writeJSON(w, http.StatusOK, map[string]any{"events": each(list, wireTopicEvent)})
 	return nil
 }
 
@@ -129,7 +130,7 @@ func (a *api) eventCatalog(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"topics": topics})
+	writeJSON(w, http.StatusOK, map[string]any{"topics": each(topics, wireTopic)})
 	return nil
 }
 
@@ -138,17 +139,19 @@ func (a *api) subscribe(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var s events.Subscription
-	if err := decodeJSON(r.Body, &s, false); err != nil {
+	var body apitype.Subscription
+	if err := decodeJSON(r.Body, &body, false); err != nil {
 		return err
 	}
-	if s.ID != "" || !s.CreatedAt.IsZero() {
+	if body.ID != "" || !body.CreatedAt.IsZero() {
 		return badRequest("id and created_at are set by the node")
 	}
-	if s, err = ev.Subscribe(r.Context(), s); err != nil {
+	s, err := ev.Subscribe(r.Context(), events.Subscription{Topic: body.Topic, Function: body.Function,
+		Qualifier: body.Qualifier, Filter: cloudevent.Filter(body.Filter)})
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, s)
+	writeJSON(w, http.StatusCreated, wireSubscription(s))
 	return nil
 }
 
@@ -158,7 +161,7 @@ func (a *api) listSubscriptions(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	writeJSON(w, http.StatusOK, map[string]any{"subscriptions": ev.Subscriptions(q.Get("topic"), q.Get("function"))})
+	writeJSON(w, http.StatusOK, map[string]any{"subscriptions": each(ev.Subscriptions(q.Get("topic"), q.Get("function")), wireSubscription)})
 	return nil
 }
 
@@ -183,6 +186,6 @@ func (a *api) listSchedules(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"schedules": list})
+	writeJSON(w, http.StatusOK, map[string]any{"schedules": each(list, wireScheduleInfo)})
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/auth"
 )
 
@@ -38,7 +39,7 @@ func (a *api) createKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The secret is in this answer and nowhere else: keep it out of caches.
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusCreated, key)
+	writeJSON(w, http.StatusCreated, wireAccessKey(key))
 	return nil
 }
 
@@ -51,8 +52,8 @@ func (a *api) listKeys(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, struct {
-		Keys []auth.AccessKey `json:"keys"`
-	}{keys})
+		Keys []apitype.AccessKey `json:"keys"`
+	}{each(keys, wireAccessKey)})
 	return nil
 }
 

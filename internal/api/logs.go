@@ -97,7 +97,7 @@ func (o *ndjsonWriter) write(rec telemetry.Record) error {
 			return err
 		}
 	}
-	b, err := json.Marshal(rec)
+	b, err := json.Marshal(wireLogRecord(rec))
 	if err != nil {
 		return err
 	}

@@ -154,7 +154,7 @@ func (m *meterFlags) config(fl *pflag.FlagSet) (*meter.Prices, *registry.Quota, 
 	if q.Period == "" { // an empty --quota-period is no quota, as without the flags
 		return prices, nil, nil
 	}
-	return prices, q, nil
+	return prices, (*registry.Quota)(q), nil
 }
 
 // priceValue is a price flag: dollars, in full (0.0000002, not 2e-07).

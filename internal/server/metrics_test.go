@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/internal/nodestats"
 )
 
 // A deleted function leaves no metric series behind: functions made and
@@ -20,7 +21,7 @@ func TestDeletedFunctionLeavesNoSeries(t *testing.T) {
 		}
 	}
 	series := func(fn string) []string {
-		fams, err := n.c.Metrics(ctx)
+		fams, err := nodestats.Metrics(ctx, n.c)
 		if err != nil {
 			t.Fatal(err)
 		}

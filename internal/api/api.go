@@ -4,7 +4,6 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -92,7 +91,7 @@ func (a *api) checkCode(ctx context.Context, runtime, handler string, code *regi
 		return nil
 	}
 	if err := a.check(ctx, runtime, handler, code); err != nil {
-		return &Error{http.StatusBadRequest, "InvalidCodeException", err.Error()}
+		return apiError(apitype.TypeInvalidCode, err.Error())
 	}
 	return nil
 }
@@ -142,7 +141,7 @@ func New(cfg Config) http.Handler {
 		mux.Handle(rt.pattern, a.handle(rt.h))
 	}
 	mux.Handle("/v1/", a.handle(func(w http.ResponseWriter, r *http.Request) error {
-		return &Error{http.StatusNotFound, "ResourceNotFoundException", "no API route " + r.Method + " " + r.URL.Path}
+		return apiError(apitype.TypeResourceNotFound, "no API route "+r.Method+" "+r.URL.Path)
 	}))
 	// Functions may publish events with their own token; every other
 	// call is the admin's.
@@ -178,19 +177,18 @@ type FunctionTokens interface {
 // The control API and the node's other admin endpoints (/metrics) use it.
 // A function's own token is known and refused (403).
 func AdminOnly(token string, fnTokens FunctionTokens, log *slog.Logger, next http.Handler) http.Handler {
-	want := []byte(token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		tok, ok := auth.BearerToken(r.Header)
 		if fnTokens != nil {
 			if fn, isFn := fnTokens.Function(tok); isFn {
-				writeError(w, log, r, &Error{http.StatusForbidden, "AccessDeniedException",
-					"the token of function " + strconv.Quote(fn) + " cannot use the admin API"})
+				writeError(w, log, r, apiError(apitype.TypeAccessDenied,
+					"the token of function "+strconv.Quote(fn)+" cannot use the admin API"))
 				return
 			}
 		}
-		if !ok || len(want) == 0 || subtle.ConstantTimeCompare([]byte(tok), want) != 1 {
+		if !ok || !auth.IsToken(tok, token) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="wisp"`)
-			writeError(w, log, r, &Error{http.StatusUnauthorized, "UnauthorizedException", "missing or wrong bearer token"})
+			writeError(w, log, r, apiError(apitype.TypeUnauthorized, "missing or wrong bearer token"))
 			return
 		}
 		// A flood of unauthenticated connections cannot close this one.
@@ -520,7 +518,7 @@ func (a *api) listVersions(w http.ResponseWriter, r *http.Request) error {
 func (a *api) getVersion(w http.ResponseWriter, r *http.Request) error {
 	n, err := strconv.Atoi(r.PathValue("n"))
 	if err != nil {
-		return &Error{http.StatusNotFound, "ResourceNotFoundException", fmt.Sprintf("version %q not found", r.PathValue("n"))}
+		return apiError(apitype.TypeResourceNotFound, fmt.Sprintf("version %q not found", r.PathValue("n")))
 	}
 	v, err := a.reg.GetVersion(r.Context(), r.PathValue("name"), n)
 	if err != nil {

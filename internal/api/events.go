@@ -2,13 +2,11 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/auth"
@@ -30,7 +28,7 @@ type Events interface {
 
 func (a *api) eventsOn() (Events, error) {
 	if a.events == nil {
-		return nil, &Error{http.StatusNotImplemented, "ServiceException", "events are not enabled on this node"}
+		return nil, &Error{http.StatusNotImplemented, apitype.TypeService, "events are not enabled on this node"}
 	}
 	return a.events, nil
 }
@@ -39,18 +37,18 @@ func (a *api) eventsOn() (Events, error) {
 // token (functions publish through WISP_API_URL). It returns who it is, as
 // auth names principals; what that principal may publish, events decides.
 func (a *api) publisher(r *http.Request) (string, error) {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	tok, ok := auth.BearerToken(r.Header)
 	if a.fnTokens != nil {
 		if fn, isFn := a.fnTokens.Function(tok); ok && isFn {
 			connlimit.MarkAuthenticated(r.Context())
 			return auth.FunctionPrincipal(fn), nil
 		}
 	}
-	if ok && a.token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(a.token)) == 1 {
+	if ok && auth.IsToken(tok, a.token) {
 		connlimit.MarkAuthenticated(r.Context())
 		return auth.PrincipalAdmin, nil
 	}
-	return "", &Error{http.StatusUnauthorized, "UnauthorizedException", "missing or wrong bearer token"}
+	return "", apiError(apitype.TypeUnauthorized, "missing or wrong bearer token")
 }
 
 // publishEvent accepts a CloudEvent in structured or binary mode, or any
@@ -72,8 +70,8 @@ func (a *api) publishEvent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		var maxErr *http.MaxBytesError
 		if errors.As(err, &maxErr) {
-			return &Error{http.StatusRequestEntityTooLarge, "RequestTooLargeException",
-				fmt.Sprintf("an event must be at most %d bytes", events.MaxPayload)}
+			return apiError(apitype.TypeRequestTooLarge,
+				fmt.Sprintf("an event must be at most %d bytes", events.MaxPayload))
 		}
 		return badRequest("reading the body: " + err.Error())
 	}
@@ -84,9 +82,9 @@ func (a *api) publishEvent(w http.ResponseWriter, r *http.Request) error {
 	e, err := cloudevent.FromHTTP(r.Header, body, cloudevent.Wrap{Source: source, Type: "wisp.event", Now: a.now().UTC()})
 	switch {
 	case errors.Is(err, cloudevent.ErrUnsupported):
-		return &Error{http.StatusUnsupportedMediaType, "UnsupportedMediaTypeException", err.Error()}
+		return apiError(apitype.TypeUnsupportedMediaType, err.Error())
 	case err != nil:
-		return &Error{http.StatusBadRequest, "InvalidRequestContentException", err.Error()}
+		return apiError(apitype.TypeInvalidRequestContent, err.Error())
 	}
 	if err := ev.Publish(r.Context(), topic, e, principal); err != nil {
 		return err

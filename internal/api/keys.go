@@ -15,7 +15,7 @@ import (
 // needKeys is the answer of /v1/keys on a node built without access keys.
 func (a *api) needKeys() error {
 	if a.keys == nil {
-		return &Error{http.StatusNotImplemented, "ServiceException", "access keys are not enabled on this node"}
+		return &Error{http.StatusNotImplemented, apitype.TypeService, "access keys are not enabled on this node"}
 	}
 	return nil
 }
@@ -64,7 +64,7 @@ func (a *api) deleteKey(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	err := a.keys.Delete(r.Context(), id)
 	if errors.Is(err, auth.ErrKeyNotFound) {
-		return &Error{http.StatusNotFound, "ResourceNotFoundException", fmt.Sprintf("access key %q not found", id)}
+		return apiError(apitype.TypeResourceNotFound, fmt.Sprintf("access key %q not found", id))
 	}
 	if err != nil {
 		return err

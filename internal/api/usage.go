@@ -23,7 +23,7 @@ type Usage interface {
 
 func (a *api) usageOn() (Usage, error) {
 	if a.usage == nil {
-		return nil, &Error{http.StatusNotImplemented, "ServiceException", "metering is not enabled on this node"}
+		return nil, &Error{http.StatusNotImplemented, apitype.TypeService, "metering is not enabled on this node"}
 	}
 	return a.usage, nil
 }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wisp-dev/wisp/internal/arn"
 	"github.com/wisp-dev/wisp/internal/invoke"
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/telemetry"
@@ -175,10 +176,10 @@ func Open(ctx context.Context, cfg Config) (*Events, error) {
 		cfg.ScheduleEvery = time.Second
 	}
 	if cfg.Region == "" {
-		cfg.Region = "us-east-1"
+		cfg.Region = arn.DefaultRegion
 	}
 	if cfg.Account == "" {
-		cfg.Account = "000000000000"
+		cfg.Account = arn.DefaultAccount
 	}
 	for _, p := range cfg.NodeTopics {
 		if err := registry.CheckTopicPattern(p); err != nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/wisp-dev/wisp/internal/arn"
 	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/events/cloudevent"
 	"github.com/wisp-dev/wisp/internal/registry"
@@ -73,7 +74,7 @@ func (e *Events) record(q queued, f registry.Function, o outcome) []byte {
 }
 
 func (e *Events) arn(fn, qualifier string) string {
-	return "arn:aws:lambda:" + e.cfg.Region + ":" + e.cfg.Account + ":function:" + fn + ":" + qualifier
+	return arn.Function(e.cfg.Region, e.cfg.Account, fn, qualifier)
 }
 
 // jsonOrNull is a payload as JSON: an empty one is null.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wisp-dev/wisp/apitype"
+	"github.com/wisp-dev/wisp/internal/arn"
 	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/connlimit"
 	"github.com/wisp-dev/wisp/internal/events"
@@ -61,9 +62,6 @@ type Config struct {
 	Now    func() time.Time
 }
 
-// defaultRegion is the node's region when its config names none.
-const defaultRegion = "us-east-1"
-
 // sigV4Service is the service of the credential scope of every signed
 // call to the gateway.
 const sigV4Service = "lambda"
@@ -79,7 +77,7 @@ func New(cfg Config) http.Handler {
 		cfg.Now = time.Now
 	}
 	if cfg.Region == "" {
-		cfg.Region = defaultRegion
+		cfg.Region = arn.DefaultRegion
 	}
 	g := &gateway{cfg: cfg}
 	mux := http.NewServeMux()

@@ -20,6 +20,7 @@ import (
 
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/events"
+	"github.com/wisp-dev/wisp/internal/nodestats"
 	"github.com/wisp-dev/wisp/internal/server"
 	"github.com/wisp-dev/wisp/internal/telemetry"
 )
@@ -414,7 +415,7 @@ func httpCaller(target, token string, want int) func() (func(context.Context) er
 // asyncOutcomes reads the node's count of event attempts of function
 // name, by outcome.
 func asyncOutcomes(ctx context.Context, n *wispNode, name string) (map[string]float64, error) {
-	mfs, err := n.api.Metrics(ctx)
+	mfs, err := nodestats.Metrics(ctx, n.api)
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/internal/nodestats"
 	"github.com/wisp-dev/wisp/internal/telemetry"
 )
 
@@ -257,7 +258,7 @@ func (r *eventRecorder) stop(ctx context.Context) error {
 // queuedEvents is the node's count of function name's stored events
 // (waiting or running); -1 when the node does not say.
 func queuedEvents(ctx context.Context, api *client.Client, name string) float64 {
-	mfs, err := api.Metrics(ctx)
+	mfs, err := nodestats.Metrics(ctx, api)
 	if err != nil {
 		return -1
 	}

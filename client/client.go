@@ -19,57 +19,45 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/wisp-dev/wisp/internal/registry"
+	"github.com/wisp-dev/wisp/apitype"
 )
 
-// The wire types are the registry's: one definition, spoken on both sides.
+// The wire types are apitype's; these names let a caller use the client
+// without importing apitype.
 type (
 	// Function is a function's $LATEST: its config and code.
-	Function = registry.Function
+	Function = apitype.Function
 	// Config is the part of a function a caller sets; nil fields keep their
 	// value on update and take their default on create.
-	Config = registry.Config
+	Config = apitype.Config
 	// Version is an immutable snapshot of a function.
-	Version = registry.Version
+	Version = apitype.Version
 	// Alias names a version, optionally splitting calls with a second one.
-	Alias = registry.Alias
+	Alias = apitype.Alias
 	// AsyncConfig is how a function's events are retried and where their
 	// outcomes go.
-	AsyncConfig = registry.AsyncConfig
+	AsyncConfig = apitype.AsyncConfig
 	// AsyncPatch changes an AsyncConfig (Config.Async): nil fields keep
 	// their value, an empty string clears a destination.
-	AsyncPatch = registry.AsyncPatch
+	AsyncPatch = apitype.AsyncPatch
 	// Schedule invokes a function on a clock.
-	Schedule = registry.Schedule
+	Schedule = apitype.Schedule
 	// Quota caps a function's usage (or, set on the node, every
 	// function's) per hour, day or month. In Config, one with no period
 	// removes the function's quota.
-	Quota = registry.Quota
+	Quota = apitype.Quota
 	// Logs bounds what is kept of a function's log; LogsPatch changes it
 	// (Config.Logs).
-	Logs      = registry.Logs
-	LogsPatch = registry.LogsPatch
-)
-
-// Error types the control API answers with (docs/api.md, "Errors").
-const (
-	TypeInvalidParameterValue = "InvalidParameterValueException"
-	TypeInvalidCode           = "InvalidCodeException"
-	TypeInvalidRequestContent = "InvalidRequestContentException"
-	TypeUnauthorized          = "UnauthorizedException"
-	TypeResourceNotFound      = "ResourceNotFoundException"
-	TypeResourceConflict      = "ResourceConflictException"
-	TypePreconditionFailed    = "PreconditionFailedException"
-	TypeRequestTooLarge       = "RequestTooLargeException"
-	TypeCodeTooLarge          = "CodeTooLargeException"
-	TypeUnsupportedMediaType  = "UnsupportedMediaTypeException"
-	TypeService               = "ServiceException"
+	Logs      = apitype.Logs
+	LogsPatch = apitype.LogsPatch
 )
 
 // Error is an error the API answered with.
 type Error struct {
-	Status  int    // the HTTP status
-	Type    string // the stable error type; empty when the body was not an API error
+	Status int // the HTTP status
+	// Type is the stable error type (apitype.Type…); empty when the body
+	// was not an API error.
+	Type    string
 	Message string // the API's message, or the status text
 	// Reason says why a 429 of the Lambda API refused a call: a throttle
 	// (Lambda's reasons) or ReasonSpendCap.
@@ -88,7 +76,7 @@ func (e *Error) Error() string {
 // not.
 func IsNotFound(err error) bool {
 	var e *Error
-	return errors.As(err, &e) && e.Type == TypeResourceNotFound
+	return errors.As(err, &e) && e.Type == apitype.TypeResourceNotFound
 }
 
 // Client calls one node's control API. It is safe for concurrent use.
@@ -203,15 +191,15 @@ const maxErrorBody = 64 << 10
 // or the status text when the body is not one.
 func decodeError(resp *http.Response) *Error {
 	e := &Error{Status: resp.StatusCode}
-	var body struct {
-		Type       string `json:"type"`
-		LambdaType string `json:"__type"` // the Lambda API's
-		Message    string `json:"message"`
-		Reason     string `json:"Reason"` // the Lambda API's throttles'
-	}
+	// The body is the control API's or the Lambda API's, which name the
+	// type differently.
+	var (
+		v1     apitype.Error
+		lambda apitype.LambdaError
+	)
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	if err == nil && json.Unmarshal(b, &body) == nil {
-		e.Type, e.Message, e.Reason = cmp.Or(body.Type, body.LambdaType), body.Message, body.Reason
+	if err == nil && json.Unmarshal(b, &v1) == nil && json.Unmarshal(b, &lambda) == nil {
+		e.Type, e.Message, e.Reason = cmp.Or(v1.Type, lambda.Type), v1.Message, lambda.Reason
 	}
 	// The Lambda API names the type in a header, as AWS does.
 	if t := resp.Header.Get("X-Amzn-ErrorType"); t != "" {
@@ -251,10 +239,7 @@ func (c *Client) ListFunctions(ctx context.Context, limit int, marker string) ([
 	if marker != "" {
 		q.Set("marker", marker)
 	}
-	var out struct {
-		Functions  []Function `json:"functions"`
-		NextMarker string     `json:"next_marker"`
-	}
+	var out apitype.FunctionList
 	if _, err := c.call(ctx, request{method: http.MethodGet, path: "/v1/functions", query: q}, &out); err != nil {
 		return nil, "", err
 	}
@@ -508,4 +493,15 @@ func (c *counter) Read(p []byte) (int, error) {
 		c.progress(c.sent, c.total)
 	}
 	return n, err
+}
+
+// Metrics returns the node's metrics (GET /metrics) in Prometheus' text
+// format; the caller closes it. They are the node's own, since it started:
+// in a cluster, each node has its own.
+func (c *Client) Metrics(ctx context.Context) (io.ReadCloser, error) {
+	resp, err := c.send(ctx, request{method: http.MethodGet, path: "/metrics"})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
 }

@@ -12,32 +12,34 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/wisp-dev/wisp/internal/events"
-	"github.com/wisp-dev/wisp/internal/events/cloudevent"
+	"github.com/wisp-dev/wisp/apitype"
 )
 
-// The wire types of events are the events package's.
+// The wire types of events are apitype's.
 type (
 	// TopicEvent is an event read back from a topic: its sequence number,
 	// when it was stored, who published it and the CloudEvent as JSON.
-	TopicEvent = events.TopicEvent
+	TopicEvent = apitype.TopicEvent
 	// Topic is what the catalog knows of a topic: who publishes on it and
 	// who listens.
-	Topic = events.Topic
+	Topic = apitype.Topic
 	// Publisher is a source seen publishing on a topic.
-	Publisher = events.Publisher
+	Publisher = apitype.Publisher
 	// Subscriber is a subscription as the catalog lists it.
-	Subscriber = events.Subscriber
+	Subscriber = apitype.Subscriber
 	// Subscription delivers a topic's events that pass its filter to a
 	// function.
-	Subscription = events.Subscription
+	Subscription = apitype.Subscription
 	// Filter selects events by their context attributes: every Exact
 	// attribute equal to its value, every Prefix attribute starting with
 	// its value.
-	Filter = cloudevent.Filter
+	Filter = apitype.Filter
 	// ScheduleInfo is a schedule as listed: its function, its config and
 	// when it fires next.
-	ScheduleInfo = events.ScheduleInfo
+	ScheduleInfo = apitype.ScheduleInfo
+	// PublishResult is a published event: its id and source as the node
+	// stored them, and its topic.
+	PublishResult = apitype.PublishResult
 )
 
 // PublishOptions are a published event's CloudEvents attributes. When all
@@ -57,14 +59,6 @@ type PublishOptions struct {
 
 func (o PublishOptions) empty() bool {
 	return o.Type == "" && o.Source == "" && o.Subject == "" && o.ID == "" && len(o.Extensions) == 0
-}
-
-// PublishResult is a published event: its id and source as the node
-// stored them, and its topic.
-type PublishResult struct {
-	ID     string `json:"id"`
-	Source string `json:"source"`
-	Topic  string `json:"topic"`
 }
 
 func topicPath(topic string) string {
@@ -101,14 +95,12 @@ func (c *Client) PublishEvent(ctx context.Context, topic string, data []byte, op
 }
 
 // binaryHeaders are the ce-* headers of an event sent in the CloudEvents
-// HTTP binding's binary mode, checked as the node checks them.
+// HTTP binding's binary mode, checked by the rules the node checks too.
 func binaryHeaders(opt PublishOptions) (http.Header, error) {
 	if opt.ID == "" {
 		opt.ID = newUUID()
 	}
-	ev := cloudevent.Event{SpecVersion: cloudevent.SpecVersion, ID: opt.ID, Source: opt.Source, Type: opt.Type,
-		Subject: opt.Subject, Extensions: opt.Extensions}
-	if err := ev.Validate(); err != nil {
+	if err := checkAttributes(opt); err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	h := http.Header{}
@@ -117,16 +109,35 @@ func binaryHeaders(opt PublishOptions) (http.Header, error) {
 			h.Set("Ce-"+name, headerValue(value))
 		}
 	}
-	set("specversion", ev.SpecVersion)
-	set("id", ev.ID)
-	set("source", ev.Source)
-	set("type", ev.Type)
-	set("subject", ev.Subject)
-	for name, value := range ev.Extensions {
+	set("specversion", specVersion)
+	set("id", opt.ID)
+	set("source", opt.Source)
+	set("type", opt.Type)
+	set("subject", opt.Subject)
+	for name, value := range opt.Extensions {
 		// Set even when empty: an empty extension is still an attribute.
 		h.Set("Ce-"+name, headerValue(value))
 	}
 	return h, nil
+}
+
+// specVersion is the CloudEvents version the node reads.
+const specVersion = "1.0"
+
+// checkAttributes checks an event's attributes as the node will: id,
+// source and type present, values and extensions CloudEvents allows.
+func checkAttributes(opt PublishOptions) error {
+	for _, a := range []struct{ name, value string }{{"id", opt.ID}, {"source", opt.Source}, {"type", opt.Type}} {
+		if a.value == "" {
+			return fmt.Errorf("%s is missing or empty", a.name)
+		}
+	}
+	for _, a := range []struct{ name, value string }{{"id", opt.ID}, {"source", opt.Source}, {"type", opt.Type}, {"subject", opt.Subject}} {
+		if err := apitype.CheckAttributeValue(a.name, a.value); err != nil {
+			return err
+		}
+	}
+	return apitype.CheckExtensions(opt.Extensions)
 }
 
 // headerValue percent-encodes an attribute value for its ce-* header, as

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"testing"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/events/cloudevent"
 )
@@ -324,7 +325,7 @@ func TestInvokeAsync(t *testing.T) {
 			},
 			wantErr: func(err error) bool {
 				var e *client.Error
-				return errors.As(err, &e) && e.Type == client.TypeRequestTooLarge
+				return errors.As(err, &e) && e.Type == apitype.TypeRequestTooLarge
 			},
 		},
 		{

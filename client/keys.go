@@ -5,12 +5,12 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/wisp-dev/wisp/internal/auth"
+	"github.com/wisp-dev/wisp/apitype"
 )
 
 // AccessKey is an access key pair for AWS SDKs and the AWS CLI: the id, and
 // the secret only in CreateKey's answer.
-type AccessKey = auth.AccessKey
+type AccessKey = apitype.AccessKey
 
 // CreateKey creates an access key pair. The answer is the only time its
 // secret is shown.

@@ -9,11 +9,11 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/wisp-dev/wisp/internal/telemetry"
+	"github.com/wisp-dev/wisp/apitype"
 )
 
 // LogRecord is one line of a function's log.
-type LogRecord = telemetry.Record
+type LogRecord = apitype.LogRecord
 
 // LogsOptions says which records Logs asks for.
 type LogsOptions struct {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 )
 
@@ -73,7 +74,7 @@ func TestLogsError(t *testing.T) {
 		return nil
 	})
 	var e *client.Error
-	if !errors.As(err, &e) || e.Status != 400 || e.Type != client.TypeInvalidParameterValue {
+	if !errors.As(err, &e) || e.Status != 400 || e.Type != apitype.TypeInvalidParameterValue {
 		t.Errorf("err = %v, want a 400 InvalidParameterValueException", err)
 	}
 }

@@ -8,41 +8,41 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/wisp-dev/wisp/internal/meter"
+	"github.com/wisp-dev/wisp/apitype"
 )
 
-// The wire types of usage are the meter's.
+// The wire types of usage are apitype's.
 type (
 	// UsageRecord is one invocation's usage: its trigger, start, duration,
 	// billed duration (as its REPORT line gives it), memory and outcome.
-	UsageRecord = meter.Record
+	UsageRecord = apitype.UsageRecord
 	// UsageCounts is what a set of invocations used: counts, billed
 	// milliseconds and memory-time (MB × billed ms).
-	UsageCounts = meter.Usage
+	UsageCounts = apitype.Usage
 	// UsageBucket is a function's usage in one hour or day, with its
 	// GB-seconds and cost.
-	UsageBucket = meter.Bucket
+	UsageBucket = apitype.UsageBucket
 	// FunctionUsage is a function's usage over a report's span, and bucket
 	// by bucket.
-	FunctionUsage = meter.FunctionUsage
+	FunctionUsage = apitype.FunctionUsage
 	// Prices turn usage into cost: dollars per request and per GB-second.
-	Prices = meter.Prices
+	Prices = apitype.Prices
 	// UsageReport is the answer of GET /v1/usage: the usage of each
 	// function over [From, To), by hour or day, its cost at the node's
 	// prices, and AWS Lambda's x86 prices to compare them with.
-	UsageReport = meter.Report
+	UsageReport = apitype.UsageReport
 	// SpendCap is a reached quota, as the 429 of a capped call describes it
 	// and as the data of the wisp.cap.exceeded events on SpendCapTopic.
-	SpendCap = meter.CapError
+	SpendCap = apitype.SpendCap
 )
 
 const (
 	// ReasonSpendCap is the Reason of the 429 TooManyRequestsException a
 	// call gets when its function's quota, or the node's, is used up.
-	ReasonSpendCap = meter.ReasonSpendCap
+	ReasonSpendCap = apitype.ReasonSpendCap
 	// SpendCapTopic is the topic a node tells a reached quota on, once per
 	// period, as a CloudEvent of type wisp.cap.exceeded.
-	SpendCapTopic = meter.CapTopic
+	SpendCapTopic = apitype.SpendCapTopic
 )
 
 // UsageQuery selects a usage report.

@@ -4,7 +4,6 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/archive"
 	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/connlimit"
@@ -91,7 +91,7 @@ func (a *api) checkCode(ctx context.Context, runtime, handler string, code *regi
 		return nil
 	}
 	if err := a.check(ctx, runtime, handler, code); err != nil {
-		return &Error{http.StatusBadRequest, "InvalidCodeException", err.Error()}
+		return apiError(apitype.TypeInvalidCode, err.Error())
 	}
 	return nil
 }
@@ -141,7 +141,7 @@ func New(cfg Config) http.Handler {
 		mux.Handle(rt.pattern, a.handle(rt.h))
 	}
 	mux.Handle("/v1/", a.handle(func(w http.ResponseWriter, r *http.Request) error {
-		return &Error{http.StatusNotFound, "ResourceNotFoundException", "no API route " + r.Method + " " + r.URL.Path}
+		return apiError(apitype.TypeResourceNotFound, "no API route "+r.Method+" "+r.URL.Path)
 	}))
 	// Functions may publish events with their own token; every other
 	// call is the admin's.
@@ -177,19 +177,18 @@ type FunctionTokens interface {
 // The control API and the node's other admin endpoints (/metrics) use it.
 // A function's own token is known and refused (403).
 func AdminOnly(token string, fnTokens FunctionTokens, log *slog.Logger, next http.Handler) http.Handler {
-	want := []byte(token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		tok, ok := auth.BearerToken(r.Header)
 		if fnTokens != nil {
 			if fn, isFn := fnTokens.Function(tok); isFn {
-				writeError(w, log, r, &Error{http.StatusForbidden, "AccessDeniedException",
-					"the token of function " + strconv.Quote(fn) + " cannot use the admin API"})
+				writeError(w, log, r, apiError(apitype.TypeAccessDenied,
+					"the token of function "+strconv.Quote(fn)+" cannot use the admin API"))
 				return
 			}
 		}
-		if !ok || len(want) == 0 || subtle.ConstantTimeCompare([]byte(tok), want) != 1 {
+		if !ok || !auth.IsToken(tok, token) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="wisp"`)
-			writeError(w, log, r, &Error{http.StatusUnauthorized, "UnauthorizedException", "missing or wrong bearer token"})
+			writeError(w, log, r, apiError(apitype.TypeUnauthorized, "missing or wrong bearer token"))
 			return
 		}
 		// A flood of unauthenticated connections cannot close this one.
@@ -213,9 +212,10 @@ func ifMatch(r *http.Request) (uint64, error) {
 }
 
 func (a *api) sendFunction(w http.ResponseWriter, status int, f registry.Function) error {
-	f.InsecureNoSandbox = a.insecure
+	out := wireFunction(f)
+	out.InsecureNoSandbox = a.insecure
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(f.Revision, 10)))
-	writeJSON(w, status, f)
+	writeJSON(w, status, out)
 	return nil
 }
 
@@ -232,13 +232,11 @@ func (a *api) listFunctions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	for i := range fns {
-		fns[i].InsecureNoSandbox = a.insecure
+	list := apitype.FunctionList{Functions: each(fns, wireFunction), NextMarker: next}
+	for i := range list.Functions {
+		list.Functions[i].InsecureNoSandbox = a.insecure
 	}
-	writeJSON(w, http.StatusOK, struct {
-		Functions  []registry.Function `json:"functions"`
-		NextMarker string              `json:"next_marker,omitempty"`
-	}{fns, next})
+	writeJSON(w, http.StatusOK, list)
 	return nil
 }
 
@@ -253,7 +251,7 @@ func (a *api) createFunction(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("bad multipart body: " + err.Error())
 	}
 	var (
-		cfg       registry.Config
+		cfg       apitype.Config
 		gotConfig bool
 		code      *registry.Staged
 	)
@@ -295,7 +293,7 @@ func (a *api) createFunction(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	f, err := a.reg.Create(r.Context(), cfg, code)
+	f, err := a.reg.Create(r.Context(), storedConfig(cfg), code)
 	if err != nil {
 		return err
 	}
@@ -331,11 +329,11 @@ func (a *api) updateConfig(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var cfg registry.Config
-	if err := decodeJSON(r.Body, &cfg, false); err != nil {
+	var body apitype.Config
+	if err := decodeJSON(r.Body, &body, false); err != nil {
 		return err
 	}
-	name := r.PathValue("name")
+	cfg, name := storedConfig(body), r.PathValue("name")
 	var f registry.Function
 	for range 3 {
 		var checked uint64
@@ -498,7 +496,7 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) error {
 		status = http.StatusCreated
 		a.log.Info("version published", "function", v.Function.Name, "version", v.Version)
 	}
-	writeJSON(w, status, v)
+	writeJSON(w, status, wireVersion(v))
 	return nil
 }
 
@@ -512,21 +510,21 @@ func (a *api) listVersions(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, struct {
-		Versions []registry.Version `json:"versions"`
-	}{vers})
+		Versions []apitype.Version `json:"versions"`
+	}{each(vers, wireVersion)})
 	return nil
 }
 
 func (a *api) getVersion(w http.ResponseWriter, r *http.Request) error {
 	n, err := strconv.Atoi(r.PathValue("n"))
 	if err != nil {
-		return &Error{http.StatusNotFound, "ResourceNotFoundException", fmt.Sprintf("version %q not found", r.PathValue("n"))}
+		return apiError(apitype.TypeResourceNotFound, fmt.Sprintf("version %q not found", r.PathValue("n")))
 	}
 	v, err := a.reg.GetVersion(r.Context(), r.PathValue("name"), n)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, v)
+	writeJSON(w, http.StatusOK, wireVersion(v))
 	return nil
 }
 
@@ -556,7 +554,7 @@ func (a *api) putAlias(w http.ResponseWriter, r *http.Request) error {
 		status = http.StatusCreated
 	}
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(al.Revision, 10)))
-	writeJSON(w, status, al)
+	writeJSON(w, status, wireAlias(al))
 	return nil
 }
 
@@ -566,7 +564,7 @@ func (a *api) getAlias(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(al.Revision, 10)))
-	writeJSON(w, http.StatusOK, al)
+	writeJSON(w, http.StatusOK, wireAlias(al))
 	return nil
 }
 
@@ -576,8 +574,8 @@ func (a *api) listAliases(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, struct {
-		Aliases []registry.Alias `json:"aliases"`
-	}{als})
+		Aliases []apitype.Alias `json:"aliases"`
+	}{each(als, wireAlias)})
 	return nil
 }
 

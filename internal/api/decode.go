@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/wisp-dev/wisp/apitype"
 )
 
 // decodeJSON reads a bounded JSON body into v: the one way the API reads a
@@ -21,8 +22,8 @@ func decodeJSON(r io.Reader, v any, empty bool) error {
 		return badRequestOrTooLarge("reading the body", err)
 	}
 	if len(b) > maxJSONBody {
-		return &Error{http.StatusRequestEntityTooLarge, "RequestTooLargeException",
-			fmt.Sprintf("a JSON body must be at most %d bytes", maxJSONBody)}
+		return apiError(apitype.TypeRequestTooLarge,
+			fmt.Sprintf("a JSON body must be at most %d bytes", maxJSONBody))
 	}
 	if empty && len(bytes.TrimSpace(b)) == 0 {
 		return nil

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/archive"
 	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/registry"
@@ -15,15 +16,21 @@ import (
 // Error is an API error: a stable type name (Lambda's where Lambda has one)
 // and the HTTP status that goes with it.
 type Error struct {
-	Status  int    `json:"-"`
-	Type    string `json:"type"`
-	Message string `json:"message"`
+	Status  int
+	Type    string
+	Message string
 }
 
 func (e *Error) Error() string { return e.Type + ": " + e.Message }
 
+// apiError is an error of type typ (apitype.Type…), with the status
+// apitype gives that type.
+func apiError(typ, msg string) *Error {
+	return &Error{apitype.ErrorStatus(typ), typ, msg}
+}
+
 func badRequest(msg string) *Error {
-	return &Error{http.StatusBadRequest, "InvalidParameterValueException", msg}
+	return apiError(apitype.TypeInvalidParameterValue, msg)
 }
 
 // errorFor maps an error from below to what the caller is told.
@@ -40,35 +47,35 @@ func errorFor(err error) *Error {
 	case errors.As(err, &valErr):
 		return badRequest(valErr.Msg)
 	case errors.As(err, &arcErr) && arcErr.TooLarge:
-		return &Error{http.StatusRequestEntityTooLarge, "CodeTooLargeException", arcErr.Error()}
+		return apiError(apitype.TypeCodeTooLarge, arcErr.Error())
 	case errors.As(err, &arcErr):
-		return &Error{http.StatusBadRequest, "InvalidCodeException", arcErr.Error()}
+		return apiError(apitype.TypeInvalidCode, arcErr.Error())
 	case errors.As(err, &maxErr), errors.Is(err, registry.ErrTooLarge):
-		return &Error{http.StatusRequestEntityTooLarge, "RequestTooLargeException", "request body is too large: " + err.Error()}
+		return apiError(apitype.TypeRequestTooLarge, "request body is too large: "+err.Error())
 	case errors.Is(err, events.ErrTooLarge):
-		return &Error{http.StatusRequestEntityTooLarge, "RequestTooLargeException", err.Error()}
+		return apiError(apitype.TypeRequestTooLarge, err.Error())
 	case errors.Is(err, events.ErrForbidden):
-		return &Error{http.StatusForbidden, "AccessDeniedException", trimSentinel(err, events.ErrForbidden)}
+		return apiError(apitype.TypeAccessDenied, trimSentinel(err, events.ErrForbidden))
 	case errors.Is(err, events.ErrInvalid):
-		return &Error{http.StatusBadRequest, "InvalidRequestContentException", trimSentinel(err, events.ErrInvalid)}
+		return apiError(apitype.TypeInvalidRequestContent, trimSentinel(err, events.ErrInvalid))
 	case errors.Is(err, events.ErrBusy):
-		return &Error{http.StatusTooManyRequests, "TooManyRequestsException", trimSentinel(err, events.ErrBusy)}
+		return apiError(apitype.TypeTooManyRequests, trimSentinel(err, events.ErrBusy))
 	case errors.Is(err, events.ErrTooManyTopics):
-		return &Error{http.StatusInsufficientStorage, "TopicLimitExceededException", trimSentinel(err, events.ErrTooManyTopics)}
+		return apiError(apitype.TypeTopicLimitExceeded, trimSentinel(err, events.ErrTooManyTopics))
 	case errors.Is(err, events.ErrNotFound):
-		return &Error{http.StatusNotFound, "ResourceNotFoundException", trimSentinel(err, events.ErrNotFound)}
+		return apiError(apitype.TypeResourceNotFound, trimSentinel(err, events.ErrNotFound))
 	case errors.Is(err, registry.ErrNotFound):
-		return &Error{http.StatusNotFound, "ResourceNotFoundException", trimSentinel(err, registry.ErrNotFound)}
+		return apiError(apitype.TypeResourceNotFound, trimSentinel(err, registry.ErrNotFound))
 	case errors.Is(err, registry.ErrExists):
-		return &Error{http.StatusConflict, "ResourceConflictException", trimSentinel(err, registry.ErrExists)}
+		return apiError(apitype.TypeResourceConflict, trimSentinel(err, registry.ErrExists))
 	case errors.Is(err, registry.ErrStale):
-		return &Error{http.StatusConflict, "PreconditionFailedException", trimSentinel(err, registry.ErrStale)}
+		return apiError(apitype.TypePreconditionFailed, trimSentinel(err, registry.ErrStale))
 	case store.IsFull(err):
-		return &Error{http.StatusInsufficientStorage, "StorageFullException", "the node's disk is full: " + trimSentinel(err, store.ErrFull)}
+		return apiError(apitype.TypeStorageFull, "the node's disk is full: "+trimSentinel(err, store.ErrFull))
 	case errors.Is(err, store.ErrUnavailable):
-		return &Error{http.StatusServiceUnavailable, "ServiceUnavailableException", trimSentinel(err, store.ErrUnavailable)}
+		return apiError(apitype.TypeServiceUnavailable, trimSentinel(err, store.ErrUnavailable))
 	}
-	return &Error{http.StatusInternalServerError, "ServiceException", "internal error: " + err.Error()}
+	return apiError(apitype.TypeService, "internal error: "+err.Error())
 }
 
 // trimSentinel drops the ": registry: …" tail a wrapped sentinel adds, so
@@ -90,7 +97,7 @@ func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err er
 	if e.Status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
 	}
-	writeJSON(w, e.Status, e)
+	writeJSON(w, e.Status, apitype.Error{Type: e.Type, Message: e.Message})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -2,14 +2,13 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/connlimit"
 	"github.com/wisp-dev/wisp/internal/events"
@@ -29,7 +28,7 @@ type Events interface {
 
 func (a *api) eventsOn() (Events, error) {
 	if a.events == nil {
-		return nil, &Error{http.StatusNotImplemented, "ServiceException", "events are not enabled on this node"}
+		return nil, &Error{http.StatusNotImplemented, apitype.TypeService, "events are not enabled on this node"}
 	}
 	return a.events, nil
 }
@@ -38,18 +37,18 @@ func (a *api) eventsOn() (Events, error) {
 // token (functions publish through WISP_API_URL). It returns who it is, as
 // auth names principals; what that principal may publish, events decides.
 func (a *api) publisher(r *http.Request) (string, error) {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	tok, ok := auth.BearerToken(r.Header)
 	if a.fnTokens != nil {
 		if fn, isFn := a.fnTokens.Function(tok); ok && isFn {
 			connlimit.MarkAuthenticated(r.Context())
 			return auth.FunctionPrincipal(fn), nil
 		}
 	}
-	if ok && a.token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(a.token)) == 1 {
+	if ok && auth.IsToken(tok, a.token) {
 		connlimit.MarkAuthenticated(r.Context())
 		return auth.PrincipalAdmin, nil
 	}
-	return "", &Error{http.StatusUnauthorized, "UnauthorizedException", "missing or wrong bearer token"}
+	return "", apiError(apitype.TypeUnauthorized, "missing or wrong bearer token")
 }
 
 // publishEvent accepts a CloudEvent in structured or binary mode, or any
@@ -71,8 +70,8 @@ func (a *api) publishEvent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		var maxErr *http.MaxBytesError
 		if errors.As(err, &maxErr) {
-			return &Error{http.StatusRequestEntityTooLarge, "RequestTooLargeException",
-				fmt.Sprintf("an event must be at most %d bytes", events.MaxPayload)}
+			return apiError(apitype.TypeRequestTooLarge,
+				fmt.Sprintf("an event must be at most %d bytes", events.MaxPayload))
 		}
 		return badRequest("reading the body: " + err.Error())
 	}
@@ -83,14 +82,14 @@ func (a *api) publishEvent(w http.ResponseWriter, r *http.Request) error {
 	e, err := cloudevent.FromHTTP(r.Header, body, cloudevent.Wrap{Source: source, Type: "wisp.event", Now: a.now().UTC()})
 	switch {
 	case errors.Is(err, cloudevent.ErrUnsupported):
-		return &Error{http.StatusUnsupportedMediaType, "UnsupportedMediaTypeException", err.Error()}
+		return apiError(apitype.TypeUnsupportedMediaType, err.Error())
 	case err != nil:
-		return &Error{http.StatusBadRequest, "InvalidRequestContentException", err.Error()}
+		return apiError(apitype.TypeInvalidRequestContent, err.Error())
 	}
 	if err := ev.Publish(r.Context(), topic, e, principal); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"id": e.ID, "source": e.Source, "topic": topic})
+	writeJSON(w, http.StatusAccepted, apitype.PublishResult{ID: e.ID, Source: e.Source, Topic: topic})
 	return nil
 }
 
@@ -116,7 +115,7 @@ func (a *api) readEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"events": list})
+	writeJSON(w, http.StatusOK, map[string]any{"events": each(list, wireTopicEvent)})
 	return nil
 }
 
@@ -129,7 +128,7 @@ func (a *api) eventCatalog(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"topics": topics})
+	writeJSON(w, http.StatusOK, map[string]any{"topics": each(topics, wireTopic)})
 	return nil
 }
 
@@ -138,17 +137,19 @@ func (a *api) subscribe(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var s events.Subscription
-	if err := decodeJSON(r.Body, &s, false); err != nil {
+	var body apitype.Subscription
+	if err := decodeJSON(r.Body, &body, false); err != nil {
 		return err
 	}
-	if s.ID != "" || !s.CreatedAt.IsZero() {
+	if body.ID != "" || !body.CreatedAt.IsZero() {
 		return badRequest("id and created_at are set by the node")
 	}
-	if s, err = ev.Subscribe(r.Context(), s); err != nil {
+	s, err := ev.Subscribe(r.Context(), events.Subscription{Topic: body.Topic, Function: body.Function,
+		Qualifier: body.Qualifier, Filter: cloudevent.Filter(body.Filter)})
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, s)
+	writeJSON(w, http.StatusCreated, wireSubscription(s))
 	return nil
 }
 
@@ -158,7 +159,7 @@ func (a *api) listSubscriptions(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	writeJSON(w, http.StatusOK, map[string]any{"subscriptions": ev.Subscriptions(q.Get("topic"), q.Get("function"))})
+	writeJSON(w, http.StatusOK, map[string]any{"subscriptions": each(ev.Subscriptions(q.Get("topic"), q.Get("function")), wireSubscription)})
 	return nil
 }
 
@@ -183,6 +184,6 @@ func (a *api) listSchedules(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"schedules": list})
+	writeJSON(w, http.StatusOK, map[string]any{"schedules": each(list, wireScheduleInfo)})
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/auth"
 )
 
@@ -14,7 +15,7 @@ import (
 // needKeys is the answer of /v1/keys on a node built without access keys.
 func (a *api) needKeys() error {
 	if a.keys == nil {
-		return &Error{http.StatusNotImplemented, "ServiceException", "access keys are not enabled on this node"}
+		return &Error{http.StatusNotImplemented, apitype.TypeService, "access keys are not enabled on this node"}
 	}
 	return nil
 }
@@ -38,7 +39,7 @@ func (a *api) createKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The secret is in this answer and nowhere else: keep it out of caches.
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusCreated, key)
+	writeJSON(w, http.StatusCreated, wireAccessKey(key))
 	return nil
 }
 
@@ -51,8 +52,8 @@ func (a *api) listKeys(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, struct {
-		Keys []auth.AccessKey `json:"keys"`
-	}{keys})
+		Keys []apitype.AccessKey `json:"keys"`
+	}{each(keys, wireAccessKey)})
 	return nil
 }
 
@@ -63,7 +64,7 @@ func (a *api) deleteKey(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	err := a.keys.Delete(r.Context(), id)
 	if errors.Is(err, auth.ErrKeyNotFound) {
-		return &Error{http.StatusNotFound, "ResourceNotFoundException", fmt.Sprintf("access key %q not found", id)}
+		return apiError(apitype.TypeResourceNotFound, fmt.Sprintf("access key %q not found", id))
 	}
 	if err != nil {
 		return err

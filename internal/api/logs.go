@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/connlimit"
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/telemetry"
@@ -28,7 +29,7 @@ func (a *api) functionLogs(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if a.logs == nil {
-		return &Error{http.StatusNotImplemented, "ServiceException", "logs are not enabled on this node"}
+		return &Error{http.StatusNotImplemented, apitype.TypeService, "logs are not enabled on this node"}
 	}
 	q := r.URL.Query()
 	follow := false
@@ -97,7 +98,7 @@ func (o *ndjsonWriter) write(rec telemetry.Record) error {
 			return err
 		}
 	}
-	b, err := json.Marshal(rec)
+	b, err := json.Marshal(wireLogRecord(rec))
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/meter"
 	"github.com/wisp-dev/wisp/internal/registry"
 )
@@ -22,7 +23,7 @@ type Usage interface {
 
 func (a *api) usageOn() (Usage, error) {
 	if a.usage == nil {
-		return nil, &Error{http.StatusNotImplemented, "ServiceException", "metering is not enabled on this node"}
+		return nil, &Error{http.StatusNotImplemented, apitype.TypeService, "metering is not enabled on this node"}
 	}
 	return a.usage, nil
 }
@@ -32,27 +33,11 @@ func timeParam(q string, now time.Time, name string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, q); err == nil {
 		return t, nil
 	}
-	d, err := ParseSince(q)
+	d, err := apitype.ParseSince(q)
 	if err != nil {
 		return time.Time{}, badRequest(fmt.Sprintf("%s %q must be an RFC 3339 time or a duration such as 7d or 36h", name, q))
 	}
 	return now.Add(-d), nil
-}
-
-// ParseSince reads a duration as Go does, and also whole days ("7d").
-func ParseSince(s string) (time.Duration, error) {
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(days)
-		if err != nil || n < 0 || n > 3660 {
-			return 0, fmt.Errorf("%q is not a number of days", s)
-		}
-		return time.Duration(n) * 24 * time.Hour, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("%q is not a duration", s)
-	}
-	return d, nil
 }
 
 func (a *api) getUsage(w http.ResponseWriter, r *http.Request) error {
@@ -103,7 +88,7 @@ func (a *api) getUsage(w http.ResponseWriter, r *http.Request) error {
 		rep.Total.Usage = rep.Total.Usage.Plus(f.Usage)
 	}
 	rep.Total.GBSeconds, rep.Total.Cost = rep.Total.Usage.GBSeconds(), rep.Prices.Cost(rep.Total.Usage)
-	writeJSON(w, http.StatusOK, rep)
+	writeJSON(w, http.StatusOK, wireReport(rep))
 	return nil
 }
 
@@ -133,6 +118,6 @@ func (a *api) usageRecords(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"records": recs})
+	writeJSON(w, http.StatusOK, map[string]any{"records": each(recs, wireUsageRecord)})
 	return nil
 }

@@ -16,9 +16,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/archive"
-	"github.com/wisp-dev/wisp/internal/registry"
 )
 
 // deployFlags are wisp deploy's flags. Only those the user set are sent.
@@ -302,7 +302,7 @@ func nameFromDir(dir string) (string, error) {
 		return "", err
 	}
 	name := strings.ToLower(filepath.Base(abs))
-	if registry.ValidName("function", name) != nil {
+	if apitype.CheckName("function", name) != nil {
 		return "", usageErrorf("directory %q does not make a function name ([a-z][a-z0-9-]{0,62}): pass --name", filepath.Base(abs))
 	}
 	return name, nil
@@ -324,7 +324,7 @@ func deploy(cmd *cobra.Command, g *globals, dir string, f *deployFlags) error {
 		if name, err = nameFromDir(dir); err != nil {
 			return err
 		}
-	} else if err := registry.ValidName("function", name); err != nil {
+	} else if err := apitype.CheckName("function", name); err != nil {
 		return &usageError{err}
 	}
 

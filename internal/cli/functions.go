@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wisp-dev/wisp/client"
-	"github.com/wisp-dev/wisp/internal/registry"
 )
 
 func newLsCmd(g *globals) *cobra.Command {
@@ -111,7 +110,7 @@ func functionFields(f client.Function, now time.Time) []field {
 		field{"max_event_age", (time.Duration(f.Async.MaxEventAge) * time.Second).String()},
 		field{"on_success", f.Async.OnSuccess},
 		field{"on_failure", f.Async.OnFailure},
-		field{"dead_letter", registry.DeadLetterTopic(f)},
+		field{"dead_letter", f.DeadLetterTopic()},
 	)
 	if len(f.Schedules) == 0 {
 		fields = append(fields, field{"schedules", ""})

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/wisp-dev/wisp/internal/arn"
 	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/meter"
 	"github.com/wisp-dev/wisp/internal/registry"
@@ -101,7 +102,7 @@ the topics callers make.`,
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take to finish at shutdown")
 	f.StringVar(&cfg.NodePath, "node", "node", "the Node.js interpreter of the nodejs runtime")
 	f.StringVar(&cfg.PythonPath, "python", "python3", "the Python interpreter of the python runtime")
-	f.StringVar(&cfg.Region, "region", "us-east-1", "the node's AWS region: functions are told they run in it, and SigV4 signatures must be scoped to it")
+	f.StringVar(&cfg.Region, "region", arn.DefaultRegion, "the node's AWS region: functions are told they run in it, and SigV4 signatures must be scoped to it")
 	f.IntVar(&cfg.MemoryMB, "memory", 0, "MB of memory all function instances together may take (default half the machine's)")
 	f.DurationVar(&cfg.KeepWarm, "keep-warm", 10*time.Minute, "how long an idle instance is kept before it stops (functions may set their own)")
 	f.DurationVar(&cfg.MaxLifetime, "max-lifetime", 2*time.Hour, "instances this old are replaced at their next idle moment")
@@ -154,7 +155,7 @@ func (m *meterFlags) config(fl *pflag.FlagSet) (*meter.Prices, *registry.Quota, 
 	if q.Period == "" { // an empty --quota-period is no quota, as without the flags
 		return prices, nil, nil
 	}
-	return prices, q, nil
+	return prices, (*registry.Quota)(q), nil
 }
 
 // priceValue is a price flag: dollars, in full (0.0000002, not 2e-07).

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/internal/nodestats"
 )
 
 func newStatsCmd(g *globals) *cobra.Command {
@@ -33,11 +33,11 @@ INSTANCES is idle/busy; QUEUE is the callers waiting for an instance.`,
 		if err != nil {
 			return err
 		}
-		mfs, err := c.Metrics(cmd.Context())
+		mfs, err := nodestats.Metrics(cmd.Context(), c)
 		if err != nil {
 			return err
 		}
-		stats := client.StatsFromMetrics(mfs)
+		stats := nodestats.FromMetrics(mfs)
 		if len(args) == 1 {
 			name := args[0]
 			stats = filterStats(stats, name)
@@ -46,7 +46,7 @@ INSTANCES is idle/busy; QUEUE is the callers waiting for an instance.`,
 				if _, err := c.GetFunction(cmd.Context(), name); err != nil {
 					return err
 				}
-				stats = []client.FunctionStats{{Function: name}}
+				stats = []nodestats.FunctionStats{{Function: name}}
 			}
 		}
 		return out.print(cmd.OutOrStdout(), stats, func(w io.Writer) error {
@@ -66,13 +66,13 @@ INSTANCES is idle/busy; QUEUE is the callers waiting for an instance.`,
 	return cmd
 }
 
-func filterStats(stats []client.FunctionStats, name string) []client.FunctionStats {
+func filterStats(stats []nodestats.FunctionStats, name string) []nodestats.FunctionStats {
 	for _, s := range stats {
 		if s.Function == name {
-			return []client.FunctionStats{s}
+			return []nodestats.FunctionStats{s}
 		}
 	}
-	return []client.FunctionStats{}
+	return []nodestats.FunctionStats{}
 }
 
 // statsDuration is an estimated duration in milliseconds as a table shows

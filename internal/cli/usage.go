@@ -11,9 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
-	"github.com/wisp-dev/wisp/internal/api"
-	"github.com/wisp-dev/wisp/internal/registry"
 )
 
 // trendBuckets is how many of the last buckets TREND draws.
@@ -66,7 +65,7 @@ ran and what it was billed.`,
 			return usageErrorf("--granularity %q must be hour or day", granularity)
 		}
 		for _, name := range args {
-			if err := registry.ValidName("function", name); err != nil {
+			if err := apitype.CheckName("function", name); err != nil {
 				return &usageError{err}
 			}
 		}
@@ -96,7 +95,7 @@ func checkSince(s string) error {
 	if _, err := time.Parse(time.RFC3339, s); err == nil {
 		return nil
 	}
-	if _, err := api.ParseSince(s); err != nil {
+	if _, err := apitype.ParseSince(s); err != nil {
 		return usageErrorf("--since %q is not a duration (such as 7d or 36h) or an RFC 3339 time", s)
 	}
 	return nil
@@ -210,7 +209,7 @@ func usageRecords(cmd *cobra.Command, g *globals, out *outputFlag, args []string
 	if limit < 1 || limit > 10000 {
 		return usageErrorf("--limit %d must be 1 to 10000", limit)
 	}
-	if err := registry.ValidName("function", args[0]); err != nil {
+	if err := apitype.CheckName("function", args[0]); err != nil {
 		return &usageError{err}
 	}
 	from := since
@@ -298,14 +297,14 @@ func (q *quotaFlags) check(fl *pflag.FlagSet) error {
 				}
 			}
 		}
-	case registry.PeriodHour, registry.PeriodDay, registry.PeriodMonth:
+	case apitype.PeriodHour, apitype.PeriodDay, apitype.PeriodMonth:
 	default:
 		return usageErrorf("--quota-period %q must be hour, day or month", q.period)
 	}
 	if q.invocations < 0 || q.gbSeconds < 0 || q.cost < 0 {
 		return usageErrorf("the --quota maximums must not be negative")
 	}
-	if q.async != "" && q.async != registry.QuotaWait && q.async != registry.QuotaFail {
+	if q.async != "" && q.async != apitype.QuotaWait && q.async != apitype.QuotaFail {
 		return usageErrorf("--quota-async %q must be wait or fail", q.async)
 	}
 	return nil
@@ -364,7 +363,7 @@ func quotaText(q *client.Quota) string {
 	}
 	async := q.Async
 	if async == "" {
-		async = registry.QuotaWait
+		async = apitype.QuotaWait
 	}
 	return strings.Join(caps, ", ") + " per " + q.Period + "; capped events " + async
 }

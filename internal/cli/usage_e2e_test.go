@@ -73,7 +73,7 @@ func TestUsageAgainstANode(t *testing.T) {
 	})
 	f := rep.Functions[0]
 	if f.Function != "metered" || f.Invocations != 3 || f.BilledMs < 3 || f.MBms != 128*f.BilledMs ||
-		rep.Granularity != "day" || rep.Prices != prices || rep.LambdaX86 != meter.LambdaX86 || rep.Total.Invocations != 3 {
+		rep.Granularity != "day" || rep.Prices != client.Prices(prices) || rep.LambdaX86 != client.Prices(meter.LambdaX86) || rep.Total.Invocations != 3 {
 		t.Errorf("usage report %+v", rep)
 	}
 	// A function that fails at init is not counted as started cold.

@@ -19,31 +19,35 @@ import (
 func usageOf(name string, counts []int64, errors, cold int64, memoryMB, billedMs int64) client.FunctionUsage {
 	f := client.FunctionUsage{Function: name, Buckets: []client.UsageBucket{}}
 	start := time.Date(2026, 11, 16, 0, 0, 0, 0, time.UTC)
+	var total meter.Usage // the node's arithmetic, on its own type
 	for i, n := range counts {
-		u := client.UsageCounts{Invocations: n, BilledMs: n * billedMs, MBms: n * billedMs * memoryMB, DurationUs: n * billedMs * 900}
-		f.Buckets = append(f.Buckets, client.UsageBucket{Start: start.AddDate(0, 0, i), Usage: u,
+		u := meter.Usage{Invocations: n, BilledMs: n * billedMs, MBms: n * billedMs * memoryMB, DurationUs: n * billedMs * 900}
+		f.Buckets = append(f.Buckets, client.UsageBucket{Start: start.AddDate(0, 0, i), Usage: client.UsageCounts(u),
 			GBSeconds: u.GBSeconds(), Cost: meter.LambdaX86.Cost(u)})
-		f.Usage = f.Usage.Plus(u)
+		total = total.Plus(u)
 	}
-	f.Errors, f.ColdStarts = errors, cold
-	f.GBSeconds, f.Cost = f.Usage.GBSeconds(), meter.LambdaX86.Cost(f.Usage)
+	total.Errors, total.ColdStarts = errors, cold
+	f.Usage = client.UsageCounts(total)
+	f.GBSeconds, f.Cost = total.GBSeconds(), meter.LambdaX86.Cost(total)
 	return f
 }
 
 // usageReport is a node's report of fns by day over the week before testNow.
-func usageReport(prices client.Prices, fns ...client.FunctionUsage) client.UsageReport {
+func usageReport(prices meter.Prices, fns ...client.FunctionUsage) client.UsageReport {
 	rep := client.UsageReport{Granularity: "day", From: testNow.AddDate(0, 0, -7), To: testNow,
-		Prices: prices, LambdaX86: meter.LambdaX86, Functions: fns}
+		Prices: client.Prices(prices), LambdaX86: client.Prices(meter.LambdaX86), Functions: fns}
 	rep.Total.Start = rep.From
+	var total meter.Usage
 	for i, f := range fns {
-		fns[i].Cost = prices.Cost(f.Usage)
+		fns[i].Cost = prices.Cost(meter.Usage(f.Usage))
 		fns[i].Buckets = slices.Clone(f.Buckets)
 		for j, b := range fns[i].Buckets {
-			fns[i].Buckets[j].Cost = prices.Cost(b.Usage)
+			fns[i].Buckets[j].Cost = prices.Cost(meter.Usage(b.Usage))
 		}
-		rep.Total.Usage = rep.Total.Usage.Plus(f.Usage)
+		total = total.Plus(meter.Usage(f.Usage))
 	}
-	rep.Total.GBSeconds, rep.Total.Cost = rep.Total.Usage.GBSeconds(), prices.Cost(rep.Total.Usage)
+	rep.Total.Usage = client.UsageCounts(total)
+	rep.Total.GBSeconds, rep.Total.Cost = total.GBSeconds(), prices.Cost(total)
 	return rep
 }
 
@@ -75,7 +79,7 @@ func TestUsage(t *testing.T) {
 	hello := usageOf("hello", []int64{0, 12, 24, 0, 36, 48, 72, 96}, 3, 2, 128, 2)
 	resize := usageOf("resize", []int64{0, 0, 0, 0, 0, 0, 0, 5}, 0, 5, 1024, 1500)
 	quiet := usageOf("quiet", make([]int64, 8), 0, 0, 128, 1)
-	cheap := client.Prices{PerRequest: 0.1 / 1e6, PerGBSecond: 0.00001}
+	cheap := meter.Prices{PerRequest: 0.1 / 1e6, PerGBSecond: 0.00001}
 	tests := []struct {
 		name      string
 		args      []string
@@ -151,7 +155,7 @@ func TestUsageJSON(t *testing.T) {
 		t.Fatalf("stdout is not a report: %v\n%s", err, stdout)
 	}
 	if len(got.Functions) != 1 || got.Functions[0].Invocations != 3 || len(got.Functions[0].Buckets) != 2 ||
-		got.Total.Invocations != 3 || got.LambdaX86 != meter.LambdaX86 {
+		got.Total.Invocations != 3 || got.LambdaX86 != client.Prices(meter.LambdaX86) {
 		t.Errorf("stdout = %s", stdout)
 	}
 }

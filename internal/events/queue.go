@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wisp-dev/wisp/internal/arn"
 	"github.com/wisp-dev/wisp/internal/invoke"
 	"github.com/wisp-dev/wisp/internal/meter"
 	"github.com/wisp-dev/wisp/internal/pool"
@@ -108,10 +109,10 @@ func OpenQueue(ctx context.Context, cfg QueueConfig) (*Queue, error) {
 		cfg.Workers = 32
 	}
 	if cfg.Region == "" {
-		cfg.Region = "us-east-1"
+		cfg.Region = arn.DefaultRegion
 	}
 	if cfg.Account == "" {
-		cfg.Account = "000000000000"
+		cfg.Account = arn.DefaultAccount
 	}
 	e := &Queue{cfg: cfg, lim: cfg.Limits.withDefaults(), log: cfg.Logger, groups: map[string]*group{}, pace: newPace(),
 		emptyQueues: map[string]bool{}, queues: map[string]*queue{}}

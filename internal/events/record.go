@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/wisp-dev/wisp/internal/arn"
 	"github.com/wisp-dev/wisp/internal/events/cloudevent"
 	"github.com/wisp-dev/wisp/internal/registry"
 )
@@ -46,7 +47,7 @@ func (e *Queue) record(q queued, f registry.Function, o outcome) []byte {
 	}{
 		Version:   "1.0",
 		Timestamp: e.cfg.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
-		RequestContext: requestContext{RequestID: q.RequestID, FunctionARN: e.arn(q.Function, qualifier),
+		RequestContext: requestContext{RequestID: q.RequestID, FunctionARN: e.functionARN(q.Function, qualifier),
 			Condition: o.condition, ApproximateInvokeCount: o.attempts},
 		RequestPayload: jsonOrNull(q.Payload),
 	}
@@ -71,8 +72,8 @@ func (e *Queue) record(q queued, f registry.Function, o outcome) []byte {
 	return b
 }
 
-func (e *Queue) arn(fn, qualifier string) string {
-	return "arn:aws:lambda:" + e.cfg.Region + ":" + e.cfg.Account + ":function:" + fn + ":" + qualifier
+func (e *Queue) functionARN(fn, qualifier string) string {
+	return arn.Function(e.cfg.Region, e.cfg.Account, fn, qualifier)
 }
 
 // jsonOrNull is a payload as JSON: an empty one is null.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wisp-dev/wisp/internal/arn"
 	"github.com/wisp-dev/wisp/internal/events/schedule"
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/store"
@@ -71,10 +72,10 @@ func OpenScheduler(ctx context.Context, cfg SchedulerConfig) (*Scheduler, error)
 		cfg.Every = time.Second
 	}
 	if cfg.Region == "" {
-		cfg.Region = "us-east-1"
+		cfg.Region = arn.DefaultRegion
 	}
 	if cfg.Account == "" {
-		cfg.Account = "000000000000"
+		cfg.Account = arn.DefaultAccount
 	}
 	kv, err := cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: scheduleBucket, Description: "wisp: the last tick each schedule fired", History: 1,

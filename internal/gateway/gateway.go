@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
+	"github.com/wisp-dev/wisp/internal/arn"
 	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/connlimit"
 	"github.com/wisp-dev/wisp/internal/events"
@@ -61,9 +62,6 @@ type Config struct {
 	Now    func() time.Time
 }
 
-// defaultRegion is the node's region when its config names none.
-const defaultRegion = "us-east-1"
-
 // sigV4Service is the service of the credential scope of every signed
 // call to the gateway.
 const sigV4Service = "lambda"
@@ -79,7 +77,7 @@ func New(cfg Config) http.Handler {
 		cfg.Now = time.Now
 	}
 	if cfg.Region == "" {
-		cfg.Region = defaultRegion
+		cfg.Region = arn.DefaultRegion
 	}
 	g := &gateway{cfg: cfg}
 	mux := http.NewServeMux()
@@ -106,16 +104,23 @@ func (e *lambdaError) retryAfterHeader() string {
 	return strconv.Itoa(max(1, int(math.Ceil(e.retryAfter.Seconds()))))
 }
 
-func lerr(status int, typ, msg string) *lambdaError {
+// lerr is an error of type typ (apitype.Type…), with the status apitype
+// gives that type.
+func lerr(typ, msg string) *lambdaError {
+	return lerrStatus(apitype.ErrorStatus(typ), typ, msg)
+}
+
+// lerrStatus is an error of type typ with another status than its own.
+func lerrStatus(status int, typ, msg string) *lambdaError {
 	return &lambdaError{status: status, typ: typ, msg: msg}
 }
 
 func writeLambdaError(w http.ResponseWriter, e *lambdaError) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Amzn-ErrorType", e.typ)
-	body := map[string]string{"__type": e.typ, "message": e.msg}
+	body := apitype.LambdaError{Type: e.typ, Message: e.msg}
 	if e.reason != "" {
-		body["Reason"] = e.reason
+		body.Reason = e.reason
 		w.Header().Set("Retry-After", e.retryAfterHeader()) // before the status, or it is not sent
 	}
 	w.WriteHeader(e.status)
@@ -133,26 +138,26 @@ func lambdaErrorFor(err error) *lambdaError {
 	case errors.As(err, &le):
 		return le
 	case errors.As(err, &te):
-		return &lambdaError{status: http.StatusTooManyRequests, typ: "TooManyRequestsException", msg: "Rate Exceeded: " + te.Msg, reason: te.Reason}
+		return &lambdaError{status: http.StatusTooManyRequests, typ: apitype.TypeTooManyRequests, msg: "Rate Exceeded: " + te.Msg, reason: te.Reason}
 	case errors.As(err, &ce):
-		return &lambdaError{status: http.StatusTooManyRequests, typ: "TooManyRequestsException", msg: "Spend cap exceeded: " + ce.Error(),
+		return &lambdaError{status: http.StatusTooManyRequests, typ: apitype.TypeTooManyRequests, msg: "Spend cap exceeded: " + ce.Error(),
 			reason: meter.ReasonSpendCap, retryAfter: ce.RetryAfter}
 	case store.IsFull(err):
-		return lerr(http.StatusInsufficientStorage, "StorageFullException", "the node's disk is full: "+err.Error())
+		return lerr(apitype.TypeStorageFull, "the node's disk is full: "+err.Error())
 	case errors.Is(err, store.ErrUnavailable):
-		return lerr(http.StatusServiceUnavailable, "ServiceException", err.Error())
+		return lerrStatus(http.StatusServiceUnavailable, apitype.TypeService, err.Error())
 	case errors.Is(err, meter.ErrBacklog):
-		return lerr(http.StatusServiceUnavailable, "ServiceException", "the node cannot meter calls now; try again later")
+		return lerrStatus(http.StatusServiceUnavailable, apitype.TypeService, "the node cannot meter calls now; try again later")
 	case errors.Is(err, registry.ErrNotFound):
-		return lerr(http.StatusNotFound, "ResourceNotFoundException", strings.TrimSuffix(err.Error(), ": "+registry.ErrNotFound.Error()))
+		return lerr(apitype.TypeResourceNotFound, strings.TrimSuffix(err.Error(), ": "+registry.ErrNotFound.Error()))
 	case errors.Is(err, invoke.ErrInvalidContent):
-		return lerr(http.StatusBadRequest, "InvalidRequestContentException", "Could not parse request body into json")
+		return lerr(apitype.TypeInvalidRequestContent, "Could not parse request body into json")
 	case errors.Is(err, events.ErrTooLarge):
-		return lerr(http.StatusRequestEntityTooLarge, "RequestTooLargeException", fmt.Sprintf("Request must be smaller than %d bytes for the InvokeAsync operation", events.MaxPayload))
+		return lerr(apitype.TypeRequestTooLarge, fmt.Sprintf("Request must be smaller than %d bytes for the InvokeAsync operation", events.MaxPayload))
 	case errors.Is(err, invoke.ErrTooLarge):
-		return lerr(http.StatusRequestEntityTooLarge, "RequestTooLargeException", "Request must be smaller than 6291456 bytes for the InvokeFunction operation")
+		return lerr(apitype.TypeRequestTooLarge, "Request must be smaller than 6291456 bytes for the InvokeFunction operation")
 	}
-	return lerr(http.StatusInternalServerError, "ServiceException", err.Error())
+	return lerr(apitype.TypeService, err.Error())
 }
 
 // readBody reads at most the sync payload limit, and one byte more to
@@ -163,7 +168,7 @@ func readBody(r *http.Request) ([]byte, error) {
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, runtime.MaxRequestBytes+1))
 	if err != nil {
-		return nil, lerr(http.StatusBadRequest, "InvalidRequestContentException", "reading the body: "+err.Error())
+		return nil, lerr(apitype.TypeInvalidRequestContent, "reading the body: "+err.Error())
 	}
 	if len(b) > runtime.MaxRequestBytes {
 		return nil, invoke.ErrTooLarge
@@ -179,16 +184,15 @@ func readBody(r *http.Request) ([]byte, error) {
 // connection is marked so: a flood of unauthenticated connections cannot
 // close it.
 func (g *gateway) authorize(r *http.Request) (*auth.Signature, *lambdaError) {
-	h := r.Header.Get("Authorization")
-	if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
-		if g.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(g.cfg.AdminToken)) == 1 {
+	if tok, ok := auth.BearerToken(r.Header); ok {
+		if auth.IsToken(tok, g.cfg.AdminToken) {
 			connlimit.MarkAuthenticated(r.Context())
 			return nil, nil
 		}
-		return nil, lerr(http.StatusUnauthorized, "UnauthorizedException", "wrong bearer token")
+		return nil, lerr(apitype.TypeUnauthorized, "wrong bearer token")
 	}
 	if g.cfg.Keys == nil {
-		return nil, lerr(http.StatusForbidden, "MissingAuthenticationTokenException", "a bearer token is required")
+		return nil, lerr(apitype.TypeMissingAuthenticationToken, "a bearer token is required")
 	}
 	sig, err := auth.CheckSigV4(r, g.cfg.Now(), auth.SigV4Scope{Region: g.cfg.Region, Service: sigV4Service}, func(id string) (string, error) {
 		return g.cfg.Keys.Secret(r.Context(), id)
@@ -207,28 +211,28 @@ func (g *gateway) signatureError(err error) *lambdaError {
 	)
 	switch {
 	case errors.As(err, &se) && se.Part == "region":
-		return lerr(http.StatusForbidden, "InvalidSignatureException",
+		return lerr(apitype.TypeInvalidSignature,
 			fmt.Sprintf("Credential should be scoped to a valid region, not '%s': this node's region is '%s'.", se.Got, se.Want))
 	case errors.As(err, &se):
-		return lerr(http.StatusForbidden, "InvalidSignatureException",
+		return lerr(apitype.TypeInvalidSignature,
 			fmt.Sprintf("Credential should be scoped to correct service: '%s', not '%s'.", se.Want, se.Got))
 	case errors.As(err, &ue) && ue.What == "the payload":
-		return lerr(http.StatusForbidden, "InvalidSignatureException",
+		return lerr(apitype.TypeInvalidSignature,
 			"The request signature must cover the payload: X-Amz-Content-Sha256 must be the body's SHA-256, not UNSIGNED-PAYLOAD or a STREAMING mode.")
 	case errors.As(err, &ue):
-		return lerr(http.StatusForbidden, "InvalidSignatureException",
+		return lerr(apitype.TypeInvalidSignature,
 			fmt.Sprintf("The request signature must cover the %s header: add it to SignedHeaders.", ue.What))
 	case errors.Is(err, auth.ErrNoSignature):
-		return lerr(http.StatusForbidden, "MissingAuthenticationTokenException", "Missing Authentication Token: send a bearer token or sign the request (SigV4)")
+		return lerr(apitype.TypeMissingAuthenticationToken, "Missing Authentication Token: send a bearer token or sign the request (SigV4)")
 	case errors.Is(err, auth.ErrUnknownKey):
-		return lerr(http.StatusForbidden, "UnrecognizedClientException", "The security token included in the request is invalid.")
+		return lerr(apitype.TypeUnrecognizedClient, "The security token included in the request is invalid.")
 	case errors.Is(err, auth.ErrExpired):
-		return lerr(http.StatusForbidden, "InvalidSignatureException", "Signature expired: the request time is too far from the server's")
+		return lerr(apitype.TypeInvalidSignature, "Signature expired: the request time is too far from the server's")
 	case errors.Is(err, auth.ErrBadSignature):
-		return lerr(http.StatusForbidden, "InvalidSignatureException", "The request signature we calculated does not match the signature you provided.")
+		return lerr(apitype.TypeInvalidSignature, "The request signature we calculated does not match the signature you provided.")
 	default: // the key could not be looked up
 		g.cfg.Logger.Error("gateway: checking a signature", "err", err)
-		return lerr(http.StatusInternalServerError, "ServiceException", "the request's signature could not be checked")
+		return lerr(apitype.TypeService, "the request's signature could not be checked")
 	}
 }
 
@@ -285,7 +289,7 @@ func (g *gateway) invokeAPI(w http.ResponseWriter, r *http.Request) {
 	name, qualifier := splitName(r.PathValue("name"))
 	if q := r.URL.Query().Get("Qualifier"); q != "" {
 		if qualifier != "" && qualifier != q {
-			writeLambdaError(w, lerr(http.StatusBadRequest, "InvalidParameterValueException",
+			writeLambdaError(w, lerr(apitype.TypeInvalidParameterValue,
 				fmt.Sprintf("the qualifier in the function name (%s) and the Qualifier parameter (%s) differ", qualifier, q)))
 			return
 		}
@@ -296,7 +300,7 @@ func (g *gateway) invokeAPI(w http.ResponseWriter, r *http.Request) {
 	if cc := r.Header.Get("X-Amz-Client-Context"); cc != "" {
 		b, err := base64.StdEncoding.DecodeString(cc)
 		if err != nil || !json.Valid(b) {
-			writeLambdaError(w, lerr(http.StatusBadRequest, "InvalidParameterValueException", "X-Amz-Client-Context must be base64 of a JSON object"))
+			writeLambdaError(w, lerr(apitype.TypeInvalidParameterValue, "X-Amz-Client-Context must be base64 of a JSON object"))
 			return
 		}
 		req.ClientContext = string(b)
@@ -314,7 +318,7 @@ func (g *gateway) invokeAPI(w http.ResponseWriter, r *http.Request) {
 		g.invokeAsync(w, r, req)
 		return
 	default:
-		writeLambdaError(w, lerr(http.StatusBadRequest, "InvalidParameterValueException",
+		writeLambdaError(w, lerr(apitype.TypeInvalidParameterValue,
 			fmt.Sprintf("X-Amz-Invocation-Type %q must be RequestResponse, Event or DryRun", typ)))
 		return
 	}
@@ -352,11 +356,11 @@ func answerReady(w http.ResponseWriter, res *invoke.Response) {
 // is stored: it runs later, with the function's retries and destinations.
 func (g *gateway) invokeAsync(w http.ResponseWriter, r *http.Request, req invoke.Request) {
 	if g.cfg.Queue == nil {
-		writeLambdaError(w, lerr(http.StatusBadRequest, "InvalidParameterValueException", "this node does not take events"))
+		writeLambdaError(w, lerr(apitype.TypeInvalidParameterValue, "this node does not take events"))
 		return
 	}
 	if req.Tail {
-		writeLambdaError(w, lerr(http.StatusBadRequest, "InvalidParameterValueException", "X-Amz-Log-Type Tail is for RequestResponse invocations"))
+		writeLambdaError(w, lerr(apitype.TypeInvalidParameterValue, "X-Amz-Log-Type Tail is for RequestResponse invocations"))
 		return
 	}
 	if g.cfg.Writable != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/wisp-dev/wisp/internal/arn"
 	"github.com/wisp-dev/wisp/internal/meter"
 	"github.com/wisp-dev/wisp/internal/pool"
 	"github.com/wisp-dev/wisp/internal/registry"
@@ -157,10 +158,10 @@ func New(cfg Config) (*Invoker, error) {
 		cfg.Metrics = noMetrics{}
 	}
 	if cfg.Region == "" {
-		cfg.Region = "us-east-1"
+		cfg.Region = arn.DefaultRegion
 	}
 	if cfg.Account == "" {
-		cfg.Account = "000000000000"
+		cfg.Account = arn.DefaultAccount
 	}
 	iv := &Invoker{cfg: cfg, pools: map[string]*versionPool{}, draining: map[*pool.Pool]struct{}{}, done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -527,11 +528,7 @@ func (iv *Invoker) finish(ctx context.Context, t registry.Target, instID string,
 }
 
 func (iv *Invoker) arn(name, qualifier string) string {
-	a := "arn:aws:lambda:" + iv.cfg.Region + ":" + iv.cfg.Account + ":function:" + name
-	if qualifier != "" {
-		a += ":" + qualifier
-	}
-	return a
+	return arn.Function(iv.cfg.Region, iv.cfg.Account, name, qualifier)
 }
 
 // poolFor returns the pool of a target, replacing (and draining) a pool

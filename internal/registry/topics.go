@@ -3,6 +3,8 @@ package registry
 import (
 	"regexp"
 	"strings"
+
+	"github.com/wisp-dev/wisp/apitype"
 )
 
 var topicWordRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
@@ -18,7 +20,7 @@ const (
 	MaxPublishGrants = 20
 	// DeadLetterPrefix is the first word of the topics the node writes a
 	// function's dead letters to (dlq.NAME); no caller may publish there.
-	DeadLetterPrefix = "dlq"
+	DeadLetterPrefix = apitype.DeadLetterPrefix
 )
 
 // CheckTopicPattern checks a publish grant's pattern.

@@ -12,8 +12,8 @@ import (
 // Latest is the qualifier of a function's mutable head.
 const Latest = "$LATEST"
 
-// Function is a function's $LATEST: its config and the code it runs.
-// It is also the JSON the control API speaks.
+// Function is a function's $LATEST: its config and the code it runs, as
+// the registry stores it (the control API speaks apitype.Function).
 type Function struct {
 	Name     string            `json:"name"`
 	Runtime  string            `json:"runtime"`
@@ -57,9 +57,6 @@ type Function struct {
 	// Revision changes on every write; updates may name it (If-Match) to
 	// refuse a stale write.
 	Revision uint64 `json:"revision"`
-	// InsecureNoSandbox is not stored: the API sets it on every function
-	// of a node that runs them without a sandbox, so nobody misses it.
-	InsecureNoSandbox bool `json:"insecure_no_sandbox,omitempty"`
 }
 
 // UnmarshalJSON reads a function, giving records stored before a field

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/events/schedule"
 )
 
@@ -28,7 +29,7 @@ const (
 	MinEventAge       = 60       // seconds
 	MaxEventAge       = 6 * 3600 // seconds, also the default
 	MaxSchedules      = 10
-	maxTopicLen       = 200
+	maxTopicLen       = apitype.MaxTopicLen
 	URLAuthToken      = "token"
 	URLAuthNone       = "none"
 	NetworkNone       = "none"
@@ -40,25 +41,14 @@ const (
 var runtimes = map[string]bool{"provided": true, "go": true, "nodejs": true, "python": true, "wasm": true}
 
 var (
-	nameRE   = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
 	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	digitsRE = regexp.MustCompile(`^[0-9]+$`)
-	// A topic is dot-separated words: orders, orders.created, dlq.resize.
-	topicRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$`)
 )
 
-// ReservedTopics are words of the events API that cannot name a topic.
-var ReservedTopics = map[string]bool{"catalog": true}
-
-// CheckTopic checks an event topic's name.
+// CheckTopic checks an event topic's name, by the rule callers check too
+// (apitype.CheckTopic).
 func CheckTopic(topic string) error {
-	if len(topic) > maxTopicLen || !topicRE.MatchString(topic) {
-		return invalid("topic %q must be dot-separated words of a-z, 0-9, - and _ (at most %d characters)", topic, maxTopicLen)
-	}
-	if ReservedTopics[topic] {
-		return invalid("topic %q is a reserved word", topic)
-	}
-	return nil
+	return asValidation(apitype.CheckTopic(topic))
 }
 
 // CheckQualifier checks what may follow a function name: $LATEST, a
@@ -82,7 +72,7 @@ func DeadLetterTopic(f Function) string {
 	if f.Async.DeadLetter != "" {
 		return f.Async.DeadLetter
 	}
-	return "dlq." + f.Name
+	return DeadLetterPrefix + "." + f.Name
 }
 
 // Destination is where an async outcome goes: a function or a topic.
@@ -121,12 +111,18 @@ func invalid(format string, args ...any) error {
 	return &ValidationError{Msg: fmt.Sprintf(format, args...)}
 }
 
-// ValidName checks a function or alias name.
+// ValidName checks a function or alias name, by the rule callers check
+// too (apitype.CheckName).
 func ValidName(kind, name string) error {
-	if !nameRE.MatchString(name) {
-		return invalid("%s name %q must match [a-z][a-z0-9-]{0,62}", kind, name)
+	return asValidation(apitype.CheckName(kind, name))
+}
+
+// asValidation makes a refusal of apitype's rules a *ValidationError.
+func asValidation(err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	return &ValidationError{Msg: err.Error()}
 }
 
 // apply sets cfg's fields on f, filling defaults for a new function, and

@@ -29,9 +29,9 @@ func TestEventGateway(t *testing.T) {
 	}
 	subs := map[string]client.Subscription{}
 	for _, s := range []client.Subscription{
-		{Topic: "shop", Function: "orders", Filter: cloudevent.Filter{Exact: map[string]string{"type": "order.created"}}},
-		{Topic: "shop", Function: "audit", Filter: cloudevent.Filter{Prefix: map[string]string{"source": "/shop/"}}},
-		{Topic: "shop", Function: "acme", Filter: cloudevent.Filter{Exact: map[string]string{"tenant": "acme"}, Prefix: map[string]string{"subject": "inv-"}}},
+		{Topic: "shop", Function: "orders", Filter: client.Filter{Exact: map[string]string{"type": "order.created"}}},
+		{Topic: "shop", Function: "audit", Filter: client.Filter{Prefix: map[string]string{"source": "/shop/"}}},
+		{Topic: "shop", Function: "acme", Filter: client.Filter{Exact: map[string]string{"tenant": "acme"}, Prefix: map[string]string{"subject": "inv-"}}},
 		{Topic: "shop", Function: "everything"},
 	} {
 		got, err := n.c.Subscribe(ctx, s)
@@ -130,8 +130,8 @@ func TestEventGateway(t *testing.T) {
 	for _, s := range []client.Subscription{
 		{Topic: "shop", Function: "nobody"},
 		{Topic: "shop!", Function: "orders"},
-		{Topic: "shop", Function: "orders", Filter: cloudevent.Filter{Exact: map[string]string{"Bad-Attr": "x"}}},
-		{Topic: "shop", Function: "orders", Filter: cloudevent.Filter{Exact: map[string]string{"data": "x"}}},
+		{Topic: "shop", Function: "orders", Filter: client.Filter{Exact: map[string]string{"Bad-Attr": "x"}}},
+		{Topic: "shop", Function: "orders", Filter: client.Filter{Exact: map[string]string{"data": "x"}}},
 	} {
 		if _, err := n.c.Subscribe(ctx, s); err == nil {
 			t.Errorf("subscription %+v was taken", s)

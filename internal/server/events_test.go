@@ -19,7 +19,7 @@ import (
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/events/cloudevent"
-	"github.com/wisp-dev/wisp/internal/registry"
+	"github.com/wisp-dev/wisp/internal/nodestats"
 	"github.com/wisp-dev/wisp/internal/server"
 )
 
@@ -147,7 +147,7 @@ func TestAsyncInvoke(t *testing.T) {
 	needTool(t, "node")
 	n := startNode(t, server.Config{RetryBase: fastRetry})
 	rec := newRecorder(t)
-	n.deployRecorder(t, rec, "worker", client.Config{Async: &registry.AsyncPatch{OnSuccess: ptr2("topic:done")}})
+	n.deployRecorder(t, rec, "worker", client.Config{Async: &client.AsyncPatch{OnSuccess: ptr2("topic:done")}})
 
 	id, err := n.c.InvokeAsync(context.Background(), "worker", []byte(`{"job": 1}`), "")
 	if err != nil {
@@ -209,7 +209,7 @@ func TestAsyncLargeOutcome(t *testing.T) {
 	needTool(t, "node")
 	n := startNode(t, server.Config{RetryBase: fastRetry})
 	rec := newRecorder(t)
-	n.deployRecorder(t, rec, "big", client.Config{Async: &registry.AsyncPatch{OnSuccess: ptr2("topic:big-done")}})
+	n.deployRecorder(t, rec, "big", client.Config{Async: &client.AsyncPatch{OnSuccess: ptr2("topic:big-done")}})
 	pad := strings.Repeat("y", events.MaxPayload-100)
 	id, err := n.c.InvokeAsync(context.Background(), "big", []byte(`{"big": 250000, "p": "`+pad+`"}`), "")
 	if err != nil {
@@ -233,7 +233,7 @@ func TestAsyncRetries(t *testing.T) {
 	n := startNode(t, server.Config{RetryBase: 200 * time.Millisecond})
 	rec := newRecorder(t)
 	n.deployRecorder(t, rec, "notified", client.Config{})
-	n.deployRecorder(t, rec, "flaky", client.Config{Async: &registry.AsyncPatch{Retries: ptr2(2),
+	n.deployRecorder(t, rec, "flaky", client.Config{Async: &client.AsyncPatch{Retries: ptr2(2),
 		OnSuccess: ptr2("function:notified"), OnFailure: ptr2("topic:flaky-failed")}})
 
 	id, err := n.c.InvokeAsync(context.Background(), "flaky", []byte(`{"fail_times": 2}`), "")
@@ -272,7 +272,7 @@ func TestAsyncRetries(t *testing.T) {
 	}
 
 	// Retries, outcomes and the queue show in /metrics.
-	mfs, err := n.c.Metrics(context.Background())
+	mfs, err := nodestats.Metrics(context.Background(), n.c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,8 +303,8 @@ func TestAsyncDeadLetters(t *testing.T) {
 	n := startNode(t, server.Config{Now: clock.Now, RetryBase: 50 * time.Millisecond})
 	rec := newRecorder(t)
 	n.deployRecorder(t, rec, "on-fail", client.Config{})
-	n.deployRecorder(t, rec, "broken", client.Config{Async: &registry.AsyncPatch{Retries: ptr2(1)}})
-	n.deployRecorder(t, rec, "broken-dest", client.Config{Async: &registry.AsyncPatch{Retries: ptr2(0), OnFailure: ptr2("function:on-fail")}})
+	n.deployRecorder(t, rec, "broken", client.Config{Async: &client.AsyncPatch{Retries: ptr2(1)}})
+	n.deployRecorder(t, rec, "broken-dest", client.Config{Async: &client.AsyncPatch{Retries: ptr2(0), OnFailure: ptr2("function:on-fail")}})
 
 	id, err := n.c.InvokeAsync(context.Background(), "broken", []byte(`{"fail_always": true}`), "")
 	if err != nil {
@@ -338,7 +338,7 @@ func TestAsyncDeadLetters(t *testing.T) {
 	}
 
 	// A throttled function's events wait; past max_event_age they fail.
-	n.deployRecorder(t, rec, "stuck", client.Config{Concurrency: ptr2(0), Async: &registry.AsyncPatch{MaxEventAge: ptr2(60)}})
+	n.deployRecorder(t, rec, "stuck", client.Config{Concurrency: ptr2(0), Async: &client.AsyncPatch{MaxEventAge: ptr2(60)}})
 	id, err = n.c.InvokeAsync(context.Background(), "stuck", []byte(`{"n": 1}`), "")
 	if err != nil {
 		t.Fatal(err)

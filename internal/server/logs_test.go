@@ -20,6 +20,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/internal/nodestats"
 	"github.com/wisp-dev/wisp/internal/server"
 	"github.com/wisp-dev/wisp/internal/telemetry"
 )
@@ -238,7 +239,7 @@ func TestLogRatePerFunction(t *testing.T) {
 	// Records are dropped as they come, the note of them within seconds.
 	var noted, counted float64
 	waitUntil(t, 15*time.Second, "the notes add up to the bytes the metric counts", func() bool {
-		mfs, err := n.c.Metrics(context.Background())
+		mfs, err := nodestats.Metrics(context.Background(), n.c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -268,7 +269,7 @@ func TestLogRatePerFunction(t *testing.T) {
 			}
 		}
 	}
-	mfs, err := n.c.Metrics(context.Background())
+	mfs, err := nodestats.Metrics(context.Background(), n.c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +282,7 @@ func TestLogRatePerFunction(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, 10*time.Second, "fast's series and stream are deleted", func() bool {
-		mfs, err := n.c.Metrics(context.Background())
+		mfs, err := nodestats.Metrics(context.Background(), n.c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -402,7 +403,7 @@ func TestLogFloodKeepsNodeMemoryBounded(t *testing.T) {
 	if peakHeld-baseHeld >= 200<<20 {
 		t.Errorf("the node's memory grew by %d MB in the flood, want under 200 MB", (peakHeld-baseHeld)>>20)
 	}
-	mfs, err := n.c.Metrics(context.Background())
+	mfs, err := nodestats.Metrics(context.Background(), n.c)
 	if err != nil {
 		t.Fatal(err)
 	}

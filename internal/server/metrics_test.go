@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/internal/nodestats"
 	"github.com/wisp-dev/wisp/internal/server"
 )
 
@@ -21,7 +22,7 @@ func TestDeletedFunctionLeavesNoSeries(t *testing.T) {
 		}
 	}
 	series := func(fn string) []string {
-		fams, err := n.c.Metrics(ctx)
+		fams, err := nodestats.Metrics(ctx, n.c)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,7 +12,7 @@ import (
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/events/cloudevent"
-	"github.com/wisp-dev/wisp/internal/registry"
+	"github.com/wisp-dev/wisp/internal/nodestats"
 	"github.com/wisp-dev/wisp/internal/server"
 )
 
@@ -71,7 +71,7 @@ func TestPublishGrants(t *testing.T) {
 	ctx := context.Background()
 	n.deployPublisher(t, "shop", []string{"orders", "audit.*"})
 	rec := newRecorder(t)
-	n.deployRecorder(t, rec, "notified", client.Config{Async: &registry.AsyncPatch{OnSuccess: ptr2("topic:done")}})
+	n.deployRecorder(t, rec, "notified", client.Config{Async: &client.AsyncPatch{OnSuccess: ptr2("topic:done")}})
 
 	for _, tc := range []struct {
 		topic  string
@@ -176,7 +176,7 @@ func TestPublishGrants(t *testing.T) {
 
 	// wisp_events_published_total counts by kind of publisher, not by
 	// topic.
-	mfs, err := n.c.Metrics(ctx)
+	mfs, err := nodestats.Metrics(ctx, n.c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,8 +207,8 @@ func TestPublisherFilter(t *testing.T) {
 	n.deployRecorder(t, rec, "billing", client.Config{Timeout: ptr2(30)})
 	n.deployRecorder(t, rec, "naive", client.Config{Timeout: ptr2(30)})
 	for _, s := range []client.Subscription{
-		{Topic: "orders", Function: "billing", Filter: cloudevent.Filter{Exact: map[string]string{events.PublisherAttribute: "function:shop"}}},
-		{Topic: "orders", Function: "naive", Filter: cloudevent.Filter{Exact: map[string]string{"source": "/shop"}}},
+		{Topic: "orders", Function: "billing", Filter: client.Filter{Exact: map[string]string{events.PublisherAttribute: "function:shop"}}},
+		{Topic: "orders", Function: "naive", Filter: client.Filter{Exact: map[string]string{"source": "/shop"}}},
 	} {
 		if _, err := n.c.Subscribe(ctx, s); err != nil {
 			t.Fatal(err)
@@ -251,7 +251,7 @@ func TestTopicsAcrossNodes(t *testing.T) {
 	rec := newRecorder(t)
 	a.deployRecorder(t, rec, "sink", client.Config{Timeout: ptr2(30)})
 	if _, err := a.c.Subscribe(ctx, client.Subscription{Topic: "orders", Function: "sink",
-		Filter: cloudevent.Filter{Exact: map[string]string{events.PublisherAttribute: "admin"}}}); err != nil {
+		Filter: client.Filter{Exact: map[string]string{events.PublisherAttribute: "admin"}}}); err != nil {
 		t.Fatal(err)
 	}
 	const each = 10

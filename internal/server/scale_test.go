@@ -15,6 +15,7 @@ import (
 
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/archive"
+	"github.com/wisp-dev/wisp/internal/nodestats"
 	"github.com/wisp-dev/wisp/internal/server"
 )
 
@@ -107,15 +108,15 @@ func TestBurstWithinConcurrency(t *testing.T) {
 	// their caller: they count once they are idle, not as cold starts.
 	var (
 		mfs map[string]*dto.MetricFamily
-		got *client.FunctionStats
+		got *nodestats.FunctionStats
 	)
 	waitUntil(t, 5*time.Second, "no instance still starting", func() bool {
 		var err error
-		if mfs, err = n.c.Metrics(context.Background()); err != nil {
+		if mfs, err = nodestats.Metrics(context.Background(), n.c); err != nil {
 			t.Fatal(err)
 		}
 		got = nil
-		for _, s := range client.StatsFromMetrics(mfs) {
+		for _, s := range nodestats.FromMetrics(mfs) {
 			if s.Function == "burst" {
 				got = &s
 			}
@@ -131,7 +132,7 @@ func TestBurstWithinConcurrency(t *testing.T) {
 			t.Errorf("/metrics has no %s", name)
 		}
 	}
-	if _, err := client.New(n.URL(), "wrong").Metrics(context.Background()); err == nil {
+	if _, err := nodestats.Metrics(context.Background(), client.New(n.URL(), "wrong")); err == nil {
 		t.Error("/metrics answered a wrong token")
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/wisp-dev/wisp/client"
-	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/server"
 )
 
@@ -39,8 +38,8 @@ func TestSchedules(t *testing.T) {
 	clock := newClock()
 	n := startNode(t, server.Config{RetryBase: fastRetry, Now: clock.Now})
 	rec := newRecorder(t)
-	n.deployRecorder(t, rec, "ticker", client.Config{Schedules: &[]registry.Schedule{{Name: "five", Expression: "rate(5 minutes)"}}})
-	n.deployRecorder(t, rec, "catcher", client.Config{Schedules: &[]registry.Schedule{{Expression: "*/5 * * * *", Timezone: "Asia/Kolkata", CatchUp: true}}})
+	n.deployRecorder(t, rec, "ticker", client.Config{Schedules: &[]client.Schedule{{Name: "five", Expression: "rate(5 minutes)"}}})
+	n.deployRecorder(t, rec, "catcher", client.Config{Schedules: &[]client.Schedule{{Expression: "*/5 * * * *", Timezone: "Asia/Kolkata", CatchUp: true}}})
 	ctx := context.Background()
 	check := func() {
 		t.Helper()
@@ -99,7 +98,7 @@ func TestScheduleTicksOnceAcrossNodes(t *testing.T) {
 	a := startNode(t, server.Config{RetryBase: fastRetry, Now: clock.Now, NATSListen: "127.0.0.1:0"})
 	b := startNode(t, server.Config{RetryBase: fastRetry, Now: clock.Now, NATSURL: a.NATSURL()})
 	rec := newRecorder(t)
-	a.deployRecorder(t, rec, "tick", client.Config{Schedules: &[]registry.Schedule{{Expression: "rate(1 minute)"}}})
+	a.deployRecorder(t, rec, "tick", client.Config{Schedules: &[]client.Schedule{{Expression: "rate(1 minute)"}}})
 	waitUntil(t, 5*time.Second, "node b sees the function", func() bool { return len(b.Registry().Functions()) == 1 })
 	ctx := context.Background()
 	checkBoth := func() {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/internal/nodestats"
 	"github.com/wisp-dev/wisp/internal/server"
 )
 
@@ -127,7 +128,7 @@ func TestSmallFullDisk(t *testing.T) {
 	}
 	// Their log lines are not sent to fail: dropped, and counted so.
 	waitUntil(t, 10*time.Second, "log lines dropped for the full disk are counted", func() bool {
-		fams, err := n.c.Metrics(ctx)
+		fams, err := nodestats.Metrics(ctx, n.c)
 		if err != nil {
 			return false
 		}

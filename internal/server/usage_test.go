@@ -206,7 +206,7 @@ func TestQuota(t *testing.T) {
 	if _, _, err := n.c.PublishVersion(context.Background(), "capped", "", 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.c.UpdateConfig(context.Background(), "capped", client.Config{Quota: &registry.Quota{Period: registry.PeriodHour, MaxInvocations: max}}, 0); err != nil {
+	if _, err := n.c.UpdateConfig(context.Background(), "capped", client.Config{Quota: &client.Quota{Period: registry.PeriodHour, MaxInvocations: max}}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := n.c.Subscribe(context.Background(), client.Subscription{Topic: meter.CapTopic, Function: "alerts"}); err == nil {
@@ -301,7 +301,7 @@ func TestQuotaUnderConcurrency(t *testing.T) {
 	needTool(t, "node")
 	n := startNode(t, server.Config{RetryBase: fastRetry})
 	rec := newRecorder(t)
-	n.deployRecorder(t, rec, "busy", client.Config{Concurrency: ptr2(0), Quota: &registry.Quota{Period: registry.PeriodDay, MaxInvocations: 5}})
+	n.deployRecorder(t, rec, "busy", client.Config{Concurrency: ptr2(0), Quota: &client.Quota{Period: registry.PeriodDay, MaxInvocations: 5}})
 	ctx := context.Background()
 	call := func(calls int) (ran, capped int) {
 		var mu sync.Mutex
@@ -345,7 +345,7 @@ func TestQuotaFailsEvents(t *testing.T) {
 	needTool(t, "node")
 	n := startNode(t, server.Config{RetryBase: fastRetry})
 	rec := newRecorder(t)
-	n.deployRecorder(t, rec, "strict", client.Config{Quota: &registry.Quota{Period: registry.PeriodDay, MaxInvocations: 1, Async: registry.QuotaFail}})
+	n.deployRecorder(t, rec, "strict", client.Config{Quota: &client.Quota{Period: registry.PeriodDay, MaxInvocations: 1, Async: registry.QuotaFail}})
 	ctx := context.Background()
 	if _, err := n.c.Invoke(ctx, "strict", []byte(`{}`), client.InvokeOptions{}); err != nil {
 		t.Fatal(err)

@@ -10,10 +10,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"time"
 	"unicode/utf8"
+
+	"github.com/wisp-dev/wisp/apitype"
 )
 
 const (
@@ -83,24 +83,14 @@ type Event struct {
 
 // coreAttrs are the context attributes the spec defines, which an
 // extension may not be named after; "data" is the event's payload.
-var coreAttrs = []string{"specversion", "id", "source", "type", "subject", "datacontenttype", "dataschema", "time"}
+var coreAttrs = apitype.ContextAttributes
 
 // maxNameLen is the spec's limit on attribute names.
-const maxNameLen = 20
+const maxNameLen = apitype.MaxAttributeNameLen
 
 // validName reports whether s is a legal attribute name: 1 to 20 lowercase
-// ASCII letters or digits.
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > maxNameLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') {
-			return false
-		}
-	}
-	return true
-}
+// ASCII letters or digits, the rule a client checks too.
+func validName(s string) bool { return apitype.ValidAttributeName(s) }
 
 // Validate checks e against the CloudEvents 1.0 rules: specversion "1.0";
 // id, source and type present; attribute names of 1 to 20 lowercase letters
@@ -131,16 +121,8 @@ func (e Event) Validate() error {
 	if !e.Time.IsZero() && !writableTime(e.Time) {
 		return invalidf("time %s cannot be written in RFC 3339", e.Time)
 	}
-	for _, name := range slices.Sorted(maps.Keys(e.Extensions)) {
-		switch {
-		case !validName(name):
-			return invalidf("attribute name %q is not 1 to %d lowercase letters or digits", name, maxNameLen)
-		case name == "data" || slices.Contains(coreAttrs, name):
-			return invalidf("extension name %q is reserved", name)
-		}
-		if err := checkString(name, e.Extensions[name]); err != nil {
-			return err
-		}
+	if err := apitype.CheckExtensions(e.Extensions); err != nil {
+		return invalidf("%s", err)
 	}
 	if len(e.Data) > 0 {
 		if len(e.DataBase64) > 0 {
@@ -156,20 +138,11 @@ func (e Event) Validate() error {
 	return nil
 }
 
-// checkString refuses what the spec bars from String values: invalid UTF-8,
-// control characters and noncharacters. Refusing them also keeps header
-// values clean when an event goes out in binary mode.
+// checkString refuses what the spec bars from String values
+// (apitype.CheckAttributeValue, which a client checks too).
 func checkString(name, s string) error {
-	if !utf8.ValidString(s) {
-		return invalidf("%s is not valid UTF-8", name)
-	}
-	for _, r := range s {
-		switch {
-		case r < 0x20 || (r >= 0x7f && r <= 0x9f):
-			return invalidf("%s contains the control character %U", name, r)
-		case (r >= 0xfdd0 && r <= 0xfdef) || r&0xfffe == 0xfffe:
-			return invalidf("%s contains the noncharacter %U", name, r)
-		}
+	if err := apitype.CheckAttributeValue(name, s); err != nil {
+		return invalidf("%s", err)
 	}
 	return nil
 }

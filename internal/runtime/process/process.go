@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wisp-dev/wisp/internal/arn"
 	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/connlimit"
 	"github.com/wisp-dev/wisp/internal/runtime"
@@ -93,7 +94,7 @@ func New(cfg Config) (*Driver, error) {
 		cfg.PythonPath = "python3"
 	}
 	if cfg.Region == "" {
-		cfg.Region = "us-east-1"
+		cfg.Region = arn.DefaultRegion
 	}
 	if cfg.InitTimeout <= 0 {
 		cfg.InitTimeout = 10 * time.Second

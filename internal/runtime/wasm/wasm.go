@@ -134,6 +134,7 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
+	"github.com/wisp-dev/wisp/internal/arn"
 	"github.com/wisp-dev/wisp/internal/runtime"
 )
 
@@ -221,7 +222,7 @@ func New(cfg Config) (*Driver, error) {
 		return nil, errors.New("wasm: Config.CacheDir is required")
 	}
 	if cfg.Region == "" {
-		cfg.Region = "us-east-1"
+		cfg.Region = arn.DefaultRegion
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -1,15 +1,19 @@
-package client_test
+package nodestats_test
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/internal/nodestats"
 	"github.com/wisp-dev/wisp/internal/pool"
 	"github.com/wisp-dev/wisp/internal/telemetry"
 )
@@ -66,13 +70,33 @@ wisp_queue_depth{function="quiet",version="1"} 0
 wisp_throttles_total{function="hello",reason="ReservedFunctionConcurrentInvocationLimitExceeded"} 3
 `
 
+// seen is a request the fake node got.
+type seen struct {
+	method, path string
+	header       http.Header
+}
+
+// fakeNode answers every request with status and body, and sends what it
+// got on the returned channel.
+func fakeNode(t *testing.T, status int, body string) (*client.Client, <-chan seen) {
+	t.Helper()
+	reqs := make(chan seen, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reqs <- seen{r.Method, r.URL.Path, r.Header.Clone()}
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	return client.New(srv.URL, "tok"), reqs
+}
+
 func ms(v float64) *float64 { return &v }
 
-func bk(le, n float64) client.Bucket { return client.Bucket{UpperBound: le, Count: n} }
+func bk(le, n float64) nodestats.Bucket { return nodestats.Bucket{UpperBound: le, Count: n} }
 
 func TestMetrics(t *testing.T) {
-	c, reqs := fakeNode(t, answer{200, exposition})
-	mfs, err := c.Metrics(context.Background())
+	c, reqs := fakeNode(t, 200, exposition)
+	mfs, err := nodestats.Metrics(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,8 +114,8 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("hello's duration count = %d, want 10", got)
 	}
 
-	got := client.StatsFromMetrics(mfs)
-	want := []client.FunctionStats{
+	got := nodestats.FromMetrics(mfs)
+	want := []nodestats.FunctionStats{
 		{
 			Function: "hello", Invocations: 10, Errors: 2, Throttles: 3, ColdStarts: 3,
 			P50: ms(21.25), P99: ms(97.5), Idle: 1, Busy: 3, Starting: 1, Queued: 4,
@@ -131,16 +155,16 @@ func msString(v *float64) string {
 
 func TestMetricsErrors(t *testing.T) {
 	t.Run("unauthorized", func(t *testing.T) {
-		c, _ := fakeNode(t, answer{401, `{"type":"UnauthorizedException","message":"wrong token"}`})
-		_, err := c.Metrics(context.Background())
+		c, _ := fakeNode(t, 401, `{"type":"UnauthorizedException","message":"wrong token"}`)
+		_, err := nodestats.Metrics(context.Background(), c)
 		var e *client.Error
-		if !errors.As(err, &e) || e.Status != 401 || e.Type != client.TypeUnauthorized {
+		if !errors.As(err, &e) || e.Status != 401 || e.Type != apitype.TypeUnauthorized {
 			t.Errorf("err = %v, want UnauthorizedException (HTTP 401)", err)
 		}
 	})
 	t.Run("not metrics", func(t *testing.T) {
-		c, _ := fakeNode(t, answer{200, "<html>a proxy's login page</html>"})
-		if _, err := c.Metrics(context.Background()); err == nil {
+		c, _ := fakeNode(t, 200, "<html>a proxy's login page</html>")
+		if _, err := nodestats.Metrics(context.Background(), c); err == nil {
 			t.Error("no error")
 		}
 	})
@@ -160,11 +184,11 @@ func TestMetricsFromANode(t *testing.T) {
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 
-	mfs, err := client.New(srv.URL, "tok").Metrics(context.Background())
+	mfs, err := nodestats.Metrics(context.Background(), client.New(srv.URL, "tok"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := client.StatsFromMetrics(mfs)
+	got := nodestats.FromMetrics(mfs)
 	if len(got) != 1 {
 		t.Fatalf("got %d rows, want 1: %+v", len(got), got)
 	}
@@ -183,11 +207,11 @@ func TestMetricsFromANode(t *testing.T) {
 func TestHistogramQuantile(t *testing.T) {
 	inf := math.Inf(1)
 	// 10 observations: 2 ≤ 1, 6 ≤ 2, 8 ≤ 4, all ≤ 8.
-	buckets := []client.Bucket{bk(1, 2), bk(2, 6), bk(4, 8), bk(8, 10), bk(inf, 10)}
+	buckets := []nodestats.Bucket{bk(1, 2), bk(2, 6), bk(4, 8), bk(8, 10), bk(inf, 10)}
 	tests := []struct {
 		name    string
 		q       float64
-		buckets []client.Bucket
+		buckets []nodestats.Bucket
 		want    float64
 	}{
 		{"median", 0.5, buckets, 1.75},
@@ -196,14 +220,14 @@ func TestHistogramQuantile(t *testing.T) {
 		{"p90", 0.9, buckets, 6},
 		{"max", 1, buckets, 8},
 		{"zero", 0, buckets, 0},
-		{"any order", 0.5, []client.Bucket{bk(inf, 10), bk(4, 8), bk(1, 2), bk(8, 10), bk(2, 6)}, 1.75},
-		{"in +Inf: the highest finite bound", 0.99, []client.Bucket{bk(1, 5), bk(2, 9), bk(inf, 10)}, 2},
-		{"negative first bound", 0.1, []client.Bucket{bk(-1, 2), bk(0, 4), bk(inf, 4)}, -1},
-		{"same bound twice is one bucket", 0.5, []client.Bucket{bk(1, 1), bk(1, 1), bk(2, 4), bk(inf, 4)}, 1},
-		{"not monotonic", 0.5, []client.Bucket{bk(1, 4), bk(2, 3), bk(4, 8), bk(inf, 8)}, 1},
-		{"no observations", 0.5, []client.Bucket{bk(1, 0), bk(inf, 0)}, math.NaN()},
-		{"no +Inf bucket", 0.5, []client.Bucket{bk(1, 1), bk(2, 2)}, math.NaN()},
-		{"only +Inf", 0.5, []client.Bucket{bk(inf, 3)}, math.NaN()},
+		{"any order", 0.5, []nodestats.Bucket{bk(inf, 10), bk(4, 8), bk(1, 2), bk(8, 10), bk(2, 6)}, 1.75},
+		{"in +Inf: the highest finite bound", 0.99, []nodestats.Bucket{bk(1, 5), bk(2, 9), bk(inf, 10)}, 2},
+		{"negative first bound", 0.1, []nodestats.Bucket{bk(-1, 2), bk(0, 4), bk(inf, 4)}, -1},
+		{"same bound twice is one bucket", 0.5, []nodestats.Bucket{bk(1, 1), bk(1, 1), bk(2, 4), bk(inf, 4)}, 1},
+		{"not monotonic", 0.5, []nodestats.Bucket{bk(1, 4), bk(2, 3), bk(4, 8), bk(inf, 8)}, 1},
+		{"no observations", 0.5, []nodestats.Bucket{bk(1, 0), bk(inf, 0)}, math.NaN()},
+		{"no +Inf bucket", 0.5, []nodestats.Bucket{bk(1, 1), bk(2, 2)}, math.NaN()},
+		{"only +Inf", 0.5, []nodestats.Bucket{bk(inf, 3)}, math.NaN()},
 		{"no buckets", 0.5, nil, math.NaN()},
 		{"q below 0", -0.1, buckets, math.Inf(-1)},
 		{"q above 1", 1.1, buckets, inf},
@@ -211,7 +235,7 @@ func TestHistogramQuantile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := client.HistogramQuantile(tt.q, tt.buckets)
+			got := nodestats.HistogramQuantile(tt.q, tt.buckets)
 			if math.IsNaN(tt.want) != math.IsNaN(got) || !math.IsNaN(got) && math.Abs(got-tt.want) > 1e-12 {
 				t.Errorf("HistogramQuantile(%v) = %v, want %v", tt.q, got, tt.want)
 			}

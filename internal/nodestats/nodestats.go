@@ -1,11 +1,14 @@
-package client
+// Package nodestats reads a node's /metrics (Prometheus' text format, as
+// the client fetches it) into each function's activity, as `wisp stats`
+// shows it. It lives outside the client so that the client imports nothing
+// of Prometheus.
+package nodestats
 
 import (
 	"cmp"
 	"context"
 	"fmt"
 	"math"
-	"net/http"
 	"slices"
 	"sort"
 
@@ -13,22 +16,22 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/telemetry"
 )
 
-// Metrics returns the node's metrics (GET /metrics, in Prometheus' text
-// format) by family name. They are the node's own, since it started: in a
-// cluster, each node has its own.
-func (c *Client) Metrics(ctx context.Context) (map[string]*dto.MetricFamily, error) {
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: "/metrics"})
+// Metrics returns the node's metrics by family name. They are the node's
+// own, since it started: in a cluster, each node has its own.
+func Metrics(ctx context.Context, c *client.Client) (map[string]*dto.MetricFamily, error) {
+	body, err := c.Metrics(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer body.Close()
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(resp.Body)
+	mfs, err := p.TextToMetricFamilies(body)
 	if err != nil {
-		return nil, fmt.Errorf("client: reading /metrics: %w", err)
+		return nil, fmt.Errorf("nodestats: reading /metrics: %w", err)
 	}
 	return mfs, nil
 }
@@ -55,9 +58,9 @@ type FunctionStats struct {
 	Queued   int `json:"queued"`
 }
 
-// StatsFromMetrics sums a node's metrics (as Metrics returns them) by
+// FromMetrics sums a node's metrics (as Metrics returns them) by
 // function, and returns them sorted by function name.
-func StatsFromMetrics(mfs map[string]*dto.MetricFamily) []FunctionStats {
+func FromMetrics(mfs map[string]*dto.MetricFamily) []FunctionStats {
 	byName := map[string]*FunctionStats{}
 	stats := func(m *dto.Metric) *FunctionStats {
 		fn := label(m, telemetry.LabelFunction)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/server"
 )
 
@@ -114,7 +115,7 @@ func TestSandboxContainsHostileFunctions(t *testing.T) {
 		event   map[string]any
 		wantErr []string // the error codes that count as contained
 	}{
-		{"admin token file", map[string]any{"try": "read", "path": filepath.Join(n.dataDir, server.TokenFile)}, []string{"ENOENT", "EACCES"}},
+		{"admin token file", map[string]any{"try": "read", "path": filepath.Join(n.dataDir, auth.AdminTokenFile)}, []string{"ENOENT", "EACCES"}},
 		{"data dir", map[string]any{"try": "list", "path": n.dataDir}, []string{"ENOENT", "EACCES"}},
 		{"another function's code", map[string]any{"try": "list", "path": filepath.Join(n.dataDir, "code", canary.CodeSHA256)}, []string{"ENOENT", "EACCES"}},
 		{"etc shadow", map[string]any{"try": "read", "path": "/etc/shadow"}, []string{"ENOENT", "EACCES"}},

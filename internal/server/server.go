@@ -100,9 +100,6 @@ type Config struct {
 	MaxConns, MaxUnauthenticatedConns, MaxConnsPerSource int
 }
 
-// TokenFile is the admin token file's name in the data dir.
-const TokenFile = auth.AdminTokenFile
-
 // Node is one running wisp server.
 type Node struct {
 	cfg   Config

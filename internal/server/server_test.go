@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wisp-dev/wisp/internal/archive"
+	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/server"
 )
@@ -43,7 +44,7 @@ func TestAdminTokenFile(t *testing.T) {
 	n := startNode(t, server.Config{DataDir: dir})
 	tok := n.AdminToken()
 	n.stop(t)
-	fi, err := os.Stat(filepath.Join(dir, server.TokenFile))
+	fi, err := os.Stat(filepath.Join(dir, auth.AdminTokenFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -498,11 +498,9 @@ func checkEnv(env map[string]string) error {
 // checkAlias validates an alias's name and weights (not whether its
 // versions exist).
 func checkAlias(a Alias) error {
+	// A name starts with a letter, so no alias reads as a version.
 	if err := ValidName("alias", a.Name); err != nil {
 		return err
-	}
-	if digitsRE.MatchString(a.Name) {
-		return invalid("alias name %q must not be all digits (it would read as a version)", a.Name)
 	}
 	if a.Version < 1 {
 		return invalid("alias version must be a published version (1 or more)")

@@ -293,7 +293,7 @@ func (a *api) createFunction(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	f, err := a.reg.Create(r.Context(), storedConfig(cfg), code)
+	f, err := a.reg.Create(r.Context(), cfg, code)
 	if err != nil {
 		return err
 	}
@@ -333,7 +333,7 @@ func (a *api) updateConfig(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r.Body, &body, false); err != nil {
 		return err
 	}
-	cfg, name := storedConfig(body), r.PathValue("name")
+	cfg, name := body, r.PathValue("name")
 	var f registry.Function
 	for range 3 {
 		var checked uint64
@@ -554,7 +554,7 @@ func (a *api) putAlias(w http.ResponseWriter, r *http.Request) error {
 		status = http.StatusCreated
 	}
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(al.Revision, 10)))
-	writeJSON(w, status, wireAlias(al))
+	writeJSON(w, status, al)
 	return nil
 }
 
@@ -564,7 +564,7 @@ func (a *api) getAlias(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(al.Revision, 10)))
-	writeJSON(w, http.StatusOK, wireAlias(al))
+	writeJSON(w, http.StatusOK, al)
 	return nil
 }
 
@@ -575,7 +575,7 @@ func (a *api) listAliases(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Aliases []apitype.Alias `json:"aliases"`
-	}{each(als, wireAlias)})
+	}{als})
 	return nil
 }
 

@@ -13,7 +13,8 @@ import (
 // These functions are the one place the two meet, so a storage field is on
 // the wire only once it is written here. Types whose fields are the same
 // on both sides convert with a Go conversion, which fails to compile once
-// they differ.
+// they differ. What a caller sets, aliases and a function's sub-records
+// are apitype's in the registry too, so they need no conversion.
 
 // each converts every element of in, keeping nil nil (JSON null) and
 // empty empty (JSON []).
@@ -32,35 +33,15 @@ func wireFunction(f registry.Function) apitype.Function {
 	return apitype.Function{
 		Name: f.Name, Runtime: f.Runtime, Handler: f.Handler, MemoryMB: f.MemoryMB, Timeout: f.Timeout, Env: f.Env,
 		Concurrency: f.Concurrency, MinInstances: f.MinInstances, KeepWarm: f.KeepWarm, Description: f.Description,
-		URLAuth: f.URLAuth, Network: f.Network, Reuse: f.Reuse, Async: apitype.AsyncConfig(f.Async),
-		Schedules: each(f.Schedules, wireSchedule), Logs: apitype.Logs(f.Logs), Quota: (*apitype.Quota)(f.Quota),
+		URLAuth: f.URLAuth, Network: f.Network, Reuse: f.Reuse, Async: f.Async,
+		Schedules: f.Schedules, Logs: f.Logs, Quota: f.Quota,
 		Publish: f.Publish, CodeSHA256: f.CodeSHA256, CodeSize: f.CodeSize, CreatedAt: f.CreatedAt, UpdatedAt: f.UpdatedAt,
 		Revision: f.Revision,
 	}
 }
 
-func wireSchedule(s registry.Schedule) apitype.Schedule { return apitype.Schedule(s) }
-
 func wireVersion(v registry.Version) apitype.Version {
 	return apitype.Version{Version: v.Version, Function: wireFunction(v.Function), CreatedAt: v.CreatedAt, Description: v.Description}
-}
-
-func wireAlias(a registry.Alias) apitype.Alias { return apitype.Alias(a) }
-
-// storedConfig is a caller's config as the registry takes it.
-func storedConfig(c apitype.Config) registry.Config {
-	cfg := registry.Config{
-		Name: c.Name, Runtime: c.Runtime, Handler: c.Handler, MemoryMB: c.MemoryMB, Timeout: c.Timeout, Env: c.Env,
-		Concurrency: c.Concurrency, MinInstances: c.MinInstances, KeepWarm: c.KeepWarm, Description: c.Description,
-		URLAuth: c.URLAuth, Network: c.Network, Reuse: c.Reuse, Async: (*registry.AsyncPatch)(c.Async),
-		Quota: (*registry.Quota)(c.Quota), Logs: (*registry.LogsPatch)(c.Logs), Publish: c.Publish,
-		ClearConcurrency: c.ClearConcurrency,
-	}
-	if c.Schedules != nil {
-		s := each(*c.Schedules, func(s apitype.Schedule) registry.Schedule { return registry.Schedule(s) })
-		cfg.Schedules = &s
-	}
-	return cfg
 }
 
 func wireTopicEvent(e events.TopicEvent) apitype.TopicEvent { return apitype.TopicEvent(e) }
@@ -77,7 +58,7 @@ func wireSubscription(s events.Subscription) apitype.Subscription {
 }
 
 func wireScheduleInfo(s events.ScheduleInfo) apitype.ScheduleInfo {
-	return apitype.ScheduleInfo{Function: s.Function, Schedule: wireSchedule(s.Schedule), Next: s.Next, LastTick: s.LastTick}
+	return apitype.ScheduleInfo{Function: s.Function, Schedule: s.Schedule, Next: s.Next, LastTick: s.LastTick}
 }
 
 func wireUsageRecord(r meter.Record) apitype.UsageRecord { return apitype.UsageRecord(r) }

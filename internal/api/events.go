@@ -115,7 +115,7 @@ func (a *api) readEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"events": each(list, wireTopicEvent)})
+	writeJSON(w, http.StatusOK, map[string]any{"events": list})
 	return nil
 }
 
@@ -128,7 +128,7 @@ func (a *api) eventCatalog(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"topics": each(topics, wireTopic)})
+	writeJSON(w, http.StatusOK, map[string]any{"topics": topics})
 	return nil
 }
 

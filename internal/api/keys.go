@@ -39,7 +39,7 @@ func (a *api) createKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The secret is in this answer and nowhere else: keep it out of caches.
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusCreated, wireAccessKey(key))
+	writeJSON(w, http.StatusCreated, key)
 	return nil
 }
 
@@ -53,7 +53,7 @@ func (a *api) listKeys(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Keys []apitype.AccessKey `json:"keys"`
-	}{each(keys, wireAccessKey)})
+	}{keys})
 	return nil
 }
 

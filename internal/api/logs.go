@@ -98,7 +98,7 @@ func (o *ndjsonWriter) write(rec telemetry.Record) error {
 			return err
 		}
 	}
-	b, err := json.Marshal(wireLogRecord(rec))
+	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}

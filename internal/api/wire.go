@@ -2,19 +2,18 @@ package api
 
 import (
 	"github.com/wisp-dev/wisp/apitype"
-	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/meter"
 	"github.com/wisp-dev/wisp/internal/registry"
-	"github.com/wisp-dev/wisp/internal/telemetry"
 )
 
 // The API speaks apitype's types; the parts below keep their own records.
 // These functions are the one place the two meet, so a storage field is on
 // the wire only once it is written here. Types whose fields are the same
 // on both sides convert with a Go conversion, which fails to compile once
-// they differ. What a caller sets, aliases and a function's sub-records
-// are apitype's in the registry too, so they need no conversion.
+// they differ. What a caller sets, aliases, a function's sub-records,
+// the catalog's topics, topic events, log records and access keys are
+// apitype's in their packages too, so they need no conversion.
 
 // each converts every element of in, keeping nil nil (JSON null) and
 // empty empty (JSON []).
@@ -44,14 +43,6 @@ func wireVersion(v registry.Version) apitype.Version {
 	return apitype.Version{Version: v.Version, Function: wireFunction(v.Function), CreatedAt: v.CreatedAt, Description: v.Description}
 }
 
-func wireTopicEvent(e events.TopicEvent) apitype.TopicEvent { return apitype.TopicEvent(e) }
-
-func wireTopic(t events.Topic) apitype.Topic {
-	return apitype.Topic{Topic: t.Topic, Events: t.Events, LastPublished: t.LastPublished,
-		Publishers:  each(t.Publishers, func(p events.Publisher) apitype.Publisher { return apitype.Publisher(p) }),
-		Subscribers: each(t.Subscribers, func(s events.Subscriber) apitype.Subscriber { return apitype.Subscriber(s) })}
-}
-
 func wireSubscription(s events.Subscription) apitype.Subscription {
 	return apitype.Subscription{ID: s.ID, Topic: s.Topic, Function: s.Function, Qualifier: s.Qualifier,
 		Filter: apitype.Filter(s.Filter), CreatedAt: s.CreatedAt}
@@ -76,7 +67,3 @@ func wireReport(r meter.Report) apitype.UsageReport {
 	return apitype.UsageReport{Granularity: r.Granularity, From: r.From, To: r.To, Prices: apitype.Prices(r.Prices),
 		LambdaX86: apitype.Prices(r.LambdaX86), Functions: each(r.Functions, wireFunctionUsage), Total: wireBucket(r.Total)}
 }
-
-func wireLogRecord(r telemetry.Record) apitype.LogRecord { return apitype.LogRecord(r) }
-
-func wireAccessKey(k auth.AccessKey) apitype.AccessKey { return apitype.AccessKey(k) }

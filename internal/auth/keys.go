@@ -23,6 +23,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wisp-dev/wisp/apitype"
 )
 
 // Access key errors.
@@ -65,12 +67,7 @@ var keyIDEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
 // AccessKey is an access key pair: the id that signs a request and, only in
 // Create's answer, the secret that signs it.
-type AccessKey struct {
-	ID          string    `json:"access_key_id"`
-	Secret      string    `json:"secret_access_key,omitempty"`
-	Description string    `json:"description,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
-}
+type AccessKey = apitype.AccessKey
 
 // KeysConfig is what Keys needs. KeyFile is required.
 type KeysConfig struct {

@@ -2,7 +2,6 @@ package events
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/registry"
 )
 
@@ -90,12 +90,7 @@ func (b *Bus) setBacklog(topic string, bl backlog) {
 }
 
 // TopicEvent is an event read back from a topic.
-type TopicEvent struct {
-	Seq       uint64          `json:"seq"`
-	Time      time.Time       `json:"time"` // when it was stored
-	Principal string          `json:"principal,omitempty"`
-	Event     json.RawMessage `json:"event"`
-}
+type TopicEvent = apitype.TopicEvent
 
 // Read returns up to limit events of a topic, oldest first, from those
 // stored after seq (each topic numbers its own events).

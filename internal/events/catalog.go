@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/store"
 )
 
@@ -25,28 +26,13 @@ const (
 
 // Topic is what the catalog knows of a topic: who publishes on it and who
 // listens.
-type Topic struct {
-	Topic         string       `json:"topic"`
-	Events        uint64       `json:"events"` // accepted since the topic was first seen
-	LastPublished time.Time    `json:"last_published,omitzero"`
-	Publishers    []Publisher  `json:"publishers"`
-	Subscribers   []Subscriber `json:"subscribers"`
-}
+type Topic = apitype.Topic
 
 // Publisher is one source seen publishing on a topic, and as whom.
-type Publisher struct {
-	Source    string    `json:"source"`
-	Principal string    `json:"principal"`
-	Events    uint64    `json:"events"`
-	LastSeen  time.Time `json:"last_seen"`
-}
+type Publisher = apitype.Publisher
 
 // Subscriber is a subscription, as the catalog lists it.
-type Subscriber struct {
-	ID        string `json:"id"`
-	Function  string `json:"function"`
-	Qualifier string `json:"qualifier,omitempty"`
-}
+type Subscriber = apitype.Subscriber
 
 // CatalogConfig is what a Catalog needs; JS is required.
 type CatalogConfig struct {

@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wisp-dev/wisp/apitype"
 )
 
 // Defaults of LogsConfig, and the limit on one record's message.
@@ -120,17 +122,7 @@ func (cfg LogsConfig) withDefaults() LogsConfig {
 }
 
 // Record is one line of a function's log.
-type Record struct {
-	Time      time.Time `json:"time"`
-	Function  string    `json:"function"`
-	Version   string    `json:"version"`
-	Instance  string    `json:"instance,omitempty"`
-	RequestID string    `json:"request_id,omitempty"`
-	// Stream is where the line came from: stdout, stderr, or "platform" for
-	// the START, END and REPORT lines.
-	Stream  string `json:"stream,omitempty"`
-	Message string `json:"message"`
-}
+type Record = apitype.LogRecord
 
 // LogStats counts records since OpenLogs.
 type LogStats struct {

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/wisp-dev/wisp/client"
-	"github.com/wisp-dev/wisp/internal/archive"
 	"github.com/wisp-dev/wisp/internal/server"
 )
 
@@ -128,7 +127,7 @@ func goBuild(ctx context.Context, dir, out string, env []string, flags ...string
 
 func packDir(dir string) ([]byte, error) {
 	var buf bytes.Buffer
-	if err := archive.Pack(dir, &buf); err != nil {
+	if err := client.Pack(dir, &buf); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil

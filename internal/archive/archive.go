@@ -1,7 +1,8 @@
-// Package archive owns function code archives: it packs a directory into a
-// deterministic zip for upload, and reads uploaded zip and tar.gz archives
-// safely, refusing any archive that is too large, malformed, or would write
-// outside the directory it is unpacked into.
+// Package archive owns reading function code archives: it reads uploaded
+// zip and tar.gz archives safely, refusing any archive that is too large,
+// malformed, or would write outside the directory it is unpacked into. The
+// naming rules it checks entries by are apitype's (CleanEntryName,
+// CleanLinkTarget), which the client's Pack follows too.
 package archive
 
 import (
@@ -15,6 +16,8 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+
+	"github.com/wisp-dev/wisp/apitype"
 )
 
 // Limits bound what an archive may hold. The zero value means the defaults
@@ -54,6 +57,11 @@ func (e *Error) Error() string { return "archive: " + e.Msg }
 
 func refusef(format string, args ...any) *Error {
 	return &Error{Msg: fmt.Sprintf(format, args...)}
+}
+
+// refused reports a broken naming rule of apitype's as a refusal.
+func refused(err error) *Error {
+	return &Error{Msg: err.Error()}
 }
 
 func tooLargef(format string, args ...any) *Error {
@@ -122,13 +130,6 @@ type entry struct {
 	exec   bool   // kindFile: the archive gave it an executable bit
 	target string // kindSymlink: the cleaned target; kindHardlink: the earlier file's name
 }
-
-// Names, path elements and link targets longer than these are refused: no
-// code needs them, and a filesystem may not hold them.
-const (
-	maxPath    = 1024
-	maxElement = 255
-)
 
 // tarOverhead is what each tar entry may add to the decompressed stream
 // besides file data: its header, pax records, long names and padding. One
@@ -266,15 +267,15 @@ func readTarget(f *zip.File) (string, error) {
 	if err != nil {
 		return "", corrupt(f.Name, err)
 	}
-	b, err := io.ReadAll(io.LimitReader(rc, maxPath+1))
+	b, err := io.ReadAll(io.LimitReader(rc, apitype.MaxEntryPath+1))
 	if cerr := rc.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return "", corrupt(f.Name, err)
 	}
-	if len(b) > maxPath {
-		return "", refusef("symlink %q: target longer than %d bytes", f.Name, maxPath)
+	if len(b) > apitype.MaxEntryPath {
+		return "", refusef("symlink %q: target longer than %d bytes", f.Name, apitype.MaxEntryPath)
 	}
 	return string(b), nil
 }
@@ -449,65 +450,20 @@ func (w *walker) hardlinkTarget(name, target string) (string, error) {
 	return t, nil
 }
 
-// cleanName turns an entry name into a clean slash-separated path relative
-// to the root, refusing any name that could reach outside it. Backslashes
-// count as separators: archives made on Windows use them.
+// cleanName is apitype.CleanEntryName, its refusal an *Error.
 func cleanName(raw string) (string, error) {
-	if raw == "" {
-		return "", refusef("empty entry name")
+	name, err := apitype.CleanEntryName(raw)
+	if err != nil {
+		return "", refused(err)
 	}
-	if len(raw) > maxPath {
-		return "", refusef("entry %.40q...: name longer than %d bytes", raw, maxPath)
-	}
-	if strings.IndexByte(raw, 0) >= 0 {
-		return "", refusef("entry %q: name contains NUL", raw)
-	}
-	name := strings.ReplaceAll(raw, `\`, "/")
-	if isAbs(name) {
-		return "", refusef("entry %q: absolute path", raw)
-	}
-	for elem := range strings.SplitSeq(name, "/") {
-		if elem == ".." {
-			return "", refusef("entry %q: path has a \"..\" element", raw)
-		}
-		if len(elem) > maxElement {
-			return "", refusef("entry %q: path element longer than %d bytes", raw, maxElement)
-		}
-	}
-	return path.Clean(name), nil
+	return name, nil
 }
 
-// isAbs reports whether p is rooted: by a slash, or by a Windows drive.
-func isAbs(p string) bool {
-	if strings.HasPrefix(p, "/") {
-		return true
-	}
-	return len(p) >= 2 && p[1] == ':' && ('a' <= p[0]|0x20 && p[0]|0x20 <= 'z')
-}
-
-// linkTarget checks that the symlink name -> target stays inside the root,
-// resolved from the link's directory, and returns the target cleaned. The
-// link must be written with the cleaned target: the kernel resolves ".."
-// after a symlink physically, so "b/.." with b -> "." would leave the root.
+// linkTarget is apitype.CleanLinkTarget, its refusal an *Error.
 func linkTarget(name, target string) (string, error) {
-	switch {
-	case target == "":
-		return "", refusef("symlink %q: empty target", name)
-	case len(target) > maxPath:
-		return "", refusef("symlink %q: target longer than %d bytes", name, maxPath)
-	case strings.IndexByte(target, 0) >= 0:
-		return "", refusef("symlink %q: target contains NUL", name)
-	case strings.Contains(target, `\`):
-		// A backslash is an ordinary character to the kernel but a
-		// separator to cleanName; refuse rather than check one and write
-		// the other.
-		return "", refusef("symlink %q: target %q contains a backslash", name, target)
-	case isAbs(target):
-		return "", refusef("symlink %q: absolute target %q", name, target)
-	}
-	t := path.Clean(target)
-	if r := path.Join(path.Dir(name), t); r == ".." || strings.HasPrefix(r, "../") {
-		return "", refusef("symlink %q: target %q points outside the root", name, target)
+	t, err := apitype.CleanLinkTarget(name, target)
+	if err != nil {
+		return "", refused(err)
 	}
 	return t, nil
 }

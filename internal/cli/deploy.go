@@ -18,7 +18,6 @@ import (
 
 	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
-	"github.com/wisp-dev/wisp/internal/archive"
 )
 
 // deployFlags are wisp deploy's flags. Only those the user set are sent.
@@ -436,7 +435,7 @@ func pack(dir, tmp string) (*os.File, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	if err := archive.Pack(dir, f); err != nil {
+	if err := client.Pack(dir, f); err != nil {
 		f.Close()
 		return nil, 0, fmt.Errorf("packing %s: %w", dir, err)
 	}

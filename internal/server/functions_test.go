@@ -21,7 +21,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/wisp-dev/wisp/client"
-	"github.com/wisp-dev/wisp/internal/archive"
 	"github.com/wisp-dev/wisp/internal/sandbox"
 	"github.com/wisp-dev/wisp/internal/server"
 )
@@ -48,7 +47,7 @@ func (n funcNode) deploy(t *testing.T, dir string, cfg client.Config) client.Fun
 func deployErr(t *testing.T, n funcNode, dir string, cfg client.Config) (client.Function, error) {
 	t.Helper()
 	var buf bytes.Buffer
-	if err := archive.Pack(dir, &buf); err != nil {
+	if err := client.Pack(dir, &buf); err != nil {
 		t.Fatal(err)
 	}
 	return n.c.CreateFunction(context.Background(), cfg, &buf, int64(buf.Len()), nil)
@@ -240,7 +239,7 @@ func TestAliasWeights(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := archive.Pack(code("two"), &buf); err != nil {
+	if err := client.Pack(code("two"), &buf); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := n.c.UpdateCode(ctx, "w", &buf, int64(buf.Len()), 0, nil); err != nil {

@@ -14,7 +14,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/wisp-dev/wisp/client"
-	"github.com/wisp-dev/wisp/internal/archive"
 	"github.com/wisp-dev/wisp/internal/nodestats"
 	"github.com/wisp-dev/wisp/internal/server"
 )
@@ -295,7 +294,7 @@ func TestShutdownStopsInstances(t *testing.T) {
 	needTool(t, "node")
 	n := startNode(t, server.Config{})
 	var buf bytes.Buffer
-	if err := archive.Pack(writeFiles(t, map[string]string{"index.js": pidHandler}), &buf); err != nil {
+	if err := client.Pack(writeFiles(t, map[string]string{"index.js": pidHandler}), &buf); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := n.c.CreateFunction(context.Background(), client.Config{Name: "bye", Runtime: ptr2("nodejs"),

@@ -1,4 +1,4 @@
-package archive
+package client
 
 import (
 	"archive/zip"
@@ -10,18 +10,38 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/wisp-dev/wisp/apitype"
 )
 
-// Pack writes a zip of dir to w. The node addresses code by the sha256 of
-// the archive, so the same tree always packs to the same bytes: entries are
-// sorted by name, every time is 1980-01-01, and modes are reduced to what
-// Unpack keeps (0644, or 0755 for a file with any executable bit;
-// directories 0755). Directories are stored, so empty ones survive.
-// Symlinks are stored as zip symlinks, and must point inside dir. Anything
-// named .git is skipped, at any depth.
+// PackError is a tree Pack refuses to pack: a name or symlink the node
+// would refuse or read differently, or a file type a code archive cannot
+// hold. Pack's other errors are the filesystem's or the writer's.
+type PackError struct {
+	Err error // what is wrong, naming the path
+}
+
+// The "archive: " prefix is what the wisp CLI has always printed for these.
+func (e *PackError) Error() string { return "archive: " + e.Err.Error() }
+
+func (e *PackError) Unwrap() error { return e.Err }
+
+func packRefusef(format string, args ...any) *PackError {
+	return &PackError{Err: fmt.Errorf(format, args...)}
+}
+
+// Pack writes a zip of dir to w, for Client.CreateFunction and
+// Client.UpdateCode. The node addresses code by the sha256 of the archive,
+// so the same tree always packs to the same bytes: entries are sorted by
+// name, every time is 1980-01-01, and modes are reduced to what the node
+// unpacks (0644, or 0755 for a file with any executable bit; directories
+// 0755). Directories are stored, so empty ones survive. Symlinks are stored
+// as zip symlinks, and must point inside dir. Anything named .git is
+// skipped, at any depth.
 //
-// Whatever Pack writes, Inspect accepts (within the limits): a name or link
-// Inspect would refuse or read differently is refused here instead.
+// Whatever Pack writes, the node accepts (within its size limits): a name
+// or link it would refuse or read differently (apitype.CleanEntryName,
+// apitype.CleanLinkTarget) is refused here instead, as a *PackError.
 func Pack(dir string, w io.Writer) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
@@ -43,12 +63,12 @@ func Pack(dir string, w io.Writer) error {
 			}
 			return nil
 		}
-		name, err := cleanName(p)
+		name, err := apitype.CleanEntryName(p)
 		if err != nil {
-			return err
+			return &PackError{Err: err}
 		}
 		if name != p {
-			return refusef("%q cannot be packed: it would unpack as %q", p, name)
+			return packRefusef("%q cannot be packed: it would unpack as %q", p, name)
 		}
 		it := packItem{path: p, name: p, typ: d.Type()}
 		if d.IsDir() {
@@ -83,7 +103,7 @@ type packItem struct {
 
 // packError keeps a refusal as it is and marks any other error as Pack's.
 func packError(err error) error {
-	if refused, ok := errors.AsType[*Error](err); ok {
+	if refused, ok := errors.AsType[*PackError](err); ok {
 		return refused
 	}
 	return fmt.Errorf("archive: pack: %w", err)
@@ -105,9 +125,9 @@ func packEntry(zw *zip.Writer, root *os.Root, it packItem) error {
 		if err != nil {
 			return err
 		}
-		target, err = linkTarget(it.path, target)
+		target, err = apitype.CleanLinkTarget(it.path, target)
 		if err != nil {
-			return err
+			return &PackError{Err: err}
 		}
 		hdr.SetMode(fs.ModeSymlink | 0o777)
 		fw, err := zw.CreateHeader(hdr)
@@ -143,5 +163,5 @@ func packEntry(zw *zip.Writer, root *os.Root, it packItem) error {
 		_, err = io.Copy(fw, f)
 		return err
 	}
-	return refusef("%q cannot be packed: unsupported file type %v", it.path, it.typ)
+	return packRefusef("%q cannot be packed: unsupported file type %v", it.path, it.typ)
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -28,12 +29,22 @@ func twoPages(t *testing.T) http.HandlerFunc {
 	}
 }
 
+// unsandboxed answers GET /v1/functions with a function of a node that
+// runs them without a sandbox.
+func unsandboxed(t *testing.T) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		answer(w, 200, `{"functions":[{"name":"hello","runtime":"nodejs","memory_mb":128,"timeout":3,
+			"insecure_no_sandbox":true,"updated_at":"2026-11-23T15:55:00Z"}]}`)
+	}
+}
+
 func TestLs(t *testing.T) {
 	tests := []struct {
-		name    string
-		handler func(t *testing.T) http.HandlerFunc
-		args    []string
-		want    string
+		name       string
+		handler    func(t *testing.T) http.HandlerFunc
+		args       []string
+		want       string
+		wantStderr string
 	}{
 		{
 			name:    "table",
@@ -58,6 +69,14 @@ func TestLs(t *testing.T) {
 			args: []string{"-o", "json"},
 			want: "[]\n",
 		},
+		{
+			name:    "unsandboxed table",
+			handler: unsandboxed,
+			want: "" +
+				"NAME                  RUNTIME   MEMORY   TIMEOUT   CODE   UPDATED\n" +
+				"hello (UNSANDBOXED)   nodejs    128 MB   3s               5m ago\n",
+			wantStderr: "warning: this node runs functions without a sandbox (--insecure-no-sandbox)\n",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,6 +86,9 @@ func TestLs(t *testing.T) {
 			}
 			if stdout != tt.want {
 				t.Errorf("stdout:\n%s\nwant:\n%s", stdout, tt.want)
+			}
+			if stderr != tt.wantStderr {
+				t.Errorf("stderr = %q, want %q", stderr, tt.wantStderr)
 			}
 		})
 	}
@@ -83,6 +105,12 @@ func TestLsJSON(t *testing.T) {
 	}
 	if len(got) != 2 || got[0]["name"] != "hello" || got[1]["name"] != "world" || got[1]["memory_mb"] != 1024.0 {
 		t.Errorf("stdout = %s, want hello and world as the node sent them", stdout)
+	}
+
+	// Without a sandbox the field says so; the warning is for tables.
+	stdout, stderr, err = runCLI(t, fakeNode(t, unsandboxed(t)), "ls", "-o", "json")
+	if err != nil || stderr != "" || !strings.Contains(stdout, `"insecure_no_sandbox": true`) {
+		t.Errorf("wisp ls -o json without a sandbox: %v, stderr %q, stdout:\n%s", err, stderr, stdout)
 	}
 }
 

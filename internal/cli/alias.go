@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -99,24 +101,14 @@ func newAliasLsCmd(g *globals) *cobra.Command {
 		Args:  wantArgs(1, 1),
 	}
 	out := addOutputFlag(cmd, "table", "json")
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		as, err := c.ListAliases(cmd.Context(), args[0])
-		if err != nil {
-			return err
-		}
-		return out.print(cmd.OutOrStdout(), as, func(w io.Writer) error {
-			now := g.now()
-			rows := make([][]string, 0, len(as))
-			for _, a := range as {
-				rows = append(rows, []string{a.Name, routing(a), age(now, a.UpdatedAt), a.Description})
-			}
-			return writeTable(w, []string{"NAME", "VERSIONS", "UPDATED", "DESCRIPTION"}, rows)
-		})
-	}
+	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, args []string) ([]client.Alias, error) {
+		return c.ListAliases(ctx, args[0])
+	}, table[client.Alias]{
+		header: []string{"NAME", "VERSIONS", "UPDATED", "DESCRIPTION"},
+		row: func(now time.Time, a client.Alias) []string {
+			return []string{a.Name, routing(a), age(now, a.UpdatedAt), a.Description}
+		},
+	})
 	return cmd
 }
 

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -344,24 +345,14 @@ prefixes as NAME^=VALUE.`,
 	cmd.Flags().StringVar(&topic, "topic", "", "only the subscriptions of this topic")
 	cmd.Flags().StringVar(&function, "function", "", "only the subscriptions of this function")
 	out := addOutputFlag(cmd, "table", "json")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		subs, err := c.Subscriptions(cmd.Context(), topic, function)
-		if err != nil {
-			return err
-		}
-		return out.print(cmd.OutOrStdout(), subs, func(w io.Writer) error {
-			now := g.now()
-			rows := make([][]string, 0, len(subs))
-			for _, s := range subs {
-				rows = append(rows, []string{s.ID, s.Topic, target(s.Function, s.Qualifier), filterText(s.Filter), age(now, s.CreatedAt)})
-			}
-			return writeTable(w, []string{"ID", "TOPIC", "FUNCTION", "FILTER", "CREATED"}, rows)
-		})
-	}
+	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, _ []string) ([]client.Subscription, error) {
+		return c.Subscriptions(ctx, topic, function)
+	}, table[client.Subscription]{
+		header: []string{"ID", "TOPIC", "FUNCTION", "FILTER", "CREATED"},
+		row: func(now time.Time, s client.Subscription) []string {
+			return []string{s.ID, s.Topic, target(s.Function, s.Qualifier), filterText(s.Filter), age(now, s.CreatedAt)}
+		},
+	})
 	return cmd
 }
 
@@ -376,32 +367,22 @@ merged into the catalog about every second.`,
 		Args: wantArgs(0, 0),
 	}
 	out := addOutputFlag(cmd, "table", "json")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		topics, err := c.Catalog(cmd.Context())
-		if err != nil {
-			return err
-		}
-		return out.print(cmd.OutOrStdout(), topics, func(w io.Writer) error {
-			now := g.now()
-			rows := make([][]string, 0, len(topics))
-			for _, t := range topics {
-				pubs := make([]string, 0, len(t.Publishers))
-				for _, p := range t.Publishers {
-					pubs = append(pubs, p.Source+" ("+p.Principal+")")
-				}
-				subs := make([]string, 0, len(t.Subscribers))
-				for _, s := range t.Subscribers {
-					subs = append(subs, target(s.Function, s.Qualifier))
-				}
-				rows = append(rows, []string{t.Topic, strconv.FormatUint(t.Events, 10), age(now, t.LastPublished),
-					orDefault(strings.Join(pubs, ", "), "-"), orDefault(strings.Join(subs, ", "), "-")})
+	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, _ []string) ([]client.Topic, error) {
+		return c.Catalog(ctx)
+	}, table[client.Topic]{
+		header: []string{"TOPIC", "EVENTS", "LAST", "PUBLISHERS", "SUBSCRIBERS"},
+		row: func(now time.Time, t client.Topic) []string {
+			pubs := make([]string, 0, len(t.Publishers))
+			for _, p := range t.Publishers {
+				pubs = append(pubs, p.Source+" ("+p.Principal+")")
 			}
-			return writeTable(w, []string{"TOPIC", "EVENTS", "LAST", "PUBLISHERS", "SUBSCRIBERS"}, rows)
-		})
-	}
+			subs := make([]string, 0, len(t.Subscribers))
+			for _, s := range t.Subscribers {
+				subs = append(subs, target(s.Function, s.Qualifier))
+			}
+			return []string{t.Topic, strconv.FormatUint(t.Events, 10), age(now, t.LastPublished),
+				orDefault(strings.Join(pubs, ", "), "-"), orDefault(strings.Join(subs, ", "), "-")}
+		},
+	})
 	return cmd
 }

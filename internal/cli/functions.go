@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -20,35 +21,25 @@ func newLsCmd(g *globals) *cobra.Command {
 		Args:  wantArgs(0, 0),
 	}
 	out := addOutputFlag(cmd, "table", "json")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		fns, err := c.AllFunctions(cmd.Context())
-		if err != nil {
-			return err
-		}
-		return out.print(cmd.OutOrStdout(), fns, func(w io.Writer) error {
-			now := g.now()
-			rows := make([][]string, 0, len(fns))
-			insecure := false
-			for _, f := range fns {
-				name := f.Name
-				if f.InsecureNoSandbox {
-					name, insecure = name+" (UNSANDBOXED)", true
-				}
-				rows = append(rows, []string{
-					name, f.Runtime, fmt.Sprintf("%d MB", f.MemoryMB), fmt.Sprintf("%ds", f.Timeout),
-					shortSHA(f.CodeSHA256), age(now, f.UpdatedAt),
-				})
+	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, _ []string) ([]client.Function, error) {
+		return c.AllFunctions(ctx)
+	}, table[client.Function]{
+		header: []string{"NAME", "RUNTIME", "MEMORY", "TIMEOUT", "CODE", "UPDATED"},
+		row: func(now time.Time, f client.Function) []string {
+			name := f.Name
+			if f.InsecureNoSandbox {
+				name += " (UNSANDBOXED)"
 			}
-			if insecure {
-				fmt.Fprintln(cmd.ErrOrStderr(), "warning: this node runs functions without a sandbox (--insecure-no-sandbox)") //nolint:errcheck // a terminal
+			return []string{name, f.Runtime, fmt.Sprintf("%d MB", f.MemoryMB), fmt.Sprintf("%ds", f.Timeout),
+				shortSHA(f.CodeSHA256), age(now, f.UpdatedAt)}
+		},
+		warn: func(fns []client.Function) string {
+			if slices.ContainsFunc(fns, func(f client.Function) bool { return f.InsecureNoSandbox }) {
+				return "warning: this node runs functions without a sandbox (--insecure-no-sandbox)"
 			}
-			return writeTable(w, []string{"NAME", "RUNTIME", "MEMORY", "TIMEOUT", "CODE", "UPDATED"}, rows)
-		})
-	}
+			return ""
+		},
+	})
 	return cmd
 }
 

@@ -1,10 +1,14 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/wisp-dev/wisp/client"
 )
 
 func newKeysCmd(g *globals) *cobra.Command {
@@ -67,24 +71,14 @@ func newKeysLsCmd(g *globals) *cobra.Command {
 		Args:  wantArgs(0, 0),
 	}
 	out := addOutputFlag(cmd, "table", "json")
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		ks, err := c.ListKeys(cmd.Context())
-		if err != nil {
-			return err
-		}
-		return out.print(cmd.OutOrStdout(), ks, func(w io.Writer) error {
-			now := g.now()
-			rows := make([][]string, 0, len(ks))
-			for _, k := range ks {
-				rows = append(rows, []string{k.ID, age(now, k.CreatedAt), k.Description})
-			}
-			return writeTable(w, []string{"ID", "CREATED", "DESCRIPTION"}, rows)
-		})
-	}
+	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, _ []string) ([]client.AccessKey, error) {
+		return c.ListKeys(ctx)
+	}, table[client.AccessKey]{
+		header: []string{"ID", "CREATED", "DESCRIPTION"},
+		row: func(now time.Time, k client.AccessKey) []string {
+			return []string{k.ID, age(now, k.CreatedAt), k.Description}
+		},
+	})
 	return cmd
 }
 

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
+
+	"github.com/wisp-dev/wisp/client"
 )
 
 // outputFlag is the -o flag of a command that prints resources: JSON, or
@@ -49,6 +52,47 @@ func (o *outputFlag) print(w io.Writer, v any, text func(w io.Writer) error) err
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// table is how a list of Ts prints as text: a header, then a row for each.
+type table[T any] struct {
+	header []string
+	row    func(now time.Time, v T) []string
+	// warn, if set, says what the table's reader should know about the
+	// whole list, on standard error before the table; "" says nothing.
+	warn func(list []T) string
+}
+
+// listRunE is the RunE of a command that lists things: it fetches them
+// from the node and prints them as JSON with -o json, and as t otherwise.
+func listRunE[T any](
+	g *globals, out *outputFlag,
+	fetch func(ctx context.Context, c *client.Client, args []string) ([]T, error),
+	t table[T],
+) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, err := g.client()
+		if err != nil {
+			return err
+		}
+		list, err := fetch(cmd.Context(), c, args)
+		if err != nil {
+			return err
+		}
+		return out.print(cmd.OutOrStdout(), list, func(w io.Writer) error {
+			if t.warn != nil {
+				if msg := t.warn(list); msg != "" {
+					fmt.Fprintln(cmd.ErrOrStderr(), msg) //nolint:errcheck // a terminal
+				}
+			}
+			now := g.now()
+			rows := make([][]string, 0, len(list))
+			for _, v := range list {
+				rows = append(rows, t.row(now, v))
+			}
+			return writeTable(w, t.header, rows)
+		})
+	}
 }
 
 // writeTable writes a header and rows in aligned columns.

@@ -1,7 +1,7 @@
 package cli
 
 import (
-	"io"
+	"context"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,36 +30,30 @@ fires next (in its time zone) and when it last fired.`,
 		Args: wantArgs(0, 1),
 	}
 	out := addOutputFlag(cmd, "table", "json")
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, args []string) ([]client.ScheduleInfo, error) {
 		function := ""
 		if len(args) == 1 {
 			function = args[0]
 		}
-		c, err := g.client()
+		list, err := c.Schedules(ctx, function)
 		if err != nil {
-			return err
-		}
-		list, err := c.Schedules(cmd.Context(), function)
-		if err != nil {
-			return err
+			return nil, err
 		}
 		if len(list) == 0 && function != "" {
 			// The node lists no schedules of a function that does not
 			// exist either; say which it is.
-			if _, err := c.GetFunction(cmd.Context(), function); err != nil {
-				return err
+			if _, err := c.GetFunction(ctx, function); err != nil {
+				return nil, err
 			}
 		}
-		return out.print(cmd.OutOrStdout(), list, func(w io.Writer) error {
-			now := g.now()
-			rows := make([][]string, 0, len(list))
-			for _, s := range list {
-				rows = append(rows, []string{target(s.Function, s.Qualifier), s.Name, s.Expression,
-					orDefault(s.Timezone, "UTC"), nextText(now, s), age(now, s.LastTick)})
-			}
-			return writeTable(w, []string{"FUNCTION", "NAME", "EXPRESSION", "TIMEZONE", "NEXT", "LAST"}, rows)
-		})
-	}
+		return list, nil
+	}, table[client.ScheduleInfo]{
+		header: []string{"FUNCTION", "NAME", "EXPRESSION", "TIMEZONE", "NEXT", "LAST"},
+		row: func(now time.Time, s client.ScheduleInfo) []string {
+			return []string{target(s.Function, s.Qualifier), s.Name, s.Expression,
+				orDefault(s.Timezone, "UTC"), nextText(now, s), age(now, s.LastTick)}
+		},
+	})
 	return cmd
 }
 

@@ -1,13 +1,14 @@
 package cli
 
 import (
+	"context"
 	"fmt"
-	"io"
 	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/nodestats"
 )
 
@@ -28,42 +29,41 @@ INSTANCES is idle/busy; QUEUE is the callers waiting for an instance.`,
 		Args: wantArgs(0, 1),
 	}
 	out := addOutputFlag(cmd, "table", "json")
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		mfs, err := nodestats.Metrics(cmd.Context(), c)
-		if err != nil {
-			return err
-		}
-		stats := nodestats.FromMetrics(mfs)
-		if len(args) == 1 {
-			name := args[0]
-			stats = filterStats(stats, name)
-			if len(stats) == 0 {
-				// No series: a function that has not run here yet, or a typo.
-				if _, err := c.GetFunction(cmd.Context(), name); err != nil {
-					return err
-				}
-				stats = []nodestats.FunctionStats{{Function: name}}
+	cmd.RunE = listRunE(g, out, fetchStats, table[nodestats.FunctionStats]{
+		header: []string{"FUNCTION", "INVOCATIONS", "ERRORS", "THROTTLES", "COLD STARTS",
+			"P50", "P99", "INSTANCES", "QUEUE"},
+		row: func(_ time.Time, s nodestats.FunctionStats) []string {
+			return []string{
+				s.Function, strconv.FormatInt(s.Invocations, 10), strconv.FormatInt(s.Errors, 10),
+				strconv.FormatInt(s.Throttles, 10), strconv.FormatInt(s.ColdStarts, 10),
+				statsDuration(s.P50), statsDuration(s.P99),
+				fmt.Sprintf("%d/%d", s.Idle, s.Busy), strconv.Itoa(s.Queued),
 			}
-		}
-		return out.print(cmd.OutOrStdout(), stats, func(w io.Writer) error {
-			rows := make([][]string, 0, len(stats))
-			for _, s := range stats {
-				rows = append(rows, []string{
-					s.Function, strconv.FormatInt(s.Invocations, 10), strconv.FormatInt(s.Errors, 10),
-					strconv.FormatInt(s.Throttles, 10), strconv.FormatInt(s.ColdStarts, 10),
-					statsDuration(s.P50), statsDuration(s.P99),
-					fmt.Sprintf("%d/%d", s.Idle, s.Busy), strconv.Itoa(s.Queued),
-				})
-			}
-			return writeTable(w, []string{"FUNCTION", "INVOCATIONS", "ERRORS", "THROTTLES", "COLD STARTS",
-				"P50", "P99", "INSTANCES", "QUEUE"}, rows)
-		})
-	}
+		},
+	})
 	return cmd
+}
+
+// fetchStats is each function's stats on the node, or those of the one
+// function args name.
+func fetchStats(ctx context.Context, c *client.Client, args []string) ([]nodestats.FunctionStats, error) {
+	mfs, err := nodestats.Metrics(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	stats := nodestats.FromMetrics(mfs)
+	if len(args) == 1 {
+		name := args[0]
+		stats = filterStats(stats, name)
+		if len(stats) == 0 {
+			// No series: a function that has not run here yet, or a typo.
+			if _, err := c.GetFunction(ctx, name); err != nil {
+				return nil, err
+			}
+			stats = []nodestats.FunctionStats{{Function: name}}
+		}
+	}
+	return stats, nil
 }
 
 func filterStats(stats []nodestats.FunctionStats, name string) []nodestats.FunctionStats {

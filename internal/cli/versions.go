@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"context"
 	"fmt"
-	"io"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/wisp-dev/wisp/client"
 )
 
 func newPublishCmd(g *globals) *cobra.Command {
@@ -44,25 +47,13 @@ func newVersionsCmd(g *globals) *cobra.Command {
 		Args:  wantArgs(1, 1),
 	}
 	out := addOutputFlag(cmd, "table", "json")
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		vs, err := c.ListVersions(cmd.Context(), args[0])
-		if err != nil {
-			return err
-		}
-		return out.print(cmd.OutOrStdout(), vs, func(w io.Writer) error {
-			now := g.now()
-			rows := make([][]string, 0, len(vs))
-			for _, v := range vs {
-				rows = append(rows, []string{
-					strconv.Itoa(v.Version), shortSHA(v.Function.CodeSHA256), age(now, v.CreatedAt), v.Description,
-				})
-			}
-			return writeTable(w, []string{"VERSION", "CODE", "CREATED", "DESCRIPTION"}, rows)
-		})
-	}
+	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, args []string) ([]client.Version, error) {
+		return c.ListVersions(ctx, args[0])
+	}, table[client.Version]{
+		header: []string{"VERSION", "CODE", "CREATED", "DESCRIPTION"},
+		row: func(now time.Time, v client.Version) []string {
+			return []string{strconv.Itoa(v.Version), shortSHA(v.Function.CodeSHA256), age(now, v.CreatedAt), v.Description}
+		},
+	})
 	return cmd
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/nodestats"
 	"github.com/wisp-dev/wisp/internal/server"
@@ -181,7 +181,7 @@ func (b *bench) enqueueTrial(ctx context.Context, n *wispNode, js jetstream.JetS
 	row *enqueueRow, count int, invokeBase string) error {
 	b.seq++
 	name := fmt.Sprintf("enqueue-%d", b.seq)
-	if _, err := n.api.CreateFunction(ctx, client.Config{Name: name, Runtime: &rt.runtime, Handler: &rt.handler,
+	if _, err := n.api.CreateFunction(ctx, apitype.Config{Name: name, Runtime: &rt.runtime, Handler: &rt.handler,
 		Concurrency: ptr(0)}, bytes.NewReader(rt.code), int64(len(rt.code)), nil); err != nil {
 		return fmt.Errorf("deploy %s: %w", name, err)
 	}
@@ -250,7 +250,7 @@ func (b *bench) enqueueTrial(ctx context.Context, n *wispNode, js jetstream.JetS
 func (b *bench) eventRuns(ctx context.Context, n *wispNode, row *eventRunRow, rt *runtimeUnderTest, res *asyncResults) error {
 	b.seq++
 	name := fmt.Sprintf("events-%s-%d", rt.runtime, b.seq)
-	if _, err := n.api.CreateFunction(ctx, client.Config{Name: name, Runtime: &rt.runtime, Handler: &rt.handler},
+	if _, err := n.api.CreateFunction(ctx, apitype.Config{Name: name, Runtime: &rt.runtime, Handler: &rt.handler},
 		bytes.NewReader(rt.code), int64(len(rt.code)), nil); err != nil {
 		return fmt.Errorf("deploy %s: %w", name, err)
 	}

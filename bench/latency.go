@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 )
 
@@ -222,7 +223,7 @@ func (b *bench) burstRun(ctx context.Context, goCode []byte) (*burstRow, error) 
 	for {
 		ids := map[string]bool{}
 		reports := 0
-		err := b.sandboxed.api.Logs(ctx, name, client.LogsOptions{}, func(r client.LogRecord) error {
+		err := b.sandboxed.api.Logs(ctx, name, client.LogsOptions{}, func(r apitype.LogRecord) error {
 			if r.Instance != "" {
 				ids[r.Instance] = true
 			}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/server"
 )
@@ -157,7 +158,7 @@ func startBare() (*bareServer, error) {
 func (b *bench) deploy(ctx context.Context, n *wispNode, prefix string, rt *runtimeUnderTest) (name, url string, err error) {
 	b.seq++
 	name = fmt.Sprintf("%s-%d", prefix, b.seq)
-	_, err = n.api.CreateFunction(ctx, client.Config{Name: name, Runtime: &rt.runtime, Handler: &rt.handler,
+	_, err = n.api.CreateFunction(ctx, apitype.Config{Name: name, Runtime: &rt.runtime, Handler: &rt.handler,
 		URLAuth: ptr("none")}, bytes.NewReader(rt.code), int64(len(rt.code)), nil)
 	if err != nil {
 		return "", "", fmt.Errorf("deploy %s: %w", name, err)

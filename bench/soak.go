@@ -35,6 +35,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 )
 
@@ -229,20 +230,20 @@ func (s *soak) deploy(ctx context.Context, code soakCode) error {
 	goRT, nodeRT, wasmRT := "go", "nodejs", "wasm"
 	bootstrap, index, mainWasm := "bootstrap", "index.handler", "main.wasm"
 	type function struct {
-		cfg  client.Config
+		cfg  apitype.Config
 		code []byte
 	}
 	fns := []function{
-		{client.Config{Name: "victim", Runtime: &goRT, Handler: &bootstrap, URLAuth: ptr("none")}, code.helloGo},
-		{client.Config{Name: "quiet", Runtime: &goRT, Handler: &bootstrap}, code.helloGo},
-		{client.Config{Name: "subscriber", Runtime: &goRT, Handler: &bootstrap, Network: ptr("host"),
+		{apitype.Config{Name: "victim", Runtime: &goRT, Handler: &bootstrap, URLAuth: ptr("none")}, code.helloGo},
+		{apitype.Config{Name: "quiet", Runtime: &goRT, Handler: &bootstrap}, code.helloGo},
+		{apitype.Config{Name: "subscriber", Runtime: &goRT, Handler: &bootstrap, Network: ptr("host"),
 			Env: map[string]string{"RECORDER_URL": s.rec.url}}, code.subscriber},
 	}
 	for i := range 2 {
 		fns = append(fns,
-			function{client.Config{Name: fmt.Sprintf("flood-node-%d", i+1), Runtime: &nodeRT, Handler: &index,
+			function{apitype.Config{Name: fmt.Sprintf("flood-node-%d", i+1), Runtime: &nodeRT, Handler: &index,
 				Timeout: ptr(soakFloodTimeout)}, code.floodNode},
-			function{client.Config{Name: fmt.Sprintf("flood-wasm-%d", i+1), Runtime: &wasmRT, Handler: &mainWasm,
+			function{apitype.Config{Name: fmt.Sprintf("flood-wasm-%d", i+1), Runtime: &wasmRT, Handler: &mainWasm,
 				Timeout: ptr(soakFloodTimeout)}, code.floodWasm})
 	}
 	for _, f := range fns {

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/nodestats"
 	"github.com/wisp-dev/wisp/internal/telemetry"
@@ -109,7 +110,7 @@ func (q *quietCaller) missingLines(ctx context.Context, api *client.Client, wait
 	for {
 		seen := map[int]bool{}
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := api.Logs(rctx, q.name, client.LogsOptions{}, func(r client.LogRecord) error {
+		err := api.Logs(rctx, q.name, client.LogsOptions{}, func(r apitype.LogRecord) error {
 			if rest, ok := strings.CutPrefix(strings.TrimSpace(r.Message), "greeting "+quietPrefix); ok {
 				if i, err := strconv.Atoi(rest); err == nil {
 					seen[i] = true

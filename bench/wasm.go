@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 )
 
@@ -213,7 +214,7 @@ func (b *bench) deployWasm(ctx context.Context, n *wispNode, prefix string, code
 	}
 	b.seq++
 	name = fmt.Sprintf("%s-%d", prefix, b.seq)
-	_, err = n.api.CreateFunction(ctx, client.Config{Name: name, Runtime: &rt.runtime, Handler: &rt.handler,
+	_, err = n.api.CreateFunction(ctx, apitype.Config{Name: name, Runtime: &rt.runtime, Handler: &rt.handler,
 		URLAuth: ptr("none"), Reuse: ptr(true)}, bytes.NewReader(code), int64(len(code)), nil)
 	if err != nil {
 		return "", "", fmt.Errorf("deploy %s: %w", name, err)
@@ -301,7 +302,7 @@ func reportDurations(ctx context.Context, n *wispNode, name string, ids []string
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var got []time.Duration
-		err := n.api.Logs(ctx, name, client.LogsOptions{}, func(rec client.LogRecord) error {
+		err := n.api.Logs(ctx, name, client.LogsOptions{}, func(rec apitype.LogRecord) error {
 			if rec.Stream != "platform" {
 				return nil
 			}

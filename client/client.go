@@ -1,6 +1,8 @@
 // Package client is the Go client of a Wisp node's control API (/v1, see
 // docs/api.md). The wisp CLI is built on it; so can anything else that
-// deploys or inspects functions.
+// deploys or inspects functions. What it sends and returns are the wire
+// types of package apitype; the client and apitype import nothing but the
+// standard library.
 package client
 
 import (
@@ -20,36 +22,6 @@ import (
 	"strings"
 
 	"github.com/wisp-dev/wisp/apitype"
-)
-
-// The wire types are apitype's; these names let a caller use the client
-// without importing apitype.
-type (
-	// Function is a function's $LATEST: its config and code.
-	Function = apitype.Function
-	// Config is the part of a function a caller sets; nil fields keep their
-	// value on update and take their default on create.
-	Config = apitype.Config
-	// Version is an immutable snapshot of a function.
-	Version = apitype.Version
-	// Alias names a version, optionally splitting calls with a second one.
-	Alias = apitype.Alias
-	// AsyncConfig is how a function's events are retried and where their
-	// outcomes go.
-	AsyncConfig = apitype.AsyncConfig
-	// AsyncPatch changes an AsyncConfig (Config.Async): nil fields keep
-	// their value, an empty string clears a destination.
-	AsyncPatch = apitype.AsyncPatch
-	// Schedule invokes a function on a clock.
-	Schedule = apitype.Schedule
-	// Quota caps a function's usage (or, set on the node, every
-	// function's) per hour, day or month. In Config, one with no period
-	// removes the function's quota.
-	Quota = apitype.Quota
-	// Logs bounds what is kept of a function's log; LogsPatch changes it
-	// (Config.Logs).
-	Logs      = apitype.Logs
-	LogsPatch = apitype.LogsPatch
 )
 
 // Error is an error the API answered with.
@@ -231,7 +203,7 @@ func (c *Client) Health(ctx context.Context) error {
 
 // ListFunctions returns up to limit functions (0: the node's default) whose
 // names sort after marker, and the marker of the next page ("" on the last).
-func (c *Client) ListFunctions(ctx context.Context, limit int, marker string) ([]Function, string, error) {
+func (c *Client) ListFunctions(ctx context.Context, limit int, marker string) ([]apitype.Function, string, error) {
 	q := url.Values{}
 	if limit > 0 {
 		q.Set("limit", strconv.Itoa(limit))
@@ -247,8 +219,8 @@ func (c *Client) ListFunctions(ctx context.Context, limit int, marker string) ([
 }
 
 // AllFunctions returns every function, by name, following the pages.
-func (c *Client) AllFunctions(ctx context.Context) ([]Function, error) {
-	all := []Function{}
+func (c *Client) AllFunctions(ctx context.Context) ([]apitype.Function, error) {
+	all := []apitype.Function{}
 	marker := ""
 	for {
 		fns, next, err := c.ListFunctions(ctx, 1000, marker)
@@ -270,12 +242,12 @@ func (c *Client) AllFunctions(ctx context.Context) ([]Function, error) {
 // from code (a zip or a tar.gz of codeSize bytes; -1 if unknown). The code is
 // streamed, not buffered. progress, if not nil, is called as the code is sent
 // (total is codeSize), possibly from another goroutine.
-func (c *Client) CreateFunction(ctx context.Context, cfg Config, code io.Reader, codeSize int64, progress func(sent, total int64)) (Function, error) {
+func (c *Client) CreateFunction(ctx context.Context, cfg apitype.Config, code io.Reader, codeSize int64, progress func(sent, total int64)) (apitype.Function, error) {
 	body, size, contentType, err := multipartBody(cfg, code, codeSize, progress)
 	if err != nil {
-		return Function{}, err
+		return apitype.Function{}, err
 	}
-	var f Function
+	var f apitype.Function
 	_, err = c.call(ctx, request{
 		method: http.MethodPost, path: "/v1/functions",
 		body: body, size: size, contentType: contentType,
@@ -284,8 +256,8 @@ func (c *Client) CreateFunction(ctx context.Context, cfg Config, code io.Reader,
 }
 
 // GetFunction returns the function's $LATEST.
-func (c *Client) GetFunction(ctx context.Context, name string) (Function, error) {
-	var f Function
+func (c *Client) GetFunction(ctx context.Context, name string) (apitype.Function, error) {
+	var f apitype.Function
 	_, err := c.call(ctx, request{method: http.MethodGet, path: functionPath(name)}, &f)
 	return f, err
 }
@@ -293,18 +265,18 @@ func (c *Client) GetFunction(ctx context.Context, name string) (Function, error)
 // UpdateConfig changes the fields set in cfg (cfg.Name is ignored). A
 // non-zero ifRevision makes the update happen only if the function is still
 // at that revision.
-func (c *Client) UpdateConfig(ctx context.Context, name string, cfg Config, ifRevision uint64) (Function, error) {
+func (c *Client) UpdateConfig(ctx context.Context, name string, cfg apitype.Config, ifRevision uint64) (apitype.Function, error) {
 	cfg.Name = ""
-	var f Function
+	var f apitype.Function
 	_, err := c.call(ctx, request{method: http.MethodPatch, path: functionPath(name), json: cfg, ifRevision: ifRevision}, &f)
 	return f, err
 }
 
 // UpdateCode replaces the function's code with the archive read from code,
 // as CreateFunction sends it. ifRevision is as for UpdateConfig.
-func (c *Client) UpdateCode(ctx context.Context, name string, code io.Reader, codeSize int64, ifRevision uint64, progress func(sent, total int64)) (Function, error) {
+func (c *Client) UpdateCode(ctx context.Context, name string, code io.Reader, codeSize int64, ifRevision uint64, progress func(sent, total int64)) (apitype.Function, error) {
 	code, contentType := sniffArchive(code)
-	var f Function
+	var f apitype.Function
 	_, err := c.call(ctx, request{
 		method: http.MethodPut, path: functionPath(name) + "/code", ifRevision: ifRevision,
 		body: countingReader(code, codeSize, progress), size: codeSize, contentType: contentType,
@@ -337,7 +309,7 @@ func (c *Client) DeleteFunction(ctx context.Context, name string, ifRevision uin
 // $LATEST has not changed since the last version, it returns that version
 // and created is false. A non-zero ifRevision names the revision of $LATEST
 // meant to be published.
-func (c *Client) PublishVersion(ctx context.Context, name, description string, ifRevision uint64) (v Version, created bool, err error) {
+func (c *Client) PublishVersion(ctx context.Context, name, description string, ifRevision uint64) (v apitype.Version, created bool, err error) {
 	body := struct {
 		Description string `json:"description,omitempty"`
 	}{description}
@@ -346,22 +318,22 @@ func (c *Client) PublishVersion(ctx context.Context, name, description string, i
 }
 
 // ListVersions returns the function's versions, oldest first.
-func (c *Client) ListVersions(ctx context.Context, name string) ([]Version, error) {
+func (c *Client) ListVersions(ctx context.Context, name string) ([]apitype.Version, error) {
 	var out struct {
-		Versions []Version `json:"versions"`
+		Versions []apitype.Version `json:"versions"`
 	}
 	if _, err := c.call(ctx, request{method: http.MethodGet, path: functionPath(name) + "/versions"}, &out); err != nil {
 		return nil, err
 	}
 	if out.Versions == nil {
-		out.Versions = []Version{}
+		out.Versions = []apitype.Version{}
 	}
 	return out.Versions, nil
 }
 
 // GetVersion returns version n of the function.
-func (c *Client) GetVersion(ctx context.Context, name string, n int) (Version, error) {
-	var v Version
+func (c *Client) GetVersion(ctx context.Context, name string, n int) (apitype.Version, error) {
+	var v apitype.Version
 	_, err := c.call(ctx, request{method: http.MethodGet, path: functionPath(name) + "/versions/" + strconv.Itoa(n)}, &v)
 	return v, err
 }
@@ -369,35 +341,35 @@ func (c *Client) GetVersion(ctx context.Context, name string, n int) (Version, e
 // PutAlias creates or replaces the alias of function fn. Only a's Version,
 // AdditionalVersion, AdditionalWeight and Description are sent. A non-zero
 // ifRevision makes the change happen only if the alias is at that revision.
-func (c *Client) PutAlias(ctx context.Context, fn, alias string, a Alias, ifRevision uint64) (Alias, error) {
+func (c *Client) PutAlias(ctx context.Context, fn, alias string, a apitype.Alias, ifRevision uint64) (apitype.Alias, error) {
 	body := struct {
 		Version           int     `json:"version"`
 		AdditionalVersion int     `json:"additional_version,omitempty"`
 		AdditionalWeight  float64 `json:"additional_weight,omitempty"`
 		Description       string  `json:"description,omitempty"`
 	}{a.Version, a.AdditionalVersion, a.AdditionalWeight, a.Description}
-	var out Alias
+	var out apitype.Alias
 	_, err := c.call(ctx, request{method: http.MethodPut, path: aliasPath(fn, alias), json: body, ifRevision: ifRevision}, &out)
 	return out, err
 }
 
 // GetAlias returns the alias of function fn.
-func (c *Client) GetAlias(ctx context.Context, fn, alias string) (Alias, error) {
-	var a Alias
+func (c *Client) GetAlias(ctx context.Context, fn, alias string) (apitype.Alias, error) {
+	var a apitype.Alias
 	_, err := c.call(ctx, request{method: http.MethodGet, path: aliasPath(fn, alias)}, &a)
 	return a, err
 }
 
 // ListAliases returns the aliases of function fn by name.
-func (c *Client) ListAliases(ctx context.Context, fn string) ([]Alias, error) {
+func (c *Client) ListAliases(ctx context.Context, fn string) ([]apitype.Alias, error) {
 	var out struct {
-		Aliases []Alias `json:"aliases"`
+		Aliases []apitype.Alias `json:"aliases"`
 	}
 	if _, err := c.call(ctx, request{method: http.MethodGet, path: functionPath(fn) + "/aliases"}, &out); err != nil {
 		return nil, err
 	}
 	if out.Aliases == nil {
-		out.Aliases = []Alias{}
+		out.Aliases = []apitype.Alias{}
 	}
 	return out.Aliases, nil
 }
@@ -428,7 +400,7 @@ func sniffArchive(r io.Reader) (io.Reader, string) {
 // multipartBody is POST /v1/functions's body: a "config" part and a "code"
 // part. Only the small parts around the code are built in memory; the code
 // is streamed, so the body's length is known without buffering it.
-func multipartBody(cfg Config, code io.Reader, codeSize int64, progress func(sent, total int64)) (body io.Reader, size int64, contentType string, err error) {
+func multipartBody(cfg apitype.Config, code io.Reader, codeSize int64, progress func(sent, total int64)) (body io.Reader, size int64, contentType string, err error) {
 	cfgJSON, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, 0, "", fmt.Errorf("client: encoding the config: %w", err)

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 )
 
@@ -167,7 +168,7 @@ func TestRequests(t *testing.T) {
 			answer: answer{200, fn},
 			call: func(c *client.Client) error {
 				mem, auth := 256, "none"
-				_, err := c.UpdateConfig(ctx, "hello", client.Config{Name: "ignored", MemoryMB: &mem, URLAuth: &auth}, 7)
+				_, err := c.UpdateConfig(ctx, "hello", apitype.Config{Name: "ignored", MemoryMB: &mem, URLAuth: &auth}, 7)
 				return err
 			},
 			method: "PATCH", path: "/v1/functions/hello", ifMatch: `"7"`,
@@ -177,7 +178,7 @@ func TestRequests(t *testing.T) {
 			name:   "update config unconditionally",
 			answer: answer{200, fn},
 			call: func(c *client.Client) error {
-				_, err := c.UpdateConfig(ctx, "hello", client.Config{ClearConcurrency: true}, 0)
+				_, err := c.UpdateConfig(ctx, "hello", apitype.Config{ClearConcurrency: true}, 0)
 				return err
 			},
 			method: "PATCH", path: "/v1/functions/hello",
@@ -223,7 +224,7 @@ func TestRequests(t *testing.T) {
 			name:   "put alias",
 			answer: answer{201, `{"name":"live"}`},
 			call: func(c *client.Client) error {
-				_, err := c.PutAlias(ctx, "hello", "live", client.Alias{
+				_, err := c.PutAlias(ctx, "hello", "live", apitype.Alias{
 					Name: "ignored", Function: "ignored", Revision: 99,
 					Version: 2, AdditionalVersion: 3, AdditionalWeight: 0.1, Description: "canary",
 				}, 5)
@@ -236,7 +237,7 @@ func TestRequests(t *testing.T) {
 			name:   "put plain alias",
 			answer: answer{200, `{"name":"live"}`},
 			call: func(c *client.Client) error {
-				_, err := c.PutAlias(ctx, "hello", "live", client.Alias{Version: 1}, 0)
+				_, err := c.PutAlias(ctx, "hello", "live", apitype.Alias{Version: 1}, 0)
 				return err
 			},
 			method: "PUT", path: "/v1/functions/hello/aliases/live",
@@ -395,7 +396,7 @@ func TestCreateFunctionMultipart(t *testing.T) {
 	c, reqs := fakeNode(t, answer{201, `{"name":"hello","runtime":"nodejs","code_sha256":"abc","revision":1}`})
 	code := append([]byte("PK\x03\x04"), bytes.Repeat([]byte("x"), 100_000)...)
 	rt, handler, mem := "nodejs", "index.handler", 256
-	cfg := client.Config{Name: "hello", Runtime: &rt, Handler: &handler, MemoryMB: &mem, Env: map[string]string{"A": "1"}}
+	cfg := apitype.Config{Name: "hello", Runtime: &rt, Handler: &handler, MemoryMB: &mem, Env: map[string]string{"A": "1"}}
 	var lastSent, lastTotal int64
 	f, err := c.CreateFunction(context.Background(), cfg, bytes.NewReader(code), int64(len(code)), func(sent, total int64) {
 		lastSent, lastTotal = sent, total

@@ -15,33 +15,6 @@ import (
 	"github.com/wisp-dev/wisp/apitype"
 )
 
-// The wire types of events are apitype's.
-type (
-	// TopicEvent is an event read back from a topic: its sequence number,
-	// when it was stored, who published it and the CloudEvent as JSON.
-	TopicEvent = apitype.TopicEvent
-	// Topic is what the catalog knows of a topic: who publishes on it and
-	// who listens.
-	Topic = apitype.Topic
-	// Publisher is a source seen publishing on a topic.
-	Publisher = apitype.Publisher
-	// Subscriber is a subscription as the catalog lists it.
-	Subscriber = apitype.Subscriber
-	// Subscription delivers a topic's events that pass its filter to a
-	// function.
-	Subscription = apitype.Subscription
-	// Filter selects events by their context attributes: every Exact
-	// attribute equal to its value, every Prefix attribute starting with
-	// its value.
-	Filter = apitype.Filter
-	// ScheduleInfo is a schedule as listed: its function, its config and
-	// when it fires next.
-	ScheduleInfo = apitype.ScheduleInfo
-	// PublishResult is a published event: its id and source as the node
-	// stored them, and its topic.
-	PublishResult = apitype.PublishResult
-)
-
 // PublishOptions are a published event's CloudEvents attributes. When all
 // are empty the node makes the event (a new id, a source naming the
 // caller, type "wisp.event"); otherwise the event is sent in the HTTP
@@ -68,11 +41,11 @@ func topicPath(topic string) string {
 // PublishEvent publishes data (JSON; empty for an event without data) on
 // a topic, and returns once the node has stored it. Every subscription
 // whose filter the event passes delivers it to its function.
-func (c *Client) PublishEvent(ctx context.Context, topic string, data []byte, opt PublishOptions) (PublishResult, error) {
+func (c *Client) PublishEvent(ctx context.Context, topic string, data []byte, opt PublishOptions) (apitype.PublishResult, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		data = nil
 	} else if !json.Valid(data) {
-		return PublishResult{}, errors.New("client: an event's data must be JSON")
+		return apitype.PublishResult{}, errors.New("client: an event's data must be JSON")
 	}
 	r := request{method: http.MethodPost, path: topicPath(topic)}
 	if opt.empty() {
@@ -82,14 +55,14 @@ func (c *Client) PublishEvent(ctx context.Context, topic string, data []byte, op
 	} else {
 		h, err := binaryHeaders(opt)
 		if err != nil {
-			return PublishResult{}, err
+			return apitype.PublishResult{}, err
 		}
 		r.header = h
 	}
 	if data != nil {
 		r.body, r.size, r.contentType = bytes.NewReader(data), int64(len(data)), "application/json"
 	}
-	var res PublishResult
+	var res apitype.PublishResult
 	_, err := c.call(ctx, r, &res)
 	return res, err
 }
@@ -169,7 +142,7 @@ func newUUID() string {
 // from the first kept); each topic numbers its own events. Each topic keeps
 // its events 7 days or 64 MiB by default. A TopicEvent's Principal is who
 // published it, as the event's wisppublisher attribute says.
-func (c *Client) ReadEvents(ctx context.Context, topic string, after uint64, limit int) ([]TopicEvent, error) {
+func (c *Client) ReadEvents(ctx context.Context, topic string, after uint64, limit int) ([]apitype.TopicEvent, error) {
 	q := url.Values{}
 	if after > 0 {
 		q.Set("after", strconv.FormatUint(after, 10))
@@ -178,13 +151,13 @@ func (c *Client) ReadEvents(ctx context.Context, topic string, after uint64, lim
 		q.Set("limit", strconv.Itoa(limit))
 	}
 	var out struct {
-		Events []TopicEvent `json:"events"`
+		Events []apitype.TopicEvent `json:"events"`
 	}
 	if _, err := c.call(ctx, request{method: http.MethodGet, path: topicPath(topic), query: q}, &out); err != nil {
 		return nil, err
 	}
 	if out.Events == nil {
-		out.Events = []TopicEvent{}
+		out.Events = []apitype.TopicEvent{}
 	}
 	return out.Events, nil
 }
@@ -192,15 +165,15 @@ func (c *Client) ReadEvents(ctx context.Context, topic string, after uint64, lim
 // Catalog returns every topic published on or subscribed to, by name.
 // Publishers are counted as they publish and merged into the catalog about
 // every second.
-func (c *Client) Catalog(ctx context.Context) ([]Topic, error) {
+func (c *Client) Catalog(ctx context.Context) ([]apitype.Topic, error) {
 	var out struct {
-		Topics []Topic `json:"topics"`
+		Topics []apitype.Topic `json:"topics"`
 	}
 	if _, err := c.call(ctx, request{method: http.MethodGet, path: "/v1/events/catalog"}, &out); err != nil {
 		return nil, err
 	}
 	if out.Topics == nil {
-		out.Topics = []Topic{}
+		out.Topics = []apitype.Topic{}
 	}
 	return out.Topics, nil
 }
@@ -208,14 +181,14 @@ func (c *Client) Catalog(ctx context.Context) ([]Topic, error) {
 // Subscribe delivers the events of s.Topic that pass s.Filter to
 // s.Function (at s.Qualifier), which must exist. Only those fields are
 // sent; the node answers with the subscription's id and creation time.
-func (c *Client) Subscribe(ctx context.Context, s Subscription) (Subscription, error) {
+func (c *Client) Subscribe(ctx context.Context, s apitype.Subscription) (apitype.Subscription, error) {
 	body := struct {
 		Topic     string `json:"topic"`
 		Function  string `json:"function"`
 		Qualifier string `json:"qualifier,omitempty"`
-		Filter
+		apitype.Filter
 	}{s.Topic, s.Function, s.Qualifier, s.Filter}
-	var out Subscription
+	var out apitype.Subscription
 	_, err := c.call(ctx, request{method: http.MethodPost, path: "/v1/subscriptions", json: body}, &out)
 	return out, err
 }
@@ -229,7 +202,7 @@ func (c *Client) Unsubscribe(ctx context.Context, id string) error {
 
 // Subscriptions returns the subscriptions of a topic and of a function
 // (empty: any), by topic, then id.
-func (c *Client) Subscriptions(ctx context.Context, topic, function string) ([]Subscription, error) {
+func (c *Client) Subscriptions(ctx context.Context, topic, function string) ([]apitype.Subscription, error) {
 	q := url.Values{}
 	if topic != "" {
 		q.Set("topic", topic)
@@ -238,32 +211,32 @@ func (c *Client) Subscriptions(ctx context.Context, topic, function string) ([]S
 		q.Set("function", function)
 	}
 	var out struct {
-		Subscriptions []Subscription `json:"subscriptions"`
+		Subscriptions []apitype.Subscription `json:"subscriptions"`
 	}
 	if _, err := c.call(ctx, request{method: http.MethodGet, path: "/v1/subscriptions", query: q}, &out); err != nil {
 		return nil, err
 	}
 	if out.Subscriptions == nil {
-		out.Subscriptions = []Subscription{}
+		out.Subscriptions = []apitype.Subscription{}
 	}
 	return out.Subscriptions, nil
 }
 
 // Schedules returns the schedules of a function, or of every function
 // when function is empty, with when each fires next.
-func (c *Client) Schedules(ctx context.Context, function string) ([]ScheduleInfo, error) {
+func (c *Client) Schedules(ctx context.Context, function string) ([]apitype.ScheduleInfo, error) {
 	q := url.Values{}
 	if function != "" {
 		q.Set("function", function)
 	}
 	var out struct {
-		Schedules []ScheduleInfo `json:"schedules"`
+		Schedules []apitype.ScheduleInfo `json:"schedules"`
 	}
 	if _, err := c.call(ctx, request{method: http.MethodGet, path: "/v1/schedules", query: q}, &out); err != nil {
 		return nil, err
 	}
 	if out.Schedules == nil {
-		out.Schedules = []ScheduleInfo{}
+		out.Schedules = []apitype.ScheduleInfo{}
 	}
 	return out.Schedules, nil
 }

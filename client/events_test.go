@@ -79,8 +79,8 @@ func TestEventRequests(t *testing.T) {
 			name:   "subscribe sends only what a caller sets",
 			answer: answer{201, `{"id":"sub-1","topic":"orders","function":"hello","qualifier":"live","exact":{"type":"x"},"created_at":"2026-11-23T16:00:00Z"}`},
 			call: func(c *client.Client) (any, error) {
-				return c.Subscribe(ctx, client.Subscription{ID: "ignored", Topic: "orders", Function: "hello", Qualifier: "live",
-					Filter: client.Filter{Exact: map[string]string{"type": "x"}, Prefix: map[string]string{"subject": "eu/"}}})
+				return c.Subscribe(ctx, apitype.Subscription{ID: "ignored", Topic: "orders", Function: "hello", Qualifier: "live",
+					Filter: apitype.Filter{Exact: map[string]string{"type": "x"}, Prefix: map[string]string{"subject": "eu/"}}})
 			},
 			method: "POST", path: "/v1/subscriptions",
 			body: `{"topic":"orders","function":"hello","qualifier":"live","exact":{"type":"x"},"prefix":{"subject":"eu/"}}`,
@@ -90,7 +90,7 @@ func TestEventRequests(t *testing.T) {
 			name:   "subscribe to every event",
 			answer: answer{201, `{"id":"sub-1"}`},
 			call: func(c *client.Client) (any, error) {
-				return c.Subscribe(ctx, client.Subscription{Topic: "orders", Function: "hello"})
+				return c.Subscribe(ctx, apitype.Subscription{Topic: "orders", Function: "hello"})
 			},
 			method: "POST", path: "/v1/subscriptions",
 			body: `{"topic":"orders","function":"hello"}`,
@@ -180,7 +180,7 @@ func TestPublishBinary(t *testing.T) {
 		}
 		got <- ev
 		w.WriteHeader(http.StatusAccepted)
-		json.NewEncoder(w).Encode(client.PublishResult{ID: ev.ID, Source: ev.Source, Topic: r.PathValue("topic")})
+		json.NewEncoder(w).Encode(apitype.PublishResult{ID: ev.ID, Source: ev.Source, Topic: r.PathValue("topic")})
 	})
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
@@ -224,7 +224,7 @@ func TestPublishBinary(t *testing.T) {
 			if !reflect.DeepEqual(ev, tt.want) {
 				t.Errorf("the node read\n%#v\nwant\n%#v", ev, tt.want)
 			}
-			if want := (client.PublishResult{ID: tt.want.ID, Source: tt.want.Source, Topic: "orders"}); res != want {
+			if want := (apitype.PublishResult{ID: tt.want.ID, Source: tt.want.Source, Topic: "orders"}); res != want {
 				t.Errorf("result = %+v, want %+v", res, want)
 			}
 		})

@@ -8,31 +8,27 @@ import (
 	"github.com/wisp-dev/wisp/apitype"
 )
 
-// AccessKey is an access key pair for AWS SDKs and the AWS CLI: the id, and
-// the secret only in CreateKey's answer.
-type AccessKey = apitype.AccessKey
-
 // CreateKey creates an access key pair. The answer is the only time its
 // secret is shown.
-func (c *Client) CreateKey(ctx context.Context, description string) (AccessKey, error) {
+func (c *Client) CreateKey(ctx context.Context, description string) (apitype.AccessKey, error) {
 	body := struct {
 		Description string `json:"description,omitempty"`
 	}{description}
-	var k AccessKey
+	var k apitype.AccessKey
 	_, err := c.call(ctx, request{method: http.MethodPost, path: "/v1/keys", json: body}, &k)
 	return k, err
 }
 
 // ListKeys returns the access keys, oldest first, without their secrets.
-func (c *Client) ListKeys(ctx context.Context) ([]AccessKey, error) {
+func (c *Client) ListKeys(ctx context.Context) ([]apitype.AccessKey, error) {
 	var out struct {
-		Keys []AccessKey `json:"keys"`
+		Keys []apitype.AccessKey `json:"keys"`
 	}
 	if _, err := c.call(ctx, request{method: http.MethodGet, path: "/v1/keys"}, &out); err != nil {
 		return nil, err
 	}
 	if out.Keys == nil {
-		out.Keys = []AccessKey{}
+		out.Keys = []apitype.AccessKey{}
 	}
 	return out.Keys, nil
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 )
 
@@ -23,7 +24,7 @@ func TestKeyRequests(t *testing.T) {
 			answer: answer{201, `{"access_key_id":"WISPAAAAAAAAAAAAAAAA","secret_access_key":"s3cr3t","description":"ci","created_at":"2026-11-23T16:00:00Z"}`},
 			call: func(c *client.Client) error {
 				k, err := c.CreateKey(ctx, "ci")
-				want := client.AccessKey{ID: "WISPAAAAAAAAAAAAAAAA", Secret: "s3cr3t", Description: "ci",
+				want := apitype.AccessKey{ID: "WISPAAAAAAAAAAAAAAAA", Secret: "s3cr3t", Description: "ci",
 					CreatedAt: time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)}
 				if err == nil && k != want {
 					t.Errorf("CreateKey = %+v, want %+v", k, want)

@@ -12,9 +12,6 @@ import (
 	"github.com/wisp-dev/wisp/apitype"
 )
 
-// LogRecord is one line of a function's log.
-type LogRecord = apitype.LogRecord
-
 // LogsOptions says which records Logs asks for.
 type LogsOptions struct {
 	// Since is a duration back from now ("10m", "2h", "7d") or an RFC 3339
@@ -32,7 +29,7 @@ type LogsOptions struct {
 // Without opt.Follow it returns once it has the records the node held;
 // with it, it returns ctx's error when ctx ends. An error from fn ends Logs
 // with that error.
-func (c *Client) Logs(ctx context.Context, name string, opt LogsOptions, fn func(LogRecord) error) error {
+func (c *Client) Logs(ctx context.Context, name string, opt LogsOptions, fn func(apitype.LogRecord) error) error {
 	q := url.Values{}
 	if opt.Since != "" {
 		q.Set("since", opt.Since)
@@ -51,7 +48,7 @@ func (c *Client) Logs(ctx context.Context, name string, opt LogsOptions, fn func
 	defer resp.Body.Close()
 	dec := json.NewDecoder(resp.Body)
 	for {
-		var rec LogRecord
+		var rec apitype.LogRecord
 		err := dec.Decode(&rec)
 		if errors.Is(err, io.EOF) {
 			return nil

@@ -18,8 +18,8 @@ const twoRecords = `{"time":"2026-11-23T16:00:00.123Z","function":"hello","versi
 {"time":"2026-11-23T16:00:00.456Z","function":"hello","version":"$LATEST","request_id":"r1","stream":"platform","message":"END RequestId: r1"}
 `
 
-func collect(recs *[]client.LogRecord) func(client.LogRecord) error {
-	return func(r client.LogRecord) error {
+func collect(recs *[]apitype.LogRecord) func(apitype.LogRecord) error {
+	return func(r apitype.LogRecord) error {
 		*recs = append(*recs, r)
 		return nil
 	}
@@ -38,7 +38,7 @@ func TestLogs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, reqs := fakeNode(t, answer{200, twoRecords})
-			var got []client.LogRecord
+			var got []apitype.LogRecord
 			if err := c.Logs(context.Background(), "hello", tt.opt, collect(&got)); err != nil {
 				t.Fatal(err)
 			}
@@ -49,7 +49,7 @@ func TestLogs(t *testing.T) {
 			if r.header.Get("Authorization") != "Bearer tok" {
 				t.Errorf("Authorization %q", r.header.Get("Authorization"))
 			}
-			want := client.LogRecord{Time: time.Date(2026, 11, 23, 16, 0, 0, 123e6, time.UTC), Function: "hello",
+			want := apitype.LogRecord{Time: time.Date(2026, 11, 23, 16, 0, 0, 123e6, time.UTC), Function: "hello",
 				Version: "$LATEST", RequestID: "r1", Stream: "stdout", Message: "hi"}
 			if len(got) != 2 || !got[0].Time.Equal(want.Time) || got[0].Message != want.Message ||
 				got[0].RequestID != want.RequestID || got[0].Stream != want.Stream || got[1].Message != "END RequestId: r1" {
@@ -62,14 +62,14 @@ func TestLogs(t *testing.T) {
 func TestLogsEmpty(t *testing.T) {
 	c, _ := fakeNode(t, answer{200, ""})
 	n := 0
-	if err := c.Logs(context.Background(), "hello", client.LogsOptions{}, func(client.LogRecord) error { n++; return nil }); err != nil || n != 0 {
+	if err := c.Logs(context.Background(), "hello", client.LogsOptions{}, func(apitype.LogRecord) error { n++; return nil }); err != nil || n != 0 {
 		t.Errorf("Logs = %v with %d records, want nil with none", err, n)
 	}
 }
 
 func TestLogsError(t *testing.T) {
 	c, _ := fakeNode(t, answer{400, `{"type":"InvalidParameterValueException","message":"since \"x\" must be a duration"}`})
-	err := c.Logs(context.Background(), "hello", client.LogsOptions{Since: "x"}, func(client.LogRecord) error {
+	err := c.Logs(context.Background(), "hello", client.LogsOptions{Since: "x"}, func(apitype.LogRecord) error {
 		t.Error("a record from an error")
 		return nil
 	})
@@ -83,7 +83,7 @@ func TestLogsCallbackError(t *testing.T) {
 	c, _ := fakeNode(t, answer{200, twoRecords})
 	stop := errors.New("enough")
 	n := 0
-	err := c.Logs(context.Background(), "hello", client.LogsOptions{}, func(client.LogRecord) error { n++; return stop })
+	err := c.Logs(context.Background(), "hello", client.LogsOptions{}, func(apitype.LogRecord) error { n++; return stop })
 	if !errors.Is(err, stop) || n != 1 {
 		t.Errorf("Logs = %v after %d records, want %v after 1", err, n, stop)
 	}
@@ -92,7 +92,7 @@ func TestLogsCallbackError(t *testing.T) {
 func TestLogsBadLine(t *testing.T) {
 	c, _ := fakeNode(t, answer{200, "{\"message\":\"ok\"}\nnot json\n"})
 	n := 0
-	err := c.Logs(context.Background(), "hello", client.LogsOptions{}, func(client.LogRecord) error { n++; return nil })
+	err := c.Logs(context.Background(), "hello", client.LogsOptions{}, func(apitype.LogRecord) error { n++; return nil })
 	if err == nil || n != 1 {
 		t.Errorf("Logs = %v after %d records, want an error after 1", err, n)
 	}
@@ -127,7 +127,7 @@ func TestLogsFollow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var msgs []string
-	err := c.Logs(ctx, "hello", client.LogsOptions{Follow: true}, func(r client.LogRecord) error {
+	err := c.Logs(ctx, "hello", client.LogsOptions{Follow: true}, func(r apitype.LogRecord) error {
 		msgs = append(msgs, r.Message)
 		if len(msgs) == 1 {
 			close(got1) // the first record came before the second was sent
@@ -154,7 +154,7 @@ func TestLogsCutOff(t *testing.T) {
 	defer srv.Close()
 	c := client.New(srv.URL, "tok")
 	n := 0
-	err := c.Logs(context.Background(), "hello", client.LogsOptions{}, func(client.LogRecord) error { n++; return nil })
+	err := c.Logs(context.Background(), "hello", client.LogsOptions{}, func(apitype.LogRecord) error { n++; return nil })
 	if err == nil || !strings.Contains(err.Error(), "cut off") || n != 1 {
 		t.Errorf("Logs = %v after %d records, want a cut-off error after 1", err, n)
 	}

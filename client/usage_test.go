@@ -6,6 +6,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 )
 
@@ -106,7 +107,7 @@ func TestSpendCapped(t *testing.T) {
 	c, _ := fakeNode(t, answer{429, `{"__type":"TooManyRequestsException","message":"Spend cap exceeded: the function's day quota of 3 invocations is used up (3); calls resume at 2026-11-24T00:00:00Z","Reason":"SpendCapExceeded"}`})
 	_, err := c.Invoke(context.Background(), "hello", []byte(`{}`), client.InvokeOptions{})
 	var e *client.Error
-	if !errors.As(err, &e) || e.Status != 429 || e.Type != "TooManyRequestsException" || e.Reason != client.ReasonSpendCap {
+	if !errors.As(err, &e) || e.Status != 429 || e.Type != "TooManyRequestsException" || e.Reason != apitype.ReasonSpendCap {
 		t.Fatalf("err = %#v", err)
 	}
 	if !client.IsSpendCapped(err) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 )
 
@@ -24,7 +25,7 @@ func newAliasCmd(g *globals) *cobra.Command {
 }
 
 func newAliasSetCmd(g *globals) *cobra.Command {
-	var a client.Alias
+	var a apitype.Alias
 	cmd := &cobra.Command{
 		Use:   "set FN ALIAS VERSION",
 		Short: "Point an alias at a version, optionally sending a share of calls to another",
@@ -101,11 +102,11 @@ func newAliasLsCmd(g *globals) *cobra.Command {
 		Args:  wantArgs(1, 1),
 	}
 	out := addOutputFlag(cmd, "table", "json")
-	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, args []string) ([]client.Alias, error) {
+	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, args []string) ([]apitype.Alias, error) {
 		return c.ListAliases(ctx, args[0])
-	}, table[client.Alias]{
+	}, table[apitype.Alias]{
 		header: []string{"NAME", "VERSIONS", "UPDATED", "DESCRIPTION"},
-		row: func(now time.Time, a client.Alias) []string {
+		row: func(now time.Time, a apitype.Alias) []string {
 			return []string{a.Name, routing(a), age(now, a.UpdatedAt), a.Description}
 		},
 	})
@@ -132,13 +133,13 @@ func newAliasRmCmd(g *globals) *cobra.Command {
 }
 
 // qualified is an alias as Lambda writes a qualified name: "hello:live".
-func qualified(a client.Alias) string {
+func qualified(a apitype.Alias) string {
 	return a.Function + ":" + a.Name
 }
 
 // routing says where an alias sends calls: "version 2", or
 // "version 2 (90%), version 3 (10%)".
-func routing(a client.Alias) string {
+func routing(a apitype.Alias) string {
 	if a.AdditionalVersion == 0 {
 		return fmt.Sprintf("version %d", a.Version)
 	}

@@ -159,7 +159,7 @@ resulting bootstrap is uploaded.`,
 
 // configFromFlags is the config the flags the user set ask for, and whether
 // they set any.
-func configFromFlags(flags *pflag.FlagSet, f *deployFlags) (cfg client.Config, changed bool, err error) {
+func configFromFlags(flags *pflag.FlagSet, f *deployFlags) (cfg apitype.Config, changed bool, err error) {
 	set := func(name string) bool {
 		if flags.Changed(name) {
 			changed = true
@@ -184,7 +184,7 @@ func configFromFlags(flags *pflag.FlagSet, f *deployFlags) (cfg client.Config, c
 		for _, kv := range f.env {
 			k, v, ok := strings.Cut(kv, "=")
 			if !ok || k == "" {
-				return client.Config{}, false, usageErrorf("--env %q is not K=V", kv)
+				return apitype.Config{}, false, usageErrorf("--env %q is not K=V", kv)
 			}
 			cfg.Env[k] = v
 		}
@@ -213,30 +213,30 @@ func configFromFlags(flags *pflag.FlagSet, f *deployFlags) (cfg client.Config, c
 	}
 	if set("keep-warm") {
 		if f.keepWarm < time.Second && f.keepWarm != 0 {
-			return client.Config{}, false, usageErrorf("--keep-warm %s is under a second", f.keepWarm)
+			return apitype.Config{}, false, usageErrorf("--keep-warm %s is under a second", f.keepWarm)
 		}
 		s := int(f.keepWarm / time.Second)
 		cfg.KeepWarm = &s
 	}
 	if set("schedule") {
-		ss := []client.Schedule{}
+		ss := []apitype.Schedule{}
 		for _, expr := range f.schedules {
 			if expr != "" {
 				// Unnamed, the node names them schedule-1, schedule-2, ….
-				ss = append(ss, client.Schedule{Expression: expr, Timezone: f.timezone, CatchUp: f.catchUp})
+				ss = append(ss, apitype.Schedule{Expression: expr, Timezone: f.timezone, CatchUp: f.catchUp})
 			}
 		}
 		cfg.Schedules = &ss
 	} else if set("timezone") || set("catch-up") {
-		return client.Config{}, false, usageErrorf("--timezone and --catch-up apply to the --schedule expressions given with them")
+		return apitype.Config{}, false, usageErrorf("--timezone and --catch-up apply to the --schedule expressions given with them")
 	}
-	var async client.AsyncPatch
+	var async apitype.AsyncPatch
 	if set("retries") {
 		async.Retries = &f.retries
 	}
 	if set("max-event-age") {
 		if f.maxEventAge%time.Second != 0 {
-			return client.Config{}, false, usageErrorf("--max-event-age %s is not whole seconds", f.maxEventAge)
+			return apitype.Config{}, false, usageErrorf("--max-event-age %s is not whole seconds", f.maxEventAge)
 		}
 		s := int(f.maxEventAge / time.Second)
 		async.MaxEventAge = &s
@@ -265,28 +265,28 @@ func configFromFlags(flags *pflag.FlagSet, f *deployFlags) (cfg client.Config, c
 		}
 		cfg.Publish = &grants
 	}
-	if async != (client.AsyncPatch{}) {
+	if async != (apitype.AsyncPatch{}) {
 		cfg.Async = &async
 	}
-	var logs client.LogsPatch
+	var logs apitype.LogsPatch
 	if set("log-max-bytes") {
 		b := int64(f.logMaxBytes)
 		logs.MaxBytes = &b
 	}
 	if set("log-retention") {
 		if f.logRetention < 0 || f.logRetention%time.Second != 0 {
-			return client.Config{}, false, usageErrorf("--log-retention %s is not whole seconds", f.logRetention)
+			return apitype.Config{}, false, usageErrorf("--log-retention %s is not whole seconds", f.logRetention)
 		}
 		s := int(f.logRetention / time.Second)
 		logs.MaxAge = &s
 	}
-	if logs != (client.LogsPatch{}) {
+	if logs != (apitype.LogsPatch{}) {
 		cfg.Logs = &logs
 	}
 	// The quota is sent once the function's current one is known (deploy).
 	if f.quota.given(flags) {
 		if err := f.quota.check(flags); err != nil {
-			return client.Config{}, false, err
+			return apitype.Config{}, false, err
 		}
 		changed = true
 	}
@@ -375,7 +375,7 @@ func deploy(cmd *cobra.Command, g *globals, dir string, f *deployFlags) error {
 	if isTerminal(cmd.ErrOrStderr()) {
 		bar = newProgressBar(cmd.ErrOrStderr(), size, g.now)
 	}
-	var fn client.Function
+	var fn apitype.Function
 	if create {
 		cfg.Name = name
 		fn, err = c.CreateFunction(ctx, cfg, code, size, bar.update)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 )
 
@@ -255,7 +256,7 @@ own token cannot subscribe.`,
 	out := addOutputFlag(cmd, "text", "json")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		fn, qualifier, _ := strings.Cut(args[1], ":")
-		s := client.Subscription{Topic: args[0], Function: fn, Qualifier: qualifier}
+		s := apitype.Subscription{Topic: args[0], Function: fn, Qualifier: qualifier}
 		s.Exact, s.Prefix = map[string]string{}, map[string]string{}
 		for _, a := range []struct{ flag, attr, value string }{{"type", "type", typ}, {"source", "source", source},
 			{"subject", "subject", subject}, {"publisher", publisherAttribute, publisher}} {
@@ -300,7 +301,7 @@ func target(fn, qualifier string) string {
 
 // filterText is a filter on one line: NAME=VALUE for an exact match,
 // NAME^=VALUE for a prefix, "-" for none.
-func filterText(f client.Filter) string {
+func filterText(f apitype.Filter) string {
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(f.Exact)) {
 		parts = append(parts, k+"="+f.Exact[k])
@@ -345,11 +346,11 @@ prefixes as NAME^=VALUE.`,
 	cmd.Flags().StringVar(&topic, "topic", "", "only the subscriptions of this topic")
 	cmd.Flags().StringVar(&function, "function", "", "only the subscriptions of this function")
 	out := addOutputFlag(cmd, "table", "json")
-	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, _ []string) ([]client.Subscription, error) {
+	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, _ []string) ([]apitype.Subscription, error) {
 		return c.Subscriptions(ctx, topic, function)
-	}, table[client.Subscription]{
+	}, table[apitype.Subscription]{
 		header: []string{"ID", "TOPIC", "FUNCTION", "FILTER", "CREATED"},
-		row: func(now time.Time, s client.Subscription) []string {
+		row: func(now time.Time, s apitype.Subscription) []string {
 			return []string{s.ID, s.Topic, target(s.Function, s.Qualifier), filterText(s.Filter), age(now, s.CreatedAt)}
 		},
 	})
@@ -367,11 +368,11 @@ merged into the catalog about every second.`,
 		Args: wantArgs(0, 0),
 	}
 	out := addOutputFlag(cmd, "table", "json")
-	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, _ []string) ([]client.Topic, error) {
+	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, _ []string) ([]apitype.Topic, error) {
 		return c.Catalog(ctx)
-	}, table[client.Topic]{
+	}, table[apitype.Topic]{
 		header: []string{"TOPIC", "EVENTS", "LAST", "PUBLISHERS", "SUBSCRIBERS"},
-		row: func(now time.Time, t client.Topic) []string {
+		row: func(now time.Time, t apitype.Topic) []string {
 			pubs := make([]string, 0, len(t.Publishers))
 			for _, p := range t.Publishers {
 				pubs = append(pubs, p.Source+" ("+p.Principal+")")

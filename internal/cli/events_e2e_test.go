@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/server"
 )
 
@@ -65,9 +65,9 @@ func TestEventsAgainstANode(t *testing.T) {
 
 	dir := failingDir(t)
 	run("deploy", dir, "--runtime", "provided", "--schedule", "rate(5 minutes)", "--retries", "0", "--on-failure", "topic:failed")
-	var fn client.Function
+	var fn apitype.Function
 	runJSON(&fn, "get", "tick")
-	want := []client.Schedule{{Name: "schedule-1", Expression: "rate(5 minutes)"}}
+	want := []apitype.Schedule{{Name: "schedule-1", Expression: "rate(5 minutes)"}}
 	if fn.Async.Retries != 0 || fn.Async.OnFailure != "topic:failed" || !slices.Equal(fn.Schedules, want) {
 		t.Errorf("get: async %+v, schedules %+v", fn.Async, fn.Schedules)
 	}
@@ -75,7 +75,7 @@ func TestEventsAgainstANode(t *testing.T) {
 		t.Errorf("get:\n%s", out)
 	}
 
-	var scheds []client.ScheduleInfo
+	var scheds []apitype.ScheduleInfo
 	runJSON(&scheds, "schedules", "ls")
 	if len(scheds) != 1 || scheds[0].Function != "tick" || scheds[0].Name != "schedule-1" ||
 		!scheds[0].Next.After(time.Now()) || scheds[0].Next.After(time.Now().Add(5*time.Minute)) {
@@ -88,7 +88,7 @@ func TestEventsAgainstANode(t *testing.T) {
 		t.Errorf("schedules ls:\n%s", out)
 	}
 
-	var sub client.Subscription
+	var sub apitype.Subscription
 	runJSON(&sub, "events", "subscribe", "orders", "tick", "--type", "order.created")
 	if !strings.HasPrefix(sub.ID, "sub-") || sub.Topic != "orders" || sub.Function != "tick" || sub.Exact["type"] != "order.created" {
 		t.Errorf("subscribe: %+v", sub)
@@ -104,7 +104,7 @@ func TestEventsAgainstANode(t *testing.T) {
 	if id == "" {
 		t.Fatal("events publish printed no id")
 	}
-	var evs []client.TopicEvent
+	var evs []apitype.TopicEvent
 	runJSON(&evs, "events", "read", "orders")
 	var ev struct {
 		ID, Source, Type, Tenant string
@@ -122,12 +122,12 @@ func TestEventsAgainstANode(t *testing.T) {
 	}
 
 	poll("the catalog lists orders with its publisher and subscriber", func() bool {
-		var topics []client.Topic
+		var topics []apitype.Topic
 		runJSON(&topics, "events", "catalog")
-		i := slices.IndexFunc(topics, func(x client.Topic) bool { return x.Topic == "orders" })
+		i := slices.IndexFunc(topics, func(x apitype.Topic) bool { return x.Topic == "orders" })
 		return i >= 0 && topics[i].Events == 1 &&
-			slices.ContainsFunc(topics[i].Publishers, func(p client.Publisher) bool { return p.Source == "/shop" && p.Principal == "admin" }) &&
-			slices.ContainsFunc(topics[i].Subscribers, func(s client.Subscriber) bool { return s.ID == sub.ID && s.Function == "tick" })
+			slices.ContainsFunc(topics[i].Publishers, func(p apitype.Publisher) bool { return p.Source == "/shop" && p.Principal == "admin" }) &&
+			slices.ContainsFunc(topics[i].Subscribers, func(s apitype.Subscriber) bool { return s.ID == sub.ID && s.Function == "tick" })
 	})
 	if out := run("events", "catalog"); !strings.Contains(out, "/shop (admin)") {
 		t.Errorf("events catalog:\n%s", out)
@@ -145,7 +145,7 @@ func TestEventsAgainstANode(t *testing.T) {
 	// The bootstrap exits at once, so the event fails, is not retried, and
 	// its record goes to the failure destination.
 	poll("a failure record of the async invocation on topic failed", func() bool {
-		var evs []client.TopicEvent
+		var evs []apitype.TopicEvent
 		runJSON(&evs, "events", "read", "failed")
 		for _, e := range evs {
 			var rec struct {

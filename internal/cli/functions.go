@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 )
 
@@ -21,11 +22,11 @@ func newLsCmd(g *globals) *cobra.Command {
 		Args:  wantArgs(0, 0),
 	}
 	out := addOutputFlag(cmd, "table", "json")
-	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, _ []string) ([]client.Function, error) {
+	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, _ []string) ([]apitype.Function, error) {
 		return c.AllFunctions(ctx)
-	}, table[client.Function]{
+	}, table[apitype.Function]{
 		header: []string{"NAME", "RUNTIME", "MEMORY", "TIMEOUT", "CODE", "UPDATED"},
-		row: func(now time.Time, f client.Function) []string {
+		row: func(now time.Time, f apitype.Function) []string {
 			name := f.Name
 			if f.InsecureNoSandbox {
 				name += " (UNSANDBOXED)"
@@ -33,8 +34,8 @@ func newLsCmd(g *globals) *cobra.Command {
 			return []string{name, f.Runtime, fmt.Sprintf("%d MB", f.MemoryMB), fmt.Sprintf("%ds", f.Timeout),
 				shortSHA(f.CodeSHA256), age(now, f.UpdatedAt)}
 		},
-		warn: func(fns []client.Function) string {
-			if slices.ContainsFunc(fns, func(f client.Function) bool { return f.InsecureNoSandbox }) {
+		warn: func(fns []apitype.Function) string {
+			if slices.ContainsFunc(fns, func(f apitype.Function) bool { return f.InsecureNoSandbox }) {
 				return "warning: this node runs functions without a sandbox (--insecure-no-sandbox)"
 			}
 			return ""
@@ -67,7 +68,7 @@ func newGetCmd(g *globals) *cobra.Command {
 }
 
 // functionFields is a function as `wisp get` prints it, keyed as in its JSON.
-func functionFields(f client.Function, now time.Time) []field {
+func functionFields(f apitype.Function, now time.Time) []field {
 	concurrency := "unreserved"
 	if f.Concurrency != nil {
 		concurrency = strconv.Itoa(*f.Concurrency)
@@ -145,7 +146,7 @@ func newRmCmd(g *globals) *cobra.Command {
 
 // scheduleText is a schedule on one line:
 // "schedule-1: cron(0 8 * * ? *) in Europe/Paris, catch-up, qualifier live".
-func scheduleText(s client.Schedule) string {
+func scheduleText(s apitype.Schedule) string {
 	text := s.Name + ": " + s.Expression
 	if s.Timezone != "" {
 		text += " in " + s.Timezone
@@ -160,7 +161,7 @@ func scheduleText(s client.Schedule) string {
 }
 
 // logsText is what a function keeps of its log.
-func logsText(l client.Logs) string {
+func logsText(l apitype.Logs) string {
 	size, age := "node default", "node default"
 	if l.MaxBytes != 0 {
 		size = sizeText(l.MaxBytes)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 )
 
@@ -71,11 +72,11 @@ func newKeysLsCmd(g *globals) *cobra.Command {
 		Args:  wantArgs(0, 0),
 	}
 	out := addOutputFlag(cmd, "table", "json")
-	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, _ []string) ([]client.AccessKey, error) {
+	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, _ []string) ([]apitype.AccessKey, error) {
 		return c.ListKeys(ctx)
-	}, table[client.AccessKey]{
+	}, table[apitype.AccessKey]{
 		header: []string{"ID", "CREATED", "DESCRIPTION"},
-		row: func(now time.Time, k client.AccessKey) []string {
+		row: func(now time.Time, k apitype.AccessKey) []string {
 			return []string{k.ID, age(now, k.CreatedAt), k.Description}
 		},
 	})

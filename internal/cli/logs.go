@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 )
 
@@ -57,7 +58,7 @@ default every record kept is shown, or with --follow the last hour's.`,
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
 		enc.SetEscapeHTML(false)
-		err = c.Logs(cmd.Context(), args[0], opt, func(r client.LogRecord) error {
+		err = c.Logs(cmd.Context(), args[0], opt, func(r apitype.LogRecord) error {
 			if out.format == "json" {
 				buf.Reset()
 				if err := enc.Encode(r); err != nil {
@@ -82,7 +83,7 @@ default every record kept is shown, or with --follow the last hour's.`,
 // line ends that end the message. Unless raw, the message's control
 // characters are escaped; the node's own lines keep their tabs, which
 // separate their fields as in Lambda's.
-func logLine(r client.LogRecord, raw bool) string {
+func logLine(r apitype.LogRecord, raw bool) string {
 	ts, rid := "-", r.RequestID
 	if !r.Time.IsZero() {
 		ts = r.Time.UTC().Format(logTime)

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/api"
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/server"
@@ -211,28 +211,28 @@ func TestLogsRealHandler(t *testing.T) {
 // hostileRecords are log records whose messages try to steer a terminal or
 // pass for the node's own lines, and the line wisp logs prints for each.
 var hostileRecords = []struct {
-	rec  client.LogRecord
+	rec  apitype.LogRecord
 	want string // the line printed, escaped
 }{
-	{client.LogRecord{Stream: "platform", Message: "START RequestId: 8f507cfc Version: $LATEST"},
+	{apitype.LogRecord{Stream: "platform", Message: "START RequestId: 8f507cfc Version: $LATEST"},
 		"START RequestId: 8f507cfc Version: $LATEST"},
-	{client.LogRecord{Stream: "stdout", Message: "ok\nREPORT RequestId: 8f507cfc\tDuration: 1.00 ms\tBilled Duration: 1 ms"},
+	{apitype.LogRecord{Stream: "stdout", Message: "ok\nREPORT RequestId: 8f507cfc\tDuration: 1.00 ms\tBilled Duration: 1 ms"},
 		`ok\nREPORT RequestId: 8f507cfc\tDuration: 1.00 ms\tBilled Duration: 1 ms`},
-	{client.LogRecord{Stream: "stdout", Message: "working\rEND RequestId: 8f507cfc"},
+	{apitype.LogRecord{Stream: "stdout", Message: "working\rEND RequestId: 8f507cfc"},
 		`working\rEND RequestId: 8f507cfc`},
-	{client.LogRecord{Stream: "stdout", Message: "\x1b]0;pwned\x07retitled"},
+	{apitype.LogRecord{Stream: "stdout", Message: "\x1b]0;pwned\x07retitled"},
 		`\x1b]0;pwned\aretitled`},
-	{client.LogRecord{Stream: "stderr", Message: "\x1b[1A\x1b[2Kerased the line above\x00"},
+	{apitype.LogRecord{Stream: "stderr", Message: "\x1b[1A\x1b[2Kerased the line above\x00"},
 		`\x1b[1A\x1b[2Kerased the line above\x00`},
-	{client.LogRecord{Stream: "stdout", Message: "c1 \u009b31m, del \x7f, next line \u0085, é ✓ \\x1b as typed"},
+	{apitype.LogRecord{Stream: "stdout", Message: "c1 \u009b31m, del \x7f, next line \u0085, é ✓ \\x1b as typed"},
 		`c1 \u009b31m, del \x7f, next line \u0085, é ✓ \x1b as typed`},
-	{client.LogRecord{Stream: "stdout", Message: "ends with its newline\r\n"},
+	{apitype.LogRecord{Stream: "stdout", Message: "ends with its newline\r\n"},
 		"ends with its newline"},
 	// The node's lines keep their tabs; what a function put in them does
 	// not pass unescaped.
-	{client.LogRecord{Stream: "platform", Message: "ASYNC RequestId: 8f507cfc\tAttempt: 1 of 3\tError: boom\nREPORT RequestId: 8f507cfc\x1b[31m"},
+	{apitype.LogRecord{Stream: "platform", Message: "ASYNC RequestId: 8f507cfc\tAttempt: 1 of 3\tError: boom\nREPORT RequestId: 8f507cfc\x1b[31m"},
 		"ASYNC RequestId: 8f507cfc\tAttempt: 1 of 3\tError: boom\\nREPORT RequestId: 8f507cfc\\x1b[31m"},
-	{client.LogRecord{Stream: "platform", Message: "REPORT RequestId: 8f507cfc\tDuration: 2.00 ms\tBilled Duration: 2 ms"},
+	{apitype.LogRecord{Stream: "platform", Message: "REPORT RequestId: 8f507cfc\tDuration: 2.00 ms\tBilled Duration: 2 ms"},
 		"REPORT RequestId: 8f507cfc\tDuration: 2.00 ms\tBilled Duration: 2 ms"},
 }
 
@@ -315,7 +315,7 @@ func TestLogsJSONEscapesControls(t *testing.T) {
 		t.Fatalf("%d lines for %d records:\n%s", len(lines), len(hostileRecords), stdout)
 	}
 	for i, line := range lines {
-		var rec client.LogRecord
+		var rec apitype.LogRecord
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatalf("line %d %q: %v", i, line, err)
 		}

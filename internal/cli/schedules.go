@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 )
 
@@ -30,7 +31,7 @@ fires next (in its time zone) and when it last fired.`,
 		Args: wantArgs(0, 1),
 	}
 	out := addOutputFlag(cmd, "table", "json")
-	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, args []string) ([]client.ScheduleInfo, error) {
+	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, args []string) ([]apitype.ScheduleInfo, error) {
 		function := ""
 		if len(args) == 1 {
 			function = args[0]
@@ -47,9 +48,9 @@ fires next (in its time zone) and when it last fired.`,
 			}
 		}
 		return list, nil
-	}, table[client.ScheduleInfo]{
+	}, table[apitype.ScheduleInfo]{
 		header: []string{"FUNCTION", "NAME", "EXPRESSION", "TIMEZONE", "NEXT", "LAST"},
-		row: func(now time.Time, s client.ScheduleInfo) []string {
+		row: func(now time.Time, s apitype.ScheduleInfo) []string {
 			return []string{target(s.Function, s.Qualifier), s.Name, s.Expression,
 				orDefault(s.Timezone, "UTC"), nextText(now, s), age(now, s.LastTick)}
 		},
@@ -59,7 +60,7 @@ fires next (in its time zone) and when it last fired.`,
 
 // nextText is when a schedule fires next, in its time zone, and how soon:
 // "2026-11-24T08:00:00+01:00 (in 16h)".
-func nextText(now time.Time, s client.ScheduleInfo) string {
+func nextText(now time.Time, s apitype.ScheduleInfo) string {
 	if s.Next.IsZero() {
 		return "-"
 	}

@@ -103,7 +103,7 @@ func checkSince(s string) error {
 
 // writeUsage writes a usage report as a table with a TOTAL row, then the
 // span and the prices.
-func writeUsage(w io.Writer, rep client.UsageReport) error {
+func writeUsage(w io.Writer, rep apitype.UsageReport) error {
 	rows := make([][]string, 0, len(rep.Functions)+1)
 	var totals []int64 // the invocations of every function, bucket by bucket, aligned at the end
 	for _, f := range rep.Functions {
@@ -130,12 +130,12 @@ func writeUsage(w io.Writer, rep client.UsageReport) error {
 	return err
 }
 
-func usageRow(name string, u client.UsageCounts, gbs, cost float64, counts []int64) []string {
+func usageRow(name string, u apitype.Usage, gbs, cost float64, counts []int64) []string {
 	return []string{name, strconv.FormatInt(u.Invocations, 10), strconv.FormatInt(u.Errors, 10),
 		strconv.FormatInt(u.ColdStarts, 10), decimal(gbs), "$" + decimal(cost), sparkline(counts)}
 }
 
-func invocationsOf(buckets []client.UsageBucket) []int64 {
+func invocationsOf(buckets []apitype.UsageBucket) []int64 {
 	out := make([]int64, len(buckets))
 	for i, b := range buckets {
 		out[i] = b.Invocations
@@ -180,7 +180,7 @@ func decimal(v float64) string {
 }
 
 // pricesText is a price table as Lambda's pricing page gives it.
-func pricesText(p client.Prices) string {
+func pricesText(p apitype.Prices) string {
 	return "$" + price(p.PerRequest*1e6) + " per 1M requests, $" + price(p.PerGBSecond) + " per GB-s"
 }
 
@@ -238,7 +238,7 @@ func usageRecords(cmd *cobra.Command, g *globals, out *outputFlag, args []string
 	return err
 }
 
-func writeRecords(w io.Writer, recs []client.UsageRecord) error {
+func writeRecords(w io.Writer, recs []apitype.UsageRecord) error {
 	rows := make([][]string, 0, len(recs))
 	for _, r := range recs {
 		cold := "no"
@@ -313,11 +313,11 @@ func (q *quotaFlags) check(fl *pflag.FlagSet) error {
 // apply returns base (nil: none) with the --quota flags given set on it:
 // the quota to send. An empty --quota-period makes one with no period,
 // which removes a function's quota.
-func (q *quotaFlags) apply(fl *pflag.FlagSet, base *client.Quota) (*client.Quota, error) {
+func (q *quotaFlags) apply(fl *pflag.FlagSet, base *apitype.Quota) (*apitype.Quota, error) {
 	if fl.Changed("quota-period") && q.period == "" {
-		return &client.Quota{}, nil
+		return &apitype.Quota{}, nil
 	}
-	var out client.Quota
+	var out apitype.Quota
 	if base != nil {
 		out = *base
 	}
@@ -347,7 +347,7 @@ func (q *quotaFlags) apply(fl *pflag.FlagSet, base *client.Quota) (*client.Quota
 
 // quotaText is a quota on one line: "1000 invocations, 3.6 GB-s, $5 per
 // day; capped events wait".
-func quotaText(q *client.Quota) string {
+func quotaText(q *apitype.Quota) string {
 	if q == nil {
 		return "none"
 	}

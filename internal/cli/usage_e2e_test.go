@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/meter"
 	"github.com/wisp-dev/wisp/internal/server"
 )
@@ -57,11 +57,11 @@ func TestUsageAgainstANode(t *testing.T) {
 			t.Fatalf("invoke: %v\n%s", err, errOut)
 		}
 	}
-	var rep client.UsageReport
-	usage := func(args ...string) client.UsageReport {
+	var rep apitype.UsageReport
+	usage := func(args ...string) apitype.UsageReport {
 		t.Helper()
 		out := run(append(append([]string{"usage"}, args...), "-o", "json")...)
-		var rep client.UsageReport
+		var rep apitype.UsageReport
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
 			t.Fatalf("wisp usage -o json: %v\n%s", err, out)
 		}
@@ -73,7 +73,7 @@ func TestUsageAgainstANode(t *testing.T) {
 	})
 	f := rep.Functions[0]
 	if f.Function != "metered" || f.Invocations != 3 || f.BilledMs < 3 || f.MBms != 128*f.BilledMs ||
-		rep.Granularity != "day" || rep.Prices != client.Prices(prices) || rep.LambdaX86 != client.Prices(meter.LambdaX86) || rep.Total.Invocations != 3 {
+		rep.Granularity != "day" || rep.Prices != apitype.Prices(prices) || rep.LambdaX86 != apitype.Prices(meter.LambdaX86) || rep.Total.Invocations != 3 {
 		t.Errorf("usage report %+v", rep)
 	}
 	// A function that fails at init is not counted as started cold.
@@ -118,7 +118,7 @@ func TestUsageAgainstANode(t *testing.T) {
 		t.Errorf("wisp usage by hour:\n%s", out)
 	}
 
-	var recs []client.UsageRecord
+	var recs []apitype.UsageRecord
 	poll("wisp usage --records lists the invocations", func() bool {
 		if err := json.Unmarshal([]byte(run("usage", "metered", "--records", "-o", "json")), &recs); err != nil {
 			t.Fatal(err)
@@ -141,16 +141,16 @@ func TestUsageAgainstANode(t *testing.T) {
 	}
 
 	// The cap was told once, on the spend-caps topic.
-	var evs []client.TopicEvent
+	var evs []apitype.TopicEvent
 	poll("the cap is told on spend-caps", func() bool {
-		if err := json.Unmarshal([]byte(run("events", "read", client.SpendCapTopic, "-o", "json")), &evs); err != nil {
+		if err := json.Unmarshal([]byte(run("events", "read", apitype.SpendCapTopic, "-o", "json")), &evs); err != nil {
 			t.Fatal(err)
 		}
 		return len(evs) > 0
 	})
 	var ev struct {
 		Type string
-		Data client.SpendCap
+		Data apitype.SpendCap
 	}
 	if err := json.Unmarshal(evs[0].Event, &ev); err != nil {
 		t.Fatal(err)

@@ -10,32 +10,32 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/meter"
 )
 
 // usageOf is a function's usage by day over the 8 days before testNow,
 // memoryMB and billedMs per invocation.
-func usageOf(name string, counts []int64, errors, cold int64, memoryMB, billedMs int64) client.FunctionUsage {
-	f := client.FunctionUsage{Function: name, Buckets: []client.UsageBucket{}}
+func usageOf(name string, counts []int64, errors, cold int64, memoryMB, billedMs int64) apitype.FunctionUsage {
+	f := apitype.FunctionUsage{Function: name, Buckets: []apitype.UsageBucket{}}
 	start := time.Date(2026, 11, 16, 0, 0, 0, 0, time.UTC)
 	var total meter.Usage // the node's arithmetic, on its own type
 	for i, n := range counts {
 		u := meter.Usage{Invocations: n, BilledMs: n * billedMs, MBms: n * billedMs * memoryMB, DurationUs: n * billedMs * 900}
-		f.Buckets = append(f.Buckets, client.UsageBucket{Start: start.AddDate(0, 0, i), Usage: client.UsageCounts(u),
+		f.Buckets = append(f.Buckets, apitype.UsageBucket{Start: start.AddDate(0, 0, i), Usage: apitype.Usage(u),
 			GBSeconds: u.GBSeconds(), Cost: meter.LambdaX86.Cost(u)})
 		total = total.Plus(u)
 	}
 	total.Errors, total.ColdStarts = errors, cold
-	f.Usage = client.UsageCounts(total)
+	f.Usage = apitype.Usage(total)
 	f.GBSeconds, f.Cost = total.GBSeconds(), meter.LambdaX86.Cost(total)
 	return f
 }
 
 // usageReport is a node's report of fns by day over the week before testNow.
-func usageReport(prices meter.Prices, fns ...client.FunctionUsage) client.UsageReport {
-	rep := client.UsageReport{Granularity: "day", From: testNow.AddDate(0, 0, -7), To: testNow,
-		Prices: client.Prices(prices), LambdaX86: client.Prices(meter.LambdaX86), Functions: fns}
+func usageReport(prices meter.Prices, fns ...apitype.FunctionUsage) apitype.UsageReport {
+	rep := apitype.UsageReport{Granularity: "day", From: testNow.AddDate(0, 0, -7), To: testNow,
+		Prices: apitype.Prices(prices), LambdaX86: apitype.Prices(meter.LambdaX86), Functions: fns}
 	rep.Total.Start = rep.From
 	var total meter.Usage
 	for i, f := range fns {
@@ -46,14 +46,14 @@ func usageReport(prices meter.Prices, fns ...client.FunctionUsage) client.UsageR
 		}
 		total = total.Plus(meter.Usage(f.Usage))
 	}
-	rep.Total.Usage = client.UsageCounts(total)
+	rep.Total.Usage = apitype.Usage(total)
 	rep.Total.GBSeconds, rep.Total.Cost = total.GBSeconds(), prices.Cost(total)
 	return rep
 }
 
 // usageNode answers GET /v1/usage with rep and GET /v1/functions/NAME for
 // the functions in known; query gets each usage query.
-func usageNode(t *testing.T, rep client.UsageReport, query *string, known ...string) []string {
+func usageNode(t *testing.T, rep apitype.UsageReport, query *string, known ...string) []string {
 	return fakeNode(t, func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/v1/usage":
@@ -83,7 +83,7 @@ func TestUsage(t *testing.T) {
 	tests := []struct {
 		name      string
 		args      []string
-		rep       client.UsageReport
+		rep       apitype.UsageReport
 		known     []string
 		wantQuery string
 		want      string
@@ -150,12 +150,12 @@ func TestUsageJSON(t *testing.T) {
 	if err != nil {
 		t.Fatalf("wisp usage: %v (stderr %q)", err, stderr)
 	}
-	var got client.UsageReport
+	var got apitype.UsageReport
 	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
 		t.Fatalf("stdout is not a report: %v\n%s", err, stdout)
 	}
 	if len(got.Functions) != 1 || got.Functions[0].Invocations != 3 || len(got.Functions[0].Buckets) != 2 ||
-		got.Total.Invocations != 3 || got.LambdaX86 != client.Prices(meter.LambdaX86) {
+		got.Total.Invocations != 3 || got.LambdaX86 != apitype.Prices(meter.LambdaX86) {
 		t.Errorf("stdout = %s", stdout)
 	}
 }
@@ -228,7 +228,7 @@ func TestUsageRecords(t *testing.T) {
 
 	env := fakeNode(t, func(w http.ResponseWriter, r *http.Request) { answer(w, 200, recordsJSON) })
 	stdout, _, err := runCLI(t, env, "usage", "hello", "--records", "-o", "json")
-	var recs []client.UsageRecord
+	var recs []apitype.UsageRecord
 	if err != nil || json.Unmarshal([]byte(stdout), &recs) != nil || len(recs) != 2 || recs[1].Outcome != "timeout" {
 		t.Errorf("-o json: %v %s", err, stdout)
 	}
@@ -315,12 +315,12 @@ func TestDecimal(t *testing.T) {
 
 func TestQuotaText(t *testing.T) {
 	tests := []struct {
-		q    *client.Quota
+		q    *apitype.Quota
 		want string
 	}{
 		{nil, "none"},
-		{&client.Quota{Period: "day", MaxInvocations: 1000}, "1000 invocations per day; capped events wait"},
-		{&client.Quota{Period: "month", MaxInvocations: 5, MaxGBSeconds: 3.6, MaxCost: 1.5, Async: "fail"},
+		{&apitype.Quota{Period: "day", MaxInvocations: 1000}, "1000 invocations per day; capped events wait"},
+		{&apitype.Quota{Period: "month", MaxInvocations: 5, MaxGBSeconds: 3.6, MaxCost: 1.5, Async: "fail"},
 			"5 invocations, 3.6 GB-s, $1.5 per month; capped events fail"},
 	}
 	for _, tt := range tests {

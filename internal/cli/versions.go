@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 )
 
@@ -47,11 +48,11 @@ func newVersionsCmd(g *globals) *cobra.Command {
 		Args:  wantArgs(1, 1),
 	}
 	out := addOutputFlag(cmd, "table", "json")
-	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, args []string) ([]client.Version, error) {
+	cmd.RunE = listRunE(g, out, func(ctx context.Context, c *client.Client, args []string) ([]apitype.Version, error) {
 		return c.ListVersions(ctx, args[0])
-	}, table[client.Version]{
+	}, table[apitype.Version]{
 		header: []string{"VERSION", "CODE", "CREATED", "DESCRIPTION"},
-		row: func(now time.Time, v client.Version) []string {
+		row: func(now time.Time, v apitype.Version) []string {
 			return []string{strconv.Itoa(v.Version), shortSHA(v.Function.CodeSHA256), age(now, v.CreatedAt), v.Description}
 		},
 	})

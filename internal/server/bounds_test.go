@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/events/cloudevent"
 	"github.com/wisp-dev/wisp/internal/registry"
@@ -49,8 +49,8 @@ func TestQueueBound(t *testing.T) {
 	n := startNode(t, server.Config{RetryBase: fastRetry})
 	ctx := context.Background()
 	rec := newRecorder(t)
-	n.deployRecorder(t, rec, "stuck", client.Config{Concurrency: ptr2(0), Async: &client.AsyncPatch{MaxQueuedEvents: ptr2(int64(3))}})
-	n.deployRecorder(t, rec, "free", client.Config{Timeout: ptr2(30)})
+	n.deployRecorder(t, rec, "stuck", apitype.Config{Concurrency: ptr2(0), Async: &apitype.AsyncPatch{MaxQueuedEvents: ptr2(int64(3))}})
+	n.deployRecorder(t, rec, "free", apitype.Config{Timeout: ptr2(30)})
 
 	for i := range 3 {
 		if status, _, body := invokeEvent(t, n, "stuck", fmt.Sprintf(`{"n":%d}`, i)); status != http.StatusAccepted {
@@ -81,7 +81,7 @@ func TestQueueBound(t *testing.T) {
 	// A topic's delivery to the full queue goes to the dead-letter topic,
 	// saying why; the other subscription gets the event.
 	for _, fn := range []string{"stuck", "free"} {
-		if _, err := n.c.Subscribe(ctx, client.Subscription{Topic: "work", Function: fn}); err != nil {
+		if _, err := n.c.Subscribe(ctx, apitype.Subscription{Topic: "work", Function: fn}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -104,8 +104,8 @@ func TestQueueBound(t *testing.T) {
 	}
 
 	// The bound in bytes.
-	n.deployRecorder(t, rec, "stuck-bytes", client.Config{Concurrency: ptr2(0),
-		Async: &client.AsyncPatch{MaxQueuedBytes: ptr2(int64(registry.MinQueuedBytes))}})
+	n.deployRecorder(t, rec, "stuck-bytes", apitype.Config{Concurrency: ptr2(0),
+		Async: &apitype.AsyncPatch{MaxQueuedBytes: ptr2(int64(registry.MinQueuedBytes))}})
 	pad := `{"pad":"` + strings.Repeat("x", 100<<10) + `"}`
 	for i := range 2 {
 		if status, _, body := invokeEvent(t, n, "stuck-bytes", pad); status != http.StatusAccepted {
@@ -118,7 +118,7 @@ func TestQueueBound(t *testing.T) {
 
 	// A retry is stored while its event still is: the bound of one does
 	// not refuse it.
-	n.deployRecorder(t, rec, "flaky", client.Config{Timeout: ptr2(30), Async: &client.AsyncPatch{Retries: ptr2(2), MaxQueuedEvents: ptr2(int64(1))}})
+	n.deployRecorder(t, rec, "flaky", apitype.Config{Timeout: ptr2(30), Async: &apitype.AsyncPatch{Retries: ptr2(2), MaxQueuedEvents: ptr2(int64(1))}})
 	id, err := n.c.InvokeAsync(ctx, "flaky", []byte(`{"fail_times": 1}`), "")
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +129,7 @@ func TestQueueBound(t *testing.T) {
 	}
 
 	// A raised bound counts at once.
-	if _, err := n.c.UpdateConfig(ctx, "stuck", client.Config{Async: &client.AsyncPatch{MaxQueuedEvents: ptr2(int64(4))}}, 0); err != nil {
+	if _, err := n.c.UpdateConfig(ctx, "stuck", apitype.Config{Async: &apitype.AsyncPatch{MaxQueuedEvents: ptr2(int64(4))}}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if status, _, body := invokeEvent(t, n, "stuck", `{"n":4}`); status != http.StatusAccepted {
@@ -209,7 +209,7 @@ func TestTopicRetention(t *testing.T) {
 		t.Errorf("publishing on a after the bound: %d %s", status, body)
 	}
 	rec := newRecorder(t)
-	n.deployRecorder(t, rec, "broken", client.Config{Timeout: ptr2(30), Async: &client.AsyncPatch{Retries: ptr2(0)}})
+	n.deployRecorder(t, rec, "broken", apitype.Config{Timeout: ptr2(30), Async: &apitype.AsyncPatch{Retries: ptr2(0)}})
 	if _, err := n.c.InvokeAsync(ctx, "broken", []byte(`{"fail_always": true}`), ""); err != nil {
 		t.Fatal(err)
 	}
@@ -245,8 +245,8 @@ func TestScheduleSkipsTickOfFullQueue(t *testing.T) {
 	var log logBuffer
 	n := startNode(t, server.Config{RetryBase: fastRetry, Now: clock.Now, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	rec := newRecorder(t)
-	n.deployRecorder(t, rec, "ticker", client.Config{Concurrency: ptr2(0), Async: &client.AsyncPatch{MaxQueuedEvents: ptr2(int64(1))},
-		Schedules: &[]client.Schedule{{Name: "five", Expression: "rate(5 minutes)"}}})
+	n.deployRecorder(t, rec, "ticker", apitype.Config{Concurrency: ptr2(0), Async: &apitype.AsyncPatch{MaxQueuedEvents: ptr2(int64(1))},
+		Schedules: &[]apitype.Schedule{{Name: "five", Expression: "rate(5 minutes)"}}})
 	ctx := context.Background()
 	check := func() {
 		t.Helper()
@@ -269,7 +269,7 @@ func TestScheduleSkipsTickOfFullQueue(t *testing.T) {
 		t.Errorf("no log line of the skipped tick in:\n%s", log.String())
 	}
 	// Skipped, not kept: once there is room, only the next tick comes.
-	if _, err := n.c.UpdateConfig(ctx, "ticker", client.Config{Async: &client.AsyncPatch{MaxQueuedEvents: ptr2(int64(5))}}, 0); err != nil {
+	if _, err := n.c.UpdateConfig(ctx, "ticker", apitype.Config{Async: &apitype.AsyncPatch{MaxQueuedEvents: ptr2(int64(5))}}, 0); err != nil {
 		t.Fatal(err)
 	}
 	toNextTick(clock, 5*time.Minute)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/events/cloudevent"
@@ -25,13 +26,13 @@ func TestEventGateway(t *testing.T) {
 	rec := newRecorder(t)
 	ctx := context.Background()
 	for _, fn := range []string{"orders", "audit", "acme", "everything"} {
-		n.deployRecorder(t, rec, fn, client.Config{})
+		n.deployRecorder(t, rec, fn, apitype.Config{})
 	}
-	subs := map[string]client.Subscription{}
-	for _, s := range []client.Subscription{
-		{Topic: "shop", Function: "orders", Filter: client.Filter{Exact: map[string]string{"type": "order.created"}}},
-		{Topic: "shop", Function: "audit", Filter: client.Filter{Prefix: map[string]string{"source": "/shop/"}}},
-		{Topic: "shop", Function: "acme", Filter: client.Filter{Exact: map[string]string{"tenant": "acme"}, Prefix: map[string]string{"subject": "inv-"}}},
+	subs := map[string]apitype.Subscription{}
+	for _, s := range []apitype.Subscription{
+		{Topic: "shop", Function: "orders", Filter: apitype.Filter{Exact: map[string]string{"type": "order.created"}}},
+		{Topic: "shop", Function: "audit", Filter: apitype.Filter{Prefix: map[string]string{"source": "/shop/"}}},
+		{Topic: "shop", Function: "acme", Filter: apitype.Filter{Exact: map[string]string{"tenant": "acme"}, Prefix: map[string]string{"subject": "inv-"}}},
 		{Topic: "shop", Function: "everything"},
 	} {
 		got, err := n.c.Subscribe(ctx, s)
@@ -127,11 +128,11 @@ func TestEventGateway(t *testing.T) {
 	if after, _ := n.Events().Read(ctx, "shop", 0, 100); len(after) != len(before) {
 		t.Errorf("refused events were stored: %d events, was %d", len(after), len(before))
 	}
-	for _, s := range []client.Subscription{
+	for _, s := range []apitype.Subscription{
 		{Topic: "shop", Function: "nobody"},
 		{Topic: "shop!", Function: "orders"},
-		{Topic: "shop", Function: "orders", Filter: client.Filter{Exact: map[string]string{"Bad-Attr": "x"}}},
-		{Topic: "shop", Function: "orders", Filter: client.Filter{Exact: map[string]string{"data": "x"}}},
+		{Topic: "shop", Function: "orders", Filter: apitype.Filter{Exact: map[string]string{"Bad-Attr": "x"}}},
+		{Topic: "shop", Function: "orders", Filter: apitype.Filter{Exact: map[string]string{"data": "x"}}},
 	} {
 		if _, err := n.c.Subscribe(ctx, s); err == nil {
 			t.Errorf("subscription %+v was taken", s)
@@ -148,7 +149,7 @@ func TestEventGateway(t *testing.T) {
     headers: {"authorization": "Bearer " + process.env.WISP_API_TOKEN, "content-type": "application/json"},
     body: JSON.stringify({from: "a function"})});
   return {status: r.status};
-};`}), client.Config{Name: "publisher", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Publish: &[]string{"shop"}})
+};`}), apitype.Config{Name: "publisher", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Publish: &[]string{"shop"}})
 	res, err := n.c.Invoke(ctx, "publisher", []byte(`{}`), client.InvokeOptions{})
 	if err != nil || !strings.Contains(string(res.Payload), `"status":202`) {
 		t.Fatalf("publishing from a function: %v %s", err, res.Payload)
@@ -181,7 +182,7 @@ func TestEventGateway(t *testing.T) {
 	}
 
 	// The catalog: the topic, its publishers and its subscribers.
-	var shop client.Topic
+	var shop apitype.Topic
 	waitUntil(t, 10*time.Second, "the catalog counts every publish", func() bool {
 		topics, err := n.c.Catalog(ctx)
 		if err != nil {

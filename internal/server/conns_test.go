@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/server"
 )
@@ -223,7 +224,7 @@ func TestConnectionFlood(t *testing.T) {
 	admin := client.New(url, node.token, client.WithHTTPClient(&http.Client{Transport: &http.Transport{}, Timeout: 20 * time.Second}))
 	fn := funcNode{c: admin}
 	fn.deploy(t, filepath.Join("..", "..", "examples", "hello-node"),
-		client.Config{Name: "hello", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), URLAuth: ptr2("none")})
+		apitype.Config{Name: "hello", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), URLAuth: ptr2("none")})
 	invokeHello := func(what string) {
 		t.Helper()
 		res, err := admin.Invoke(ctx, "hello", []byte(`{"name":"flood"}`), client.InvokeOptions{})

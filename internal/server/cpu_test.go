@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/server"
 )
@@ -50,7 +51,7 @@ func TestSpinnersLeaveOthersTheirCPU(t *testing.T) {
 	n := startNode(t, server.Config{})
 
 	// The victim: unmodified aws-lambda-go, with room under its own cap.
-	n.deploy(t, helloGo(t), client.Config{Name: "victim", Runtime: ptr2("provided"), Handler: ptr2("bootstrap"), MemoryMB: ptr2(512)})
+	n.deploy(t, helloGo(t), apitype.Config{Name: "victim", Runtime: ptr2("provided"), Handler: ptr2("bootstrap"), MemoryMB: ptr2(512)})
 	nodeDir := writeFiles(t, map[string]string{"index.js": spinNode})
 	wasmDir := writeFiles(t, map[string]string{"spin.wat": spinWat})
 	if out, err := exec.Command(wat2wasm, filepath.Join(wasmDir, "spin.wat"), "-o", filepath.Join(wasmDir, "main.wasm")).CombinedOutput(); err != nil {
@@ -58,10 +59,10 @@ func TestSpinnersLeaveOthersTheirCPU(t *testing.T) {
 	}
 	spinners := []string{"spin-node-1", "spin-node-2", "spin-wasm-1", "spin-wasm-2"}
 	for _, name := range spinners[:2] {
-		n.deploy(t, nodeDir, client.Config{Name: name, Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Timeout: ptr2(2 * spinnerTimeout)})
+		n.deploy(t, nodeDir, apitype.Config{Name: name, Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Timeout: ptr2(2 * spinnerTimeout)})
 	}
 	for _, name := range spinners[2:] {
-		n.deploy(t, wasmDir, client.Config{Name: name, Runtime: ptr2("wasm"), Handler: ptr2("main.wasm"), Timeout: ptr2(spinnerTimeout)})
+		n.deploy(t, wasmDir, apitype.Config{Name: name, Runtime: ptr2("wasm"), Handler: ptr2("main.wasm"), Timeout: ptr2(spinnerTimeout)})
 	}
 
 	ctx := context.Background()

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/meter"
 	"github.com/wisp-dev/wisp/internal/server"
@@ -73,7 +74,7 @@ func TestAsyncDurability(t *testing.T) {
 	p := startNodeProcess(t, dir)
 	ctx := context.Background()
 	var buf = writeFiles(t, map[string]string{"index.js": recorderJS})
-	if _, err := deployErr(t, funcNode{c: p.c}, buf, client.Config{Name: "sink", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"),
+	if _, err := deployErr(t, funcNode{c: p.c}, buf, apitype.Config{Name: "sink", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"),
 		Network: ptr2("host"), Env: map[string]string{"RECORDER_URL": rec.srv.URL}, Concurrency: ptr2(16)}); err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +187,7 @@ func TestAsyncDurability(t *testing.T) {
 	// acknowledged only once its usage record is stored, and its REPORT
 	// line is written after that.
 	reports := map[string]int{}
-	if err := p.c.Logs(ctx, "sink", client.LogsOptions{}, func(r client.LogRecord) error {
+	if err := p.c.Logs(ctx, "sink", client.LogsOptions{}, func(r apitype.LogRecord) error {
 		if id, ok := strings.CutPrefix(r.Message, "REPORT RequestId: "); ok {
 			id, _, _ = strings.Cut(id, "\t")
 			reports[id]++

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/events/cloudevent"
@@ -86,7 +87,7 @@ const recorderJS = `exports.handler = async (event, context) => {
 };`
 
 // deployRecorder deploys a function that reports to rec.
-func (n funcNode) deployRecorder(t *testing.T, rec *recorder, name string, cfg client.Config) {
+func (n funcNode) deployRecorder(t *testing.T, rec *recorder, name string, cfg apitype.Config) {
 	t.Helper()
 	cfg.Name, cfg.Runtime, cfg.Handler, cfg.Network = name, ptr2("nodejs"), ptr2("index.handler"), ptr2("host")
 	cfg.Env = map[string]string{"RECORDER_URL": rec.srv.URL}
@@ -147,7 +148,7 @@ func TestAsyncInvoke(t *testing.T) {
 	needTool(t, "node")
 	n := startNode(t, server.Config{RetryBase: fastRetry})
 	rec := newRecorder(t)
-	n.deployRecorder(t, rec, "worker", client.Config{Async: &client.AsyncPatch{OnSuccess: ptr2("topic:done")}})
+	n.deployRecorder(t, rec, "worker", apitype.Config{Async: &apitype.AsyncPatch{OnSuccess: ptr2("topic:done")}})
 
 	id, err := n.c.InvokeAsync(context.Background(), "worker", []byte(`{"job": 1}`), "")
 	if err != nil {
@@ -209,7 +210,7 @@ func TestAsyncLargeOutcome(t *testing.T) {
 	needTool(t, "node")
 	n := startNode(t, server.Config{RetryBase: fastRetry})
 	rec := newRecorder(t)
-	n.deployRecorder(t, rec, "big", client.Config{Async: &client.AsyncPatch{OnSuccess: ptr2("topic:big-done")}})
+	n.deployRecorder(t, rec, "big", apitype.Config{Async: &apitype.AsyncPatch{OnSuccess: ptr2("topic:big-done")}})
 	pad := strings.Repeat("y", events.MaxPayload-100)
 	id, err := n.c.InvokeAsync(context.Background(), "big", []byte(`{"big": 250000, "p": "`+pad+`"}`), "")
 	if err != nil {
@@ -232,8 +233,8 @@ func TestAsyncRetries(t *testing.T) {
 	needTool(t, "node")
 	n := startNode(t, server.Config{RetryBase: 200 * time.Millisecond})
 	rec := newRecorder(t)
-	n.deployRecorder(t, rec, "notified", client.Config{})
-	n.deployRecorder(t, rec, "flaky", client.Config{Async: &client.AsyncPatch{Retries: ptr2(2),
+	n.deployRecorder(t, rec, "notified", apitype.Config{})
+	n.deployRecorder(t, rec, "flaky", apitype.Config{Async: &apitype.AsyncPatch{Retries: ptr2(2),
 		OnSuccess: ptr2("function:notified"), OnFailure: ptr2("topic:flaky-failed")}})
 
 	id, err := n.c.InvokeAsync(context.Background(), "flaky", []byte(`{"fail_times": 2}`), "")
@@ -302,9 +303,9 @@ func TestAsyncDeadLetters(t *testing.T) {
 	clock := newClock()
 	n := startNode(t, server.Config{Now: clock.Now, RetryBase: 50 * time.Millisecond})
 	rec := newRecorder(t)
-	n.deployRecorder(t, rec, "on-fail", client.Config{})
-	n.deployRecorder(t, rec, "broken", client.Config{Async: &client.AsyncPatch{Retries: ptr2(1)}})
-	n.deployRecorder(t, rec, "broken-dest", client.Config{Async: &client.AsyncPatch{Retries: ptr2(0), OnFailure: ptr2("function:on-fail")}})
+	n.deployRecorder(t, rec, "on-fail", apitype.Config{})
+	n.deployRecorder(t, rec, "broken", apitype.Config{Async: &apitype.AsyncPatch{Retries: ptr2(1)}})
+	n.deployRecorder(t, rec, "broken-dest", apitype.Config{Async: &apitype.AsyncPatch{Retries: ptr2(0), OnFailure: ptr2("function:on-fail")}})
 
 	id, err := n.c.InvokeAsync(context.Background(), "broken", []byte(`{"fail_always": true}`), "")
 	if err != nil {
@@ -338,7 +339,7 @@ func TestAsyncDeadLetters(t *testing.T) {
 	}
 
 	// A throttled function's events wait; past max_event_age they fail.
-	n.deployRecorder(t, rec, "stuck", client.Config{Concurrency: ptr2(0), Async: &client.AsyncPatch{MaxEventAge: ptr2(60)}})
+	n.deployRecorder(t, rec, "stuck", apitype.Config{Concurrency: ptr2(0), Async: &apitype.AsyncPatch{MaxEventAge: ptr2(60)}})
 	id, err = n.c.InvokeAsync(context.Background(), "stuck", []byte(`{"n": 1}`), "")
 	if err != nil {
 		t.Fatal(err)
@@ -362,7 +363,7 @@ func TestAsyncDeadLetters(t *testing.T) {
 
 	// The logs tell each step by request id.
 	var lines []string
-	err = n.c.Logs(context.Background(), "broken", client.LogsOptions{}, func(l client.LogRecord) error {
+	err = n.c.Logs(context.Background(), "broken", client.LogsOptions{}, func(l apitype.LogRecord) error {
 		if strings.HasPrefix(l.Message, "ASYNC") {
 			lines = append(lines, l.Message)
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/sandbox"
 	"github.com/wisp-dev/wisp/internal/server"
@@ -33,7 +34,7 @@ func needTool(t *testing.T, name string) {
 }
 
 // deploy creates a function from a directory.
-func (n funcNode) deploy(t *testing.T, dir string, cfg client.Config) client.Function {
+func (n funcNode) deploy(t *testing.T, dir string, cfg apitype.Config) apitype.Function {
 	t.Helper()
 	f, err := deployErr(t, n, dir, cfg)
 	if err != nil {
@@ -44,7 +45,7 @@ func (n funcNode) deploy(t *testing.T, dir string, cfg client.Config) client.Fun
 
 // deployErr creates a function from a directory and returns the API's
 // answer, error included.
-func deployErr(t *testing.T, n funcNode, dir string, cfg client.Config) (client.Function, error) {
+func deployErr(t *testing.T, n funcNode, dir string, cfg apitype.Config) (apitype.Function, error) {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := client.Pack(dir, &buf); err != nil {
@@ -182,7 +183,7 @@ func TestRuntimes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			needTool(t, tc.tool)
-			n.deploy(t, tc.dir(t), client.Config{Name: tc.name, Runtime: ptr2(tc.runtime), Handler: ptr2(tc.handler), URLAuth: ptr2("none")})
+			n.deploy(t, tc.dir(t), apitype.Config{Name: tc.name, Runtime: ptr2(tc.runtime), Handler: ptr2(tc.handler), URLAuth: ptr2("none")})
 			ctx := context.Background()
 
 			res, err := n.c.Invoke(ctx, tc.name, []byte(`{"name":"wisp"}`), client.InvokeOptions{})
@@ -234,7 +235,7 @@ func TestAliasWeights(t *testing.T) {
 	code := func(v string) string {
 		return writeFiles(t, map[string]string{"index.js": `exports.handler = async () => "` + v + `";`})
 	}
-	n.deploy(t, code("one"), client.Config{Name: "w", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})
+	n.deploy(t, code("one"), apitype.Config{Name: "w", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})
 	if _, _, err := n.c.PublishVersion(ctx, "w", "", 0); err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +249,7 @@ func TestAliasWeights(t *testing.T) {
 	if _, _, err := n.c.PublishVersion(ctx, "w", "", 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.c.PutAlias(ctx, "w", "live", client.Alias{Version: 1, AdditionalVersion: 2, AdditionalWeight: 0.3}, 0); err != nil {
+	if _, err := n.c.PutAlias(ctx, "w", "live", apitype.Alias{Version: 1, AdditionalVersion: 2, AdditionalWeight: 0.3}, 0); err != nil {
 		t.Fatal(err)
 	}
 	const calls = 400
@@ -313,7 +314,7 @@ func TestInvokeErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			needTool(t, tc.tool)
-			cfg := client.Config{Name: tc.name, Runtime: ptr2(tc.runtime), Handler: ptr2(tc.handler), URLAuth: ptr2("none")}
+			cfg := apitype.Config{Name: tc.name, Runtime: ptr2(tc.runtime), Handler: ptr2(tc.handler), URLAuth: ptr2("none")}
 			if tc.timeout != 0 {
 				cfg.Timeout = ptr2(tc.timeout)
 			}
@@ -367,7 +368,7 @@ func TestInvokeRefusals(t *testing.T) {
 	needTool(t, "node")
 	n := startNode(t, server.Config{})
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": "exports.handler = async (e) => e;"}),
-		client.Config{Name: "echo", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})
+		apitype.Config{Name: "echo", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})
 	for _, tc := range []struct {
 		name, fn, qualifier string
 		payload             []byte
@@ -419,7 +420,7 @@ func TestLogs(t *testing.T) {
 	n := startNode(t, server.Config{})
 	ctx := context.Background()
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": `exports.handler = async (e) => { console.log("hello from", e.who); return "ok"; };`}),
-		client.Config{Name: "talker", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})
+		apitype.Config{Name: "talker", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})
 	res, err := n.c.Invoke(ctx, "talker", []byte(`{"who":"test"}`), client.InvokeOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -427,7 +428,7 @@ func TestLogs(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var msgs []string
-		err := n.c.Logs(ctx, "talker", client.LogsOptions{RequestID: res.RequestID}, func(r client.LogRecord) error {
+		err := n.c.Logs(ctx, "talker", client.LogsOptions{RequestID: res.RequestID}, func(r apitype.LogRecord) error {
 			msgs = append(msgs, r.Message)
 			return nil
 		})

@@ -25,12 +25,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
-	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/server"
 )
 
 // signAs signs req with aws-sdk-go-v2's signer, as the SDKs sign.
-func signAs(t *testing.T, req *http.Request, key client.AccessKey, payloadHash, service, region string, at time.Time) {
+func signAs(t *testing.T, req *http.Request, key apitype.AccessKey, payloadHash, service, region string, at time.Time) {
 	t.Helper()
 	creds := aws.Credentials{AccessKeyID: key.ID, SecretAccessKey: key.Secret}
 	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, payloadHash, service, region, at); err != nil {
@@ -110,7 +110,7 @@ func TestAuthBeforeBody(t *testing.T) {
 	needTool(t, "node")
 	n := startNode(t, server.Config{})
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": "exports.handler = async (e) => e;"}),
-		client.Config{Name: "echo", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})
+		apitype.Config{Name: "echo", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})
 	key, err := n.c.CreateKey(context.Background(), "test")
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +136,7 @@ func TestAuthBeforeBody(t *testing.T) {
 			req.Header.Set("X-Amz-Date", now.UTC().Format("20060102T150405Z"))
 		}, 403, "InvalidSignatureException", "does not match"},
 		{"unknown access key", func(t *testing.T, req *http.Request) {
-			signAs(t, req, client.AccessKey{ID: "WISPNOSUCHKEY0000000", Secret: "secret"}, anyHash, "lambda", "us-east-1", now)
+			signAs(t, req, apitype.AccessKey{ID: "WISPNOSUCHKEY0000000", Secret: "secret"}, anyHash, "lambda", "us-east-1", now)
 		}, 403, "UnrecognizedClientException", "security token included in the request is invalid"},
 		{"expired", func(t *testing.T, req *http.Request) {
 			signAs(t, req, key, anyHash, "lambda", "us-east-1", now.Add(-20*time.Minute))
@@ -211,7 +211,7 @@ func TestSigV4Replay(t *testing.T) {
 	needTool(t, "node")
 	n := startNode(t, server.Config{})
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": "exports.handler = async (e) => e;"}),
-		client.Config{Name: "echo", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})
+		apitype.Config{Name: "echo", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})
 	key, err := n.c.CreateKey(context.Background(), "test")
 	if err != nil {
 		t.Fatal(err)
@@ -335,7 +335,7 @@ func TestAWSCLI(t *testing.T) {
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": `exports.handler = async (e, ctx) => {
   console.log("called");
   return {echo: e, custom: ctx.clientContext && ctx.clientContext.custom};
-};`}), client.Config{Name: "echo", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})
+};`}), apitype.Config{Name: "echo", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})
 	key, err := n.c.CreateKey(context.Background(), "cli")
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/server"
 )
@@ -61,11 +62,11 @@ func TestFunctionSocketsCapped(t *testing.T) {
 	n := startNode(t, server.Config{})
 	ctx := context.Background()
 	dir := writeFiles(t, map[string]string{"index.mjs": hogJS})
-	n.deploy(t, filepath.Join("..", "..", "examples", "hello-node"), client.Config{Name: "hello", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})
+	n.deploy(t, filepath.Join("..", "..", "examples", "hello-node"), apitype.Config{Name: "hello", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})
 	for _, network := range []string{"none", "host"} {
 		t.Run("network "+network, func(t *testing.T) {
 			name := "hog-" + network
-			n.deploy(t, dir, client.Config{Name: name, Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Network: ptr2(network), Timeout: ptr2(10)})
+			n.deploy(t, dir, apitype.Config{Name: name, Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Network: ptr2(network), Timeout: ptr2(10)})
 			before := socketFiles(t)
 			for i := range 2 {
 				res, err := n.c.Invoke(ctx, name, []byte(`{}`), client.InvokeOptions{})

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/nodestats"
 	"github.com/wisp-dev/wisp/internal/server"
@@ -76,9 +77,9 @@ func logFloodWasm(t *testing.T) string {
 	return dir
 }
 
-func (n funcNode) deployFlood(t *testing.T, name, rt string, logs *client.LogsPatch) {
+func (n funcNode) deployFlood(t *testing.T, name, rt string, logs *apitype.LogsPatch) {
 	t.Helper()
-	cfg := client.Config{Name: name, Runtime: ptr2(rt), Timeout: ptr2(30), MemoryMB: ptr2(256), Logs: logs}
+	cfg := apitype.Config{Name: name, Runtime: ptr2(rt), Timeout: ptr2(30), MemoryMB: ptr2(256), Logs: logs}
 	dir := ""
 	if rt == "wasm" {
 		dir = logFloodWasm(t)
@@ -111,12 +112,12 @@ func (n funcNode) flood(t *testing.T, name string, ev any) (int, string) {
 }
 
 // readLogs is a function's records, without following.
-func (n funcNode) readLogs(t *testing.T, name string, opt client.LogsOptions) []client.LogRecord {
+func (n funcNode) readLogs(t *testing.T, name string, opt client.LogsOptions) []apitype.LogRecord {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var recs []client.LogRecord
-	if err := n.c.Logs(ctx, name, opt, func(r client.LogRecord) error {
+	var recs []apitype.LogRecord
+	if err := n.c.Logs(ctx, name, opt, func(r apitype.LogRecord) error {
 		recs = append(recs, r)
 		return nil
 	}); err != nil {
@@ -126,7 +127,7 @@ func (n funcNode) readLogs(t *testing.T, name string, opt client.LogsOptions) []
 }
 
 // hasLine reports whether recs hold a line that begins with prefix.
-func hasLine(recs []client.LogRecord, prefix string) bool {
+func hasLine(recs []apitype.LogRecord, prefix string) bool {
 	for _, r := range recs {
 		if strings.HasPrefix(r.Message, prefix) {
 			return true
@@ -153,7 +154,7 @@ func TestLogRetentionPerFunction(t *testing.T) {
 	n := startNode(t, server.Config{NATSListen: "127.0.0.1:0", Logs: telemetry.LogsConfig{Rate: 1 << 30, Burst: 1 << 30, DefaultMaxAge: 48 * time.Hour}})
 	js := jetStream(t, n)
 	mb, age := int64(1<<20), 2*3600
-	n.deployFlood(t, "flood", "nodejs", &client.LogsPatch{MaxBytes: &mb, MaxAge: &age})
+	n.deployFlood(t, "flood", "nodejs", &apitype.LogsPatch{MaxBytes: &mb, MaxAge: &age})
 	n.deployFlood(t, "quiet", "nodejs", nil)
 
 	if got, _ := n.flood(t, "quiet", floodEvent{Lines: 5, Tag: "quiet-"}); got != 5 {
@@ -199,7 +200,7 @@ func TestLogRetentionPerFunction(t *testing.T) {
 	}
 	// A new max_age reaches the stream.
 	age = 3 * 3600
-	if _, err := n.c.UpdateConfig(context.Background(), "flood", client.Config{Logs: &client.LogsPatch{MaxAge: &age}}, 0); err != nil {
+	if _, err := n.c.UpdateConfig(context.Background(), "flood", apitype.Config{Logs: &apitype.LogsPatch{MaxAge: &age}}, 0); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 10*time.Second, "the flood's stream has its new max_age", func() bool {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/nodestats"
 	"github.com/wisp-dev/wisp/internal/server"
@@ -16,7 +17,7 @@ func TestDeletedFunctionLeavesNoSeries(t *testing.T) {
 	n := startNode(t, server.Config{})
 	ctx := context.Background()
 	for _, name := range []string{"gone", "kept"} {
-		n.deploy(t, helloGo(t), client.Config{Name: name, Runtime: ptr("provided")})
+		n.deploy(t, helloGo(t), apitype.Config{Name: name, Runtime: ptr("provided")})
 		if _, err := n.c.Invoke(ctx, name, []byte(`{"name":"a"}`), client.InvokeOptions{}); err != nil {
 			t.Fatal(err)
 		}

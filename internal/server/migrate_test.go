@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/events/cloudevent"
 	"github.com/wisp-dev/wisp/internal/server"
 	"github.com/wisp-dev/wisp/internal/store"
@@ -40,8 +40,8 @@ func TestLegacyMigration(t *testing.T) {
 	dir := t.TempDir()
 	rec := newRecorder(t)
 	n := startNode(t, server.Config{DataDir: dir})
-	n.deployRecorder(t, rec, "worker", client.Config{Timeout: ptr2(30)})
-	if _, err := n.c.Subscribe(ctx, client.Subscription{Topic: "shop", Function: "worker"}); err != nil {
+	n.deployRecorder(t, rec, "worker", apitype.Config{Timeout: ptr2(30)})
+	if _, err := n.c.Subscribe(ctx, apitype.Subscription{Topic: "shop", Function: "worker"}); err != nil {
 		t.Fatal(err)
 	}
 	n.stop(t)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/events"
 	"github.com/wisp-dev/wisp/internal/events/cloudevent"
@@ -32,7 +33,7 @@ const publisherJS = `exports.handler = async (event) => {
 // with the given grants.
 func (n funcNode) deployPublisher(t *testing.T, name string, grants []string) {
 	t.Helper()
-	n.deploy(t, writeFiles(t, map[string]string{"index.js": publisherJS}), client.Config{Name: name, Runtime: ptr2("nodejs"),
+	n.deploy(t, writeFiles(t, map[string]string{"index.js": publisherJS}), apitype.Config{Name: name, Runtime: ptr2("nodejs"),
 		Handler: ptr2("index.handler"), Timeout: ptr2(30), Publish: &grants})
 }
 
@@ -71,7 +72,7 @@ func TestPublishGrants(t *testing.T) {
 	ctx := context.Background()
 	n.deployPublisher(t, "shop", []string{"orders", "audit.*"})
 	rec := newRecorder(t)
-	n.deployRecorder(t, rec, "notified", client.Config{Async: &client.AsyncPatch{OnSuccess: ptr2("topic:done")}})
+	n.deployRecorder(t, rec, "notified", apitype.Config{Async: &apitype.AsyncPatch{OnSuccess: ptr2("topic:done")}})
 
 	for _, tc := range []struct {
 		topic  string
@@ -102,7 +103,7 @@ func TestPublishGrants(t *testing.T) {
 	}
 
 	// Grants are read at publish time: a PATCH counts at once.
-	if _, err := n.c.UpdateConfig(ctx, "shop", client.Config{Publish: &[]string{"payments"}}, 0); err != nil {
+	if _, err := n.c.UpdateConfig(ctx, "shop", apitype.Config{Publish: &[]string{"payments"}}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if got := n.publishAs(t, "shop", map[string]any{"topic": "payments", "id": "p1"}); got.Status != 202 {
@@ -204,11 +205,11 @@ func TestPublisherFilter(t *testing.T) {
 	rec := newRecorder(t)
 	n.deployPublisher(t, "shop", []string{"orders"})
 	n.deployPublisher(t, "mallory", []string{"orders"})
-	n.deployRecorder(t, rec, "billing", client.Config{Timeout: ptr2(30)})
-	n.deployRecorder(t, rec, "naive", client.Config{Timeout: ptr2(30)})
-	for _, s := range []client.Subscription{
-		{Topic: "orders", Function: "billing", Filter: client.Filter{Exact: map[string]string{events.PublisherAttribute: "function:shop"}}},
-		{Topic: "orders", Function: "naive", Filter: client.Filter{Exact: map[string]string{"source": "/shop"}}},
+	n.deployRecorder(t, rec, "billing", apitype.Config{Timeout: ptr2(30)})
+	n.deployRecorder(t, rec, "naive", apitype.Config{Timeout: ptr2(30)})
+	for _, s := range []apitype.Subscription{
+		{Topic: "orders", Function: "billing", Filter: apitype.Filter{Exact: map[string]string{events.PublisherAttribute: "function:shop"}}},
+		{Topic: "orders", Function: "naive", Filter: apitype.Filter{Exact: map[string]string{"source": "/shop"}}},
 	} {
 		if _, err := n.c.Subscribe(ctx, s); err != nil {
 			t.Fatal(err)
@@ -249,9 +250,9 @@ func TestTopicsAcrossNodes(t *testing.T) {
 	b := startNode(t, server.Config{RetryBase: fastRetry, NATSURL: a.NATSURL()})
 	ctx := context.Background()
 	rec := newRecorder(t)
-	a.deployRecorder(t, rec, "sink", client.Config{Timeout: ptr2(30)})
-	if _, err := a.c.Subscribe(ctx, client.Subscription{Topic: "orders", Function: "sink",
-		Filter: client.Filter{Exact: map[string]string{events.PublisherAttribute: "admin"}}}); err != nil {
+	a.deployRecorder(t, rec, "sink", apitype.Config{Timeout: ptr2(30)})
+	if _, err := a.c.Subscribe(ctx, apitype.Subscription{Topic: "orders", Function: "sink",
+		Filter: apitype.Filter{Exact: map[string]string{events.PublisherAttribute: "admin"}}}); err != nil {
 		t.Fatal(err)
 	}
 	const each = 10

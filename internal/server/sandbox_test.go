@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/server"
@@ -67,10 +68,10 @@ func startSandboxNode(t *testing.T) sandboxNode {
 	}
 	dir := t.TempDir()
 	n := sandboxNode{startNode(t, server.Config{DataDir: dir}), dir}
-	n.deploy(t, writeFiles(t, map[string]string{"index.js": hostile}), client.Config{Name: "hostile",
+	n.deploy(t, writeFiles(t, map[string]string{"index.js": hostile}), apitype.Config{Name: "hostile",
 		Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Timeout: ptr2(20), MemoryMB: ptr2(1024)})
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": "exports.handler = async (e) => ({echo: e});"}),
-		client.Config{Name: "canary", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})
+		apitype.Config{Name: "canary", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler")})
 	return n
 }
 
@@ -235,9 +236,9 @@ exports.handler = async () => {
 func TestHostNetworkInstancesCannotReachEachOthersRuntimeAPI(t *testing.T) {
 	n := startSandboxNode(t)
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": "exports.handler = async () => 'victim';"}),
-		client.Config{Name: "victim", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Network: ptr2("host")})
+		apitype.Config{Name: "victim", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Network: ptr2("host")})
 	n.deploy(t, writeFiles(t, map[string]string{"index.js": portScanner}),
-		client.Config{Name: "scanner", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Network: ptr2("host"), Timeout: ptr2(30)})
+		apitype.Config{Name: "scanner", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Network: ptr2("host"), Timeout: ptr2(30)})
 	// The victim's instance is warm, its runtime waiting for work.
 	if res, err := n.c.Invoke(context.Background(), "victim", nil, client.InvokeOptions{}); err != nil || res.FunctionError != "" {
 		t.Fatalf("victim: %v %s", err, res.Payload)

@@ -13,6 +13,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/nodestats"
 	"github.com/wisp-dev/wisp/internal/server"
@@ -58,7 +59,7 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 func TestBurstWithinConcurrency(t *testing.T) {
 	needTool(t, "node")
 	n := startNode(t, server.Config{})
-	n.deploy(t, writeFiles(t, map[string]string{"index.js": pidHandler}), client.Config{Name: "burst",
+	n.deploy(t, writeFiles(t, map[string]string{"index.js": pidHandler}), apitype.Config{Name: "burst",
 		Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Concurrency: ptr2(20), Timeout: ptr2(10)})
 	var (
 		mu   sync.Mutex
@@ -139,7 +140,7 @@ func TestBurstWithinConcurrency(t *testing.T) {
 func TestThrottledFunction(t *testing.T) {
 	needTool(t, "node")
 	n := startNode(t, server.Config{})
-	n.deploy(t, writeFiles(t, map[string]string{"index.js": pidHandler}), client.Config{Name: "off",
+	n.deploy(t, writeFiles(t, map[string]string{"index.js": pidHandler}), apitype.Config{Name: "off",
 		Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Concurrency: ptr2(0), URLAuth: ptr2("none")})
 	_, err := n.c.Invoke(context.Background(), "off", nil, client.InvokeOptions{})
 	var e *client.Error
@@ -172,7 +173,7 @@ func TestThrottledFunction(t *testing.T) {
 func TestScaleToZero(t *testing.T) {
 	needTool(t, "node")
 	n := startNode(t, server.Config{})
-	n.deploy(t, writeFiles(t, map[string]string{"index.js": pidHandler}), client.Config{Name: "nap",
+	n.deploy(t, writeFiles(t, map[string]string{"index.js": pidHandler}), apitype.Config{Name: "nap",
 		Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), KeepWarm: ptr2(1)})
 	first := invokeID(t, n, "nap")
 	if idle, _ := n.instances("nap"); idle != 1 {
@@ -224,7 +225,7 @@ func alive(stream string) bool {
 func TestMinInstances(t *testing.T) {
 	needTool(t, "node")
 	n := startNode(t, server.Config{})
-	n.deploy(t, writeFiles(t, map[string]string{"index.js": pidHandler}), client.Config{Name: "warm",
+	n.deploy(t, writeFiles(t, map[string]string{"index.js": pidHandler}), apitype.Config{Name: "warm",
 		Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), MinInstances: ptr2(2)})
 	waitUntil(t, 5*time.Second, "two warm instances", func() bool { idle, _ := n.instances("warm"); return idle == 2 })
 	// One dies after answering: the pool notices and starts another to
@@ -254,7 +255,7 @@ func TestUpdateDrains(t *testing.T) {
 	needTool(t, "node")
 	n := startNode(t, server.Config{})
 	ctx := context.Background()
-	n.deploy(t, writeFiles(t, map[string]string{"index.js": pidHandler}), client.Config{Name: "up",
+	n.deploy(t, writeFiles(t, map[string]string{"index.js": pidHandler}), apitype.Config{Name: "up",
 		Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Env: map[string]string{"V": "old"}})
 	old := invokeID(t, n, "up")
 	inflight := make(chan pidAnswer)
@@ -270,7 +271,7 @@ func TestUpdateDrains(t *testing.T) {
 		inflight <- a
 	}()
 	time.Sleep(100 * time.Millisecond)
-	if _, err := n.c.UpdateConfig(ctx, "up", client.Config{Env: map[string]string{"V": "new"}}, 0); err != nil {
+	if _, err := n.c.UpdateConfig(ctx, "up", apitype.Config{Env: map[string]string{"V": "new"}}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if a := invokeID(t, n, "up"); a.V != "new" {
@@ -297,7 +298,7 @@ func TestShutdownStopsInstances(t *testing.T) {
 	if err := client.Pack(writeFiles(t, map[string]string{"index.js": pidHandler}), &buf); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.c.CreateFunction(context.Background(), client.Config{Name: "bye", Runtime: ptr2("nodejs"),
+	if _, err := n.c.CreateFunction(context.Background(), apitype.Config{Name: "bye", Runtime: ptr2("nodejs"),
 		Handler: ptr2("index.handler"), MinInstances: ptr2(1)}, &buf, int64(buf.Len()), nil); err != nil {
 		t.Fatal(err)
 	}

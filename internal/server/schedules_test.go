@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/server"
 )
 
@@ -38,8 +38,8 @@ func TestSchedules(t *testing.T) {
 	clock := newClock()
 	n := startNode(t, server.Config{RetryBase: fastRetry, Now: clock.Now})
 	rec := newRecorder(t)
-	n.deployRecorder(t, rec, "ticker", client.Config{Schedules: &[]client.Schedule{{Name: "five", Expression: "rate(5 minutes)"}}})
-	n.deployRecorder(t, rec, "catcher", client.Config{Schedules: &[]client.Schedule{{Expression: "*/5 * * * *", Timezone: "Asia/Kolkata", CatchUp: true}}})
+	n.deployRecorder(t, rec, "ticker", apitype.Config{Schedules: &[]apitype.Schedule{{Name: "five", Expression: "rate(5 minutes)"}}})
+	n.deployRecorder(t, rec, "catcher", apitype.Config{Schedules: &[]apitype.Schedule{{Expression: "*/5 * * * *", Timezone: "Asia/Kolkata", CatchUp: true}}})
 	ctx := context.Background()
 	check := func() {
 		t.Helper()
@@ -98,7 +98,7 @@ func TestScheduleTicksOnceAcrossNodes(t *testing.T) {
 	a := startNode(t, server.Config{RetryBase: fastRetry, Now: clock.Now, NATSListen: "127.0.0.1:0"})
 	b := startNode(t, server.Config{RetryBase: fastRetry, Now: clock.Now, NATSURL: a.NATSURL()})
 	rec := newRecorder(t)
-	a.deployRecorder(t, rec, "tick", client.Config{Schedules: &[]client.Schedule{{Expression: "rate(1 minute)"}}})
+	a.deployRecorder(t, rec, "tick", apitype.Config{Schedules: &[]apitype.Schedule{{Expression: "rate(1 minute)"}}})
 	waitUntil(t, 5*time.Second, "node b sees the function", func() bool { return len(b.Registry().Functions()) == 1 })
 	ctx := context.Background()
 	checkBoth := func() {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/nodestats"
 	"github.com/wisp-dev/wisp/internal/server"
@@ -84,7 +85,7 @@ func TestSmallFullDisk(t *testing.T) {
 	dir := smallDisk(t, 256)
 	n := startNode(t, server.Config{DataDir: dir})
 	ctx := context.Background()
-	n.deploy(t, helloGo(t), client.Config{Name: "hello", Runtime: ptr("provided")})
+	n.deploy(t, helloGo(t), apitype.Config{Name: "hello", Runtime: ptr("provided")})
 	if _, err := n.c.Invoke(ctx, "hello", []byte(`{"name":"a"}`), client.InvokeOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -98,13 +99,13 @@ func TestSmallFullDisk(t *testing.T) {
 		t.Errorf("/healthz on a full disk: %q", body)
 	}
 
-	_, err := deployErr(t, n, helloGo(t), client.Config{Name: "other", Runtime: ptr("provided")})
+	_, err := deployErr(t, n, helloGo(t), apitype.Config{Name: "other", Runtime: ptr("provided")})
 	wantStatus(t, "deploy on a full disk", err, http.StatusInsufficientStorage)
 	var ce *client.Error
 	if errors.As(err, &ce) && (ce.Type != "StorageFullException" || !strings.Contains(ce.Message, "disk is full")) {
 		t.Errorf("deploy on a full disk: %+v", ce)
 	}
-	_, err = n.c.UpdateConfig(ctx, "hello", client.Config{Description: ptr("changed")}, 0)
+	_, err = n.c.UpdateConfig(ctx, "hello", apitype.Config{Description: ptr("changed")}, 0)
 	wantStatus(t, "update on a full disk", err, http.StatusInsufficientStorage)
 	_, err = n.c.PublishEvent(ctx, "orders", []byte(`{"a":1}`), client.PublishOptions{})
 	wantStatus(t, "publish on a full disk", err, http.StatusInsufficientStorage)
@@ -151,8 +152,8 @@ func TestSmallFullDisk(t *testing.T) {
 		status, _ := healthz(t, n)
 		return status == http.StatusOK
 	})
-	n.deploy(t, helloGo(t), client.Config{Name: "other", Runtime: ptr("provided")})
-	if _, err := n.c.UpdateConfig(ctx, "hello", client.Config{Description: ptr("changed")}, 0); err != nil {
+	n.deploy(t, helloGo(t), apitype.Config{Name: "other", Runtime: ptr("provided")})
+	if _, err := n.c.UpdateConfig(ctx, "hello", apitype.Config{Description: ptr("changed")}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := n.c.PublishEvent(ctx, "orders", []byte(`{"a":1}`), client.PublishOptions{}); err != nil {
@@ -197,7 +198,7 @@ func exhaustDescriptors(t *testing.T) func() {
 func TestRecoversAfterDescriptorsRunOut(t *testing.T) {
 	n := startNode(t, server.Config{})
 	ctx := context.Background()
-	n.deploy(t, helloGo(t), client.Config{Name: "hello", Runtime: ptr("provided")})
+	n.deploy(t, helloGo(t), apitype.Config{Name: "hello", Runtime: ptr("provided")})
 	if _, err := n.c.Invoke(ctx, "hello", []byte(`{"name":"a"}`), client.InvokeOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +214,7 @@ func TestRecoversAfterDescriptorsRunOut(t *testing.T) {
 	})
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := n.c.UpdateConfig(wctx, "hello", client.Config{Description: ptr("after")}, 0); err != nil {
+	if _, err := n.c.UpdateConfig(wctx, "hello", apitype.Config{Description: ptr("after")}, 0); err != nil {
 		t.Fatalf("a write after the descriptors came back: %v", err)
 	}
 	if _, err := n.c.PublishEvent(wctx, "orders", []byte(`{"a":1}`), client.PublishOptions{}); err != nil {

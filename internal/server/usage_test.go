@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/events/cloudevent"
 	"github.com/wisp-dev/wisp/internal/meter"
@@ -31,7 +32,7 @@ type report struct {
 func reports(t *testing.T, n funcNode, fn string) []report {
 	t.Helper()
 	var out []report
-	err := n.c.Logs(context.Background(), fn, client.LogsOptions{}, func(l client.LogRecord) error {
+	err := n.c.Logs(context.Background(), fn, client.LogsOptions{}, func(l apitype.LogRecord) error {
 		m := reportRE.FindStringSubmatch(l.Message)
 		if m == nil {
 			return nil
@@ -55,7 +56,7 @@ func TestUsageMatchesReports(t *testing.T) {
 	needTool(t, "node")
 	n := startNode(t, server.Config{RetryBase: fastRetry})
 	rec := newRecorder(t)
-	n.deployRecorder(t, rec, "metered", client.Config{MemoryMB: ptr2(256)})
+	n.deployRecorder(t, rec, "metered", apitype.Config{MemoryMB: ptr2(256)})
 	ctx := context.Background()
 	from := time.Now().Add(-time.Minute)
 	for i := range 5 {
@@ -148,7 +149,7 @@ func TestUsageSurvivesRestart(t *testing.T) {
 	prices := &meter.Prices{PerRequest: 0.001, PerGBSecond: 0.5}
 	n := startNode(t, server.Config{DataDir: dir, Prices: prices})
 	rec := newRecorder(t)
-	n.deployRecorder(t, rec, "kept", client.Config{})
+	n.deployRecorder(t, rec, "kept", apitype.Config{})
 	ctx := context.Background()
 	for range 4 {
 		if _, err := n.c.Invoke(ctx, "kept", []byte(`{}`), client.InvokeOptions{}); err != nil {
@@ -202,18 +203,18 @@ func TestQuota(t *testing.T) {
 	const max = 5
 	// Version 1 is published before the quota is set: the quota is the
 	// function's, whatever version runs.
-	n.deployRecorder(t, rec, "capped", client.Config{})
+	n.deployRecorder(t, rec, "capped", apitype.Config{})
 	if _, _, err := n.c.PublishVersion(context.Background(), "capped", "", 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.c.UpdateConfig(context.Background(), "capped", client.Config{Quota: &client.Quota{Period: registry.PeriodHour, MaxInvocations: max}}, 0); err != nil {
+	if _, err := n.c.UpdateConfig(context.Background(), "capped", apitype.Config{Quota: &apitype.Quota{Period: registry.PeriodHour, MaxInvocations: max}}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.c.Subscribe(context.Background(), client.Subscription{Topic: meter.CapTopic, Function: "alerts"}); err == nil {
+	if _, err := n.c.Subscribe(context.Background(), apitype.Subscription{Topic: meter.CapTopic, Function: "alerts"}); err == nil {
 		t.Fatal("subscribed a function that does not exist")
 	}
-	n.deployRecorder(t, rec, "alerts", client.Config{})
-	if _, err := n.c.Subscribe(context.Background(), client.Subscription{Topic: meter.CapTopic, Function: "alerts"}); err != nil {
+	n.deployRecorder(t, rec, "alerts", apitype.Config{})
+	if _, err := n.c.Subscribe(context.Background(), apitype.Subscription{Topic: meter.CapTopic, Function: "alerts"}); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
@@ -301,7 +302,7 @@ func TestQuotaUnderConcurrency(t *testing.T) {
 	needTool(t, "node")
 	n := startNode(t, server.Config{RetryBase: fastRetry})
 	rec := newRecorder(t)
-	n.deployRecorder(t, rec, "busy", client.Config{Concurrency: ptr2(0), Quota: &client.Quota{Period: registry.PeriodDay, MaxInvocations: 5}})
+	n.deployRecorder(t, rec, "busy", apitype.Config{Concurrency: ptr2(0), Quota: &apitype.Quota{Period: registry.PeriodDay, MaxInvocations: 5}})
 	ctx := context.Background()
 	call := func(calls int) (ran, capped int) {
 		var mu sync.Mutex
@@ -328,7 +329,7 @@ func TestQuotaUnderConcurrency(t *testing.T) {
 	if ran, capped := call(20); ran != 0 || capped != 0 {
 		t.Fatalf("throttled: %d ran, %d capped", ran, capped)
 	}
-	if _, err := n.c.UpdateConfig(ctx, "busy", client.Config{ClearConcurrency: true}, 0); err != nil {
+	if _, err := n.c.UpdateConfig(ctx, "busy", apitype.Config{ClearConcurrency: true}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if ran, capped := call(40); ran != 5 || capped != 35 {
@@ -345,7 +346,7 @@ func TestQuotaFailsEvents(t *testing.T) {
 	needTool(t, "node")
 	n := startNode(t, server.Config{RetryBase: fastRetry})
 	rec := newRecorder(t)
-	n.deployRecorder(t, rec, "strict", client.Config{Quota: &client.Quota{Period: registry.PeriodDay, MaxInvocations: 1, Async: registry.QuotaFail}})
+	n.deployRecorder(t, rec, "strict", apitype.Config{Quota: &apitype.Quota{Period: registry.PeriodDay, MaxInvocations: 1, Async: registry.QuotaFail}})
 	ctx := context.Background()
 	if _, err := n.c.Invoke(ctx, "strict", []byte(`{}`), client.InvokeOptions{}); err != nil {
 		t.Fatal(err)
@@ -368,8 +369,8 @@ func TestNodeQuota(t *testing.T) {
 	needTool(t, "node")
 	n := startNode(t, server.Config{RetryBase: fastRetry, Quota: &registry.Quota{Period: registry.PeriodMonth, MaxInvocations: 4}})
 	rec := newRecorder(t)
-	n.deployRecorder(t, rec, "one", client.Config{})
-	n.deployRecorder(t, rec, "two", client.Config{})
+	n.deployRecorder(t, rec, "one", apitype.Config{})
+	n.deployRecorder(t, rec, "two", apitype.Config{})
 	ctx := context.Background()
 	for _, fn := range []string{"one", "two", "one", "two"} {
 		if _, err := n.c.Invoke(ctx, fn, []byte(`{}`), client.InvokeOptions{}); err != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
 	"github.com/wisp-dev/wisp/internal/server"
 )
@@ -29,7 +30,7 @@ func TestWasmFunctions(t *testing.T) {
 	}
 	n := startNode(t, server.Config{})
 	ctx := context.Background()
-	n.deploy(t, dir, client.Config{Name: "wat", Runtime: ptr2("wasm"), Handler: ptr2("main.wasm"), URLAuth: ptr2("none")})
+	n.deploy(t, dir, apitype.Config{Name: "wat", Runtime: ptr2("wasm"), Handler: ptr2("main.wasm"), URLAuth: ptr2("none")})
 	for range 3 { // each call a fresh instance of the compiled module
 		res, err := n.c.Invoke(ctx, "wat", []byte(`{"name":"wisp"}`), client.InvokeOptions{Tail: true})
 		if err != nil || res.FunctionError != "" || string(res.Payload) != `{"greeting":"hello from wat"}` {
@@ -45,7 +46,7 @@ func TestWasmFunctions(t *testing.T) {
 	}
 
 	// reuse is a wasm setting: other runtimes refuse it.
-	_, err = deployErr(t, n, dir, client.Config{Name: "reuse-node", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Reuse: ptr2(true)})
+	_, err = deployErr(t, n, dir, apitype.Config{Name: "reuse-node", Runtime: ptr2("nodejs"), Handler: ptr2("index.handler"), Reuse: ptr2(true)})
 	var ve *client.Error
 	if !errors.As(err, &ve) || ve.Type != "InvalidParameterValueException" {
 		t.Errorf("reuse on nodejs: %v", err)
@@ -64,7 +65,7 @@ func TestWasmFunctions(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := writeFiles(t, tc.files)
-			_, err := deployErr(t, n, d, client.Config{Name: "bad-wasm", Runtime: ptr2("wasm"), Handler: ptr2(tc.handler)})
+			_, err := deployErr(t, n, d, apitype.Config{Name: "bad-wasm", Runtime: ptr2("wasm"), Handler: ptr2(tc.handler)})
 			var e *client.Error
 			if !errors.As(err, &e) || e.Status != http.StatusBadRequest || e.Type != "InvalidCodeException" {
 				t.Fatalf("deploy: %v", err)

@@ -22,6 +22,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/wisp-dev/wisp/internal/store"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wisp-dev/wisp/apitype"
@@ -130,6 +132,10 @@ type storedKey struct {
 	Sealed      []byte    `json:"sealed_secret"`
 }
 
+// watchLoadTimeout bounds how long opening waits for the watch of the
+// bucket to catch up, as the registry's does.
+const watchLoadTimeout = 30 * time.Second
+
 // OpenKeys opens (creating if need be) the key file and the keys bucket, and
 // starts watching the bucket. Close stops the watch.
 func OpenKeys(ctx context.Context, js jetstream.JetStream, cfg KeysConfig) (*Keys, error) {
@@ -167,15 +173,30 @@ func OpenKeys(ctx context.Context, js jetstream.JetStream, cfg KeysConfig) (*Key
 		cache: map[string]cachedSecret{}, watchDone: make(chan struct{})}
 
 	// The watch outlives ctx, which only bounds opening; Close ends it.
+	// Nothing is cached until it has caught up, which opening waits for.
 	watchCtx, stop := context.WithCancel(context.Background())
-	w, err := kv.WatchAll(watchCtx, jetstream.UpdatesOnly(), jetstream.MetaOnly())
-	if err != nil {
-		stop()
-		return nil, fmt.Errorf("auth: watch %s: %w", KeysBucket, err)
+	k.stopWatch = stop
+	ready := make(chan struct{})
+	var once sync.Once
+	caughtUp := func() {
+		k.caughtUp()
+		once.Do(func() { close(ready) })
 	}
-	k.stopWatch, k.watching = stop, true
-	go k.watch(watchCtx, w)
-	return k, nil
+	go func() {
+		defer close(k.watchDone)
+		store.FollowWatch(watchCtx, kv, store.Watch{Apply: k.changed, CaughtUp: caughtUp, Lost: k.lost}, k.log)
+		k.stopCaching()
+	}()
+	select {
+	case <-ready:
+		return k, nil
+	case <-ctx.Done():
+		k.Close() //nolint:errcheck // it only stops the watch
+		return nil, fmt.Errorf("auth: watch %s: %w", KeysBucket, ctx.Err())
+	case <-time.After(watchLoadTimeout):
+		k.Close() //nolint:errcheck // as above
+		return nil, fmt.Errorf("auth: the watch of %s did not catch up within %v", KeysBucket, watchLoadTimeout)
+	}
 }
 
 // Close stops the watch. Secret, Create, List and Delete keep working,
@@ -186,40 +207,36 @@ func (k *Keys) Close() error {
 	return nil
 }
 
-// watch drops the cached secret of each key that changes, until ctx ends or
-// the watch closes (the NATS connection closed); then it stops the caching.
-func (k *Keys) watch(ctx context.Context, w jetstream.KeyWatcher) {
-	defer close(k.watchDone)
-	defer func() {
-		k.mu.Lock()
-		k.watching = false
-		k.gen++
-		clear(k.cache)
-		k.mu.Unlock()
-		if err := w.Stop(); err != nil && ctx.Err() == nil {
-			k.log.Debug("access keys: stopping the watch", "err", err)
-		}
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				if ctx.Err() == nil {
-					k.log.Warn("access keys: the bucket watch ended; secrets are no longer cached")
-				}
-				return
-			}
-			if e == nil {
-				continue
-			}
-			k.mu.Lock()
-			k.gen++
-			delete(k.cache, e.Key())
-			k.mu.Unlock()
-		}
-	}
+// changed drops the cached secret of a key that changed.
+func (k *Keys) changed(e jetstream.KeyValueEntry) {
+	k.mu.Lock()
+	k.gen++
+	delete(k.cache, e.Key())
+	k.mu.Unlock()
+}
+
+// caughtUp starts the caching: the watch sees every change from now on.
+func (k *Keys) caughtUp() {
+	k.mu.Lock()
+	k.watching = true
+	k.mu.Unlock()
+}
+
+// lost stops the caching while the watch is down: a key deleted meanwhile
+// must not stay usable from the cache.
+func (k *Keys) lost() {
+	k.log.Warn("access keys: the bucket watch ended; secrets are not cached until it is back")
+	k.stopCaching()
+}
+
+// stopCaching drops the cached secrets and caches none until the watch
+// has caught up again.
+func (k *Keys) stopCaching() {
+	k.mu.Lock()
+	k.watching = false
+	k.gen++
+	clear(k.cache)
+	k.mu.Unlock()
 }
 
 // Create makes a new key pair. Its answer is the only place the secret is

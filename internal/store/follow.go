@@ -23,8 +23,28 @@ func Follow(ctx context.Context, kv jetstream.KeyValue, apply func(jetstream.Key
 	var once sync.Once
 	caughtUp := func() { once.Do(func() { close(ready) }) }
 	defer caughtUp()
+	FollowWatch(ctx, kv, Watch{Apply: apply, CaughtUp: caughtUp}, log)
+}
+
+// Watch is what FollowWatch tells of a bucket.
+type Watch struct {
+	// Apply gets every entry, as Follow's apply.
+	Apply func(jetstream.KeyValueEntry)
+	// CaughtUp, if set, is called each time a watch has replayed what
+	// the bucket held: the first time, and after every watch started
+	// again.
+	CaughtUp func()
+	// Lost, if set, is called when a watch ends before ctx does, before
+	// the bucket is watched again: until the next CaughtUp, what Apply
+	// built may miss changes.
+	Lost func()
+}
+
+// FollowWatch is Follow for a follower that must know when its copy may
+// be behind (a cache that must not serve what may have been deleted).
+func FollowWatch(ctx context.Context, kv jetstream.KeyValue, w Watch, log *slog.Logger) {
 	for ctx.Err() == nil {
-		w, err := kv.WatchAll(ctx)
+		kw, err := kv.WatchAll(ctx)
 		if err != nil {
 			log.Warn("store: watching a bucket; trying again", "bucket", kv.Bucket(), "err", err)
 			select {
@@ -33,14 +53,19 @@ func Follow(ctx context.Context, kv jetstream.KeyValue, apply func(jetstream.Key
 			}
 			continue
 		}
-		for entry := range w.Updates() {
+		for entry := range kw.Updates() {
 			if entry == nil {
-				caughtUp()
+				if w.CaughtUp != nil {
+					w.CaughtUp()
+				}
 				continue
 			}
-			apply(entry)
+			w.Apply(entry)
 		}
-		w.Stop() //nolint:errcheck // it ended
+		kw.Stop() //nolint:errcheck // it ended
+		if ctx.Err() == nil && w.Lost != nil {
+			w.Lost()
+		}
 	}
 }
 

@@ -167,18 +167,10 @@ func configFromFlags(flags *pflag.FlagSet, f *deployFlags) (cfg apitype.Config, 
 		}
 		return false
 	}
-	if set("runtime") {
-		cfg.Runtime = &f.runtime
-	}
-	if set("handler") {
-		cfg.Handler = &f.handler
-	}
-	if set("memory") {
-		cfg.MemoryMB = &f.memory
-	}
-	if set("timeout") {
-		cfg.Timeout = &f.timeout
-	}
+	cfg.Runtime = ifSet(set("runtime"), &f.runtime)
+	cfg.Handler = ifSet(set("handler"), &f.handler)
+	cfg.MemoryMB = ifSet(set("memory"), &f.memory)
+	cfg.Timeout = ifSet(set("timeout"), &f.timeout)
 	if set("env") {
 		cfg.Env = make(map[string]string, len(f.env))
 		for _, kv := range f.env {
@@ -189,18 +181,10 @@ func configFromFlags(flags *pflag.FlagSet, f *deployFlags) (cfg apitype.Config, 
 			cfg.Env[k] = v
 		}
 	}
-	if set("description") {
-		cfg.Description = &f.description
-	}
-	if set("url-auth") {
-		cfg.URLAuth = &f.urlAuth
-	}
-	if set("network") {
-		cfg.Network = &f.network
-	}
-	if set("reuse") {
-		cfg.Reuse = &f.reuse
-	}
+	cfg.Description = ifSet(set("description"), &f.description)
+	cfg.URLAuth = ifSet(set("url-auth"), &f.urlAuth)
+	cfg.Network = ifSet(set("network"), &f.network)
+	cfg.Reuse = ifSet(set("reuse"), &f.reuse)
 	if set("concurrency") {
 		if f.concurrency < 0 {
 			cfg.ClearConcurrency = true
@@ -208,9 +192,7 @@ func configFromFlags(flags *pflag.FlagSet, f *deployFlags) (cfg apitype.Config, 
 			cfg.Concurrency = &f.concurrency
 		}
 	}
-	if set("min-instances") {
-		cfg.MinInstances = &f.minInstances
-	}
+	cfg.MinInstances = ifSet(set("min-instances"), &f.minInstances)
 	if set("keep-warm") {
 		if f.keepWarm < time.Second && f.keepWarm != 0 {
 			return apitype.Config{}, false, usageErrorf("--keep-warm %s is under a second", f.keepWarm)
@@ -231,9 +213,7 @@ func configFromFlags(flags *pflag.FlagSet, f *deployFlags) (cfg apitype.Config, 
 		return apitype.Config{}, false, usageErrorf("--timezone and --catch-up apply to the --schedule expressions given with them")
 	}
 	var async apitype.AsyncPatch
-	if set("retries") {
-		async.Retries = &f.retries
-	}
+	async.Retries = ifSet(set("retries"), &f.retries)
 	if set("max-event-age") {
 		if f.maxEventAge%time.Second != 0 {
 			return apitype.Config{}, false, usageErrorf("--max-event-age %s is not whole seconds", f.maxEventAge)
@@ -241,21 +221,11 @@ func configFromFlags(flags *pflag.FlagSet, f *deployFlags) (cfg apitype.Config, 
 		s := int(f.maxEventAge / time.Second)
 		async.MaxEventAge = &s
 	}
-	if set("on-success") {
-		async.OnSuccess = &f.onSuccess
-	}
-	if set("on-failure") {
-		async.OnFailure = &f.onFailure
-	}
-	if set("dead-letter") {
-		async.DeadLetter = &f.deadLetter
-	}
-	if set("max-queued-events") {
-		async.MaxQueuedEvents = &f.maxQueuedEvents
-	}
-	if set("max-queued-bytes") {
-		async.MaxQueuedBytes = &f.maxQueuedBytes
-	}
+	async.OnSuccess = ifSet(set("on-success"), &f.onSuccess)
+	async.OnFailure = ifSet(set("on-failure"), &f.onFailure)
+	async.DeadLetter = ifSet(set("dead-letter"), &f.deadLetter)
+	async.MaxQueuedEvents = ifSet(set("max-queued-events"), &f.maxQueuedEvents)
+	async.MaxQueuedBytes = ifSet(set("max-queued-bytes"), &f.maxQueuedBytes)
 	if set("publish") {
 		grants := []string{}
 		for _, g := range f.publish {
@@ -448,4 +418,13 @@ func pack(dir, tmp string) (*os.File, int64, error) {
 		return nil, 0, err
 	}
 	return f, fi.Size(), nil
+}
+
+// ifSet is v when its flag was set, else nil: a field the update leaves
+// as it is.
+func ifSet[T any](set bool, v *T) *T {
+	if set {
+		return v
+	}
+	return nil
 }

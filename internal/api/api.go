@@ -57,6 +57,9 @@ type Config struct {
 	Events Events
 	// Usage serves /v1/usage; nil answers it 501.
 	Usage Usage
+	// Stats serves GET /v1/stats: each function's activity on this node
+	// since it started, as its metrics count it; nil answers it 501.
+	Stats func() ([]apitype.FunctionStats, error)
 	// Writable, if set, says whether the state store takes writes now;
 	// a call that would write is refused up front when it does not
 	// (507 on a full disk), so that nothing is changed half way.
@@ -74,6 +77,7 @@ type api struct {
 	logs   *telemetry.Logs
 	events Events
 	usage  Usage
+	stats  func() ([]apitype.FunctionStats, error)
 	log    *slog.Logger
 	now    func() time.Time
 	// token and fnTokens authorize the calls functions may make too.
@@ -100,7 +104,7 @@ func (a *api) checkCode(ctx context.Context, runtime, handler string, code *regi
 func New(cfg Config) http.Handler {
 	a := &api{check: cfg.CheckCode, reg: cfg.Registry, stage: cfg.StageDir, insecure: cfg.InsecureNoSandbox,
 		limits: cfg.Limits.WithDefaults(), keys: cfg.Keys, logs: cfg.Logs, log: cfg.Logger,
-		events: cfg.Events, usage: cfg.Usage, now: cfg.Now, token: cfg.AdminToken, fnTokens: cfg.FunctionTokens,
+		events: cfg.Events, usage: cfg.Usage, stats: cfg.Stats, now: cfg.Now, token: cfg.AdminToken, fnTokens: cfg.FunctionTokens,
 		writable: cfg.Writable}
 	if a.now == nil {
 		a.now = time.Now
@@ -136,6 +140,7 @@ func New(cfg Config) http.Handler {
 		{"GET /v1/schedules", a.listSchedules},
 		{"GET /v1/usage", a.getUsage},
 		{"GET /v1/usage/records", a.usageRecords},
+		{"GET /v1/stats", a.getStats},
 	}
 	for _, rt := range routes {
 		mux.Handle(rt.pattern, a.handle(rt.h))

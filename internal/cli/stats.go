@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
-	"github.com/wisp-dev/wisp/internal/nodestats"
 )
 
 func newStatsCmd(g *globals) *cobra.Command {
@@ -18,7 +18,7 @@ func newStatsCmd(g *globals) *cobra.Command {
 		Short: "Show how functions are running on a node",
 		Long: `Show each function's invocations on the node since it started, summed over
 its versions, and its instances now. These are the node's own metrics (GET
-/metrics, for Prometheus too): in a cluster, each node counts its own.
+/v1/stats; GET /metrics for Prometheus): in a cluster, each node counts its own.
 
 ERRORS counts the invocations that did not succeed: function errors, timeouts
 and throttles. P50 and P99 are the median and 99th percentile duration,
@@ -29,10 +29,10 @@ INSTANCES is idle/busy; QUEUE is the callers waiting for an instance.`,
 		Args: wantArgs(0, 1),
 	}
 	out := addOutputFlag(cmd, "table", "json")
-	cmd.RunE = listRunE(g, out, fetchStats, table[nodestats.FunctionStats]{
+	cmd.RunE = listRunE(g, out, fetchStats, table[apitype.FunctionStats]{
 		header: []string{"FUNCTION", "INVOCATIONS", "ERRORS", "THROTTLES", "COLD STARTS",
 			"P50", "P99", "INSTANCES", "QUEUE"},
-		row: func(_ time.Time, s nodestats.FunctionStats) []string {
+		row: func(_ time.Time, s apitype.FunctionStats) []string {
 			return []string{
 				s.Function, strconv.FormatInt(s.Invocations, 10), strconv.FormatInt(s.Errors, 10),
 				strconv.FormatInt(s.Throttles, 10), strconv.FormatInt(s.ColdStarts, 10),
@@ -46,12 +46,11 @@ INSTANCES is idle/busy; QUEUE is the callers waiting for an instance.`,
 
 // fetchStats is each function's stats on the node, or those of the one
 // function args name.
-func fetchStats(ctx context.Context, c *client.Client, args []string) ([]nodestats.FunctionStats, error) {
-	mfs, err := nodestats.Metrics(ctx, c)
+func fetchStats(ctx context.Context, c *client.Client, args []string) ([]apitype.FunctionStats, error) {
+	stats, err := c.Stats(ctx)
 	if err != nil {
 		return nil, err
 	}
-	stats := nodestats.FromMetrics(mfs)
 	if len(args) == 1 {
 		name := args[0]
 		stats = filterStats(stats, name)
@@ -60,19 +59,19 @@ func fetchStats(ctx context.Context, c *client.Client, args []string) ([]nodesta
 			if _, err := c.GetFunction(ctx, name); err != nil {
 				return nil, err
 			}
-			stats = []nodestats.FunctionStats{{Function: name}}
+			stats = []apitype.FunctionStats{{Function: name}}
 		}
 	}
 	return stats, nil
 }
 
-func filterStats(stats []nodestats.FunctionStats, name string) []nodestats.FunctionStats {
+func filterStats(stats []apitype.FunctionStats, name string) []apitype.FunctionStats {
 	for _, s := range stats {
 		if s.Function == name {
-			return []nodestats.FunctionStats{s}
+			return []apitype.FunctionStats{s}
 		}
 	}
-	return []nodestats.FunctionStats{}
+	return []apitype.FunctionStats{}
 }
 
 // statsDuration is an estimated duration in milliseconds as a table shows

@@ -1,57 +1,29 @@
 package cli
 
 import (
-	"io"
 	"net/http"
 	"testing"
 )
 
-// metricsText is a node's /metrics (in part).
-const metricsText = `# TYPE wisp_cold_starts_total counter
-wisp_cold_starts_total{function="hello",version="1"} 2
-wisp_cold_starts_total{function="hello",version="2"} 1
-# TYPE wisp_instances gauge
-wisp_instances{function="hello",state="busy",version="1"} 1
-wisp_instances{function="hello",state="busy",version="2"} 2
-wisp_instances{function="hello",state="idle",version="1"} 1
-wisp_instances{function="hello",state="starting",version="2"} 1
-wisp_instances{function="quiet",state="idle",version="1"} 1
-# TYPE wisp_invocation_duration_seconds histogram
-wisp_invocation_duration_seconds_bucket{function="hello",le="0.01"} 2
-wisp_invocation_duration_seconds_bucket{function="hello",le="0.025"} 6
-wisp_invocation_duration_seconds_bucket{function="hello",le="0.05"} 8
-wisp_invocation_duration_seconds_bucket{function="hello",le="0.1"} 10
-wisp_invocation_duration_seconds_bucket{function="hello",le="+Inf"} 10
-wisp_invocation_duration_seconds_sum{function="hello"} 0.3
-wisp_invocation_duration_seconds_count{function="hello"} 10
-wisp_invocation_duration_seconds_bucket{function="slow",le="30"} 1
-wisp_invocation_duration_seconds_bucket{function="slow",le="120"} 2
-wisp_invocation_duration_seconds_bucket{function="slow",le="+Inf"} 2
-wisp_invocation_duration_seconds_sum{function="slow"} 100
-wisp_invocation_duration_seconds_count{function="slow"} 2
-# TYPE wisp_invocations_total counter
-wisp_invocations_total{function="hello",outcome="error",version="1"} 1
-wisp_invocations_total{function="hello",outcome="success",version="1"} 6
-wisp_invocations_total{function="hello",outcome="success",version="2"} 2
-wisp_invocations_total{function="hello",outcome="timeout",version="2"} 1
-wisp_invocations_total{function="slow",outcome="success",version="$LATEST"} 2
-# TYPE wisp_queue_depth gauge
-wisp_queue_depth{function="hello",version="2"} 4
-# TYPE wisp_throttles_total counter
-wisp_throttles_total{function="hello",reason="ReservedFunctionConcurrentInvocationLimitExceeded"} 3
-`
+// statsJSON is a node's answer to GET /v1/stats.
+const statsJSON = `{"functions": [
+  {"function": "hello", "invocations": 10, "errors": 2, "throttles": 3, "cold_starts": 3,
+   "p50_ms": 21.25, "p99_ms": 97.5, "idle": 1, "busy": 3, "starting": 1, "queued": 4},
+  {"function": "quiet", "invocations": 0, "errors": 0, "throttles": 0, "cold_starts": 0,
+   "p50_ms": null, "p99_ms": null, "idle": 1, "busy": 0, "starting": 0, "queued": 0},
+  {"function": "slow", "invocations": 2, "errors": 0, "throttles": 0, "cold_starts": 0,
+   "p50_ms": 30000, "p99_ms": 118200, "idle": 0, "busy": 0, "starting": 0, "queued": 0}
+]}`
 
-// metricsNode serves metricsText at /metrics, and answers GET
+// statsNode serves statsJSON at /v1/stats, and answers GET
 // /v1/functions/NAME for the functions in known.
-func metricsNode(t *testing.T, known ...string) []string {
+func statsNode(t *testing.T, known ...string) []string {
 	return fakeNode(t, func(w http.ResponseWriter, r *http.Request) {
 		if got := r.Header.Get("Authorization"); got != "Bearer tok" {
 			t.Errorf("Authorization = %q, want Bearer tok", got)
 		}
-		switch r.URL.Path {
-		case "/metrics":
-			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-			io.WriteString(w, metricsText)
+		if r.URL.Path == "/v1/stats" {
+			answer(w, 200, statsJSON)
 			return
 		}
 		for _, fn := range known {
@@ -138,7 +110,7 @@ func TestStats(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stdout, stderr, err := runCLI(t, metricsNode(t, tt.known...), append([]string{"stats"}, tt.args...)...)
+			stdout, stderr, err := runCLI(t, statsNode(t, tt.known...), append([]string{"stats"}, tt.args...)...)
 			if err != nil {
 				t.Fatalf("wisp stats: %v (stderr %q)", err, stderr)
 			}
@@ -158,7 +130,7 @@ func TestStatsErrors(t *testing.T) {
 	}{
 		{
 			name: "unknown function",
-			env:  func(t *testing.T) []string { return metricsNode(t) },
+			env:  func(t *testing.T) []string { return statsNode(t) },
 			args: []string{"nope"},
 			want: "wisp: function not found (ResourceNotFoundException)\n",
 		},

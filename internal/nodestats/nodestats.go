@@ -1,6 +1,7 @@
-// Package nodestats reads a node's /metrics (Prometheus' text format, as
-// the client fetches it) into each function's activity, as `wisp stats`
-// shows it. It lives outside the client so that the client imports nothing
+// Package nodestats sums a node's metrics into each function's activity,
+// as GET /v1/stats answers it and `wisp stats` shows it: from the node's
+// own registry, or from /metrics as a client fetches it (Prometheus' text
+// format). It lives outside the client so that the client imports nothing
 // of Prometheus.
 package nodestats
 
@@ -8,21 +9,29 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"slices"
 	"sort"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/wisp-dev/wisp/client"
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/telemetry"
 )
 
+// MetricsSource serves a node's /metrics in Prometheus' text format, as
+// *client.Client does.
+type MetricsSource interface {
+	Metrics(ctx context.Context) (io.ReadCloser, error)
+}
+
 // Metrics returns the node's metrics by family name. They are the node's
 // own, since it started: in a cluster, each node has its own.
-func Metrics(ctx context.Context, c *client.Client) (map[string]*dto.MetricFamily, error) {
+func Metrics(ctx context.Context, c MetricsSource) (map[string]*dto.MetricFamily, error) {
 	body, err := c.Metrics(ctx)
 	if err != nil {
 		return nil, err
@@ -36,37 +45,29 @@ func Metrics(ctx context.Context, c *client.Client) (map[string]*dto.MetricFamil
 	return mfs, nil
 }
 
-// FunctionStats is a function's activity on a node, summed over its
-// versions, as `wisp stats` shows it.
-type FunctionStats struct {
-	Function    string `json:"function"`
-	Invocations int64  `json:"invocations"`
-	// Errors counts the invocations that did not succeed: function errors,
-	// timeouts, throttles.
-	Errors     int64 `json:"errors"`
-	Throttles  int64 `json:"throttles"`
-	ColdStarts int64 `json:"cold_starts"`
-	// P50 and P99 are the median and 99th percentile of the invocations'
-	// durations in milliseconds (to the microsecond), estimated from the
-	// histogram's buckets (see HistogramQuantile); nil without invocations.
-	P50 *float64 `json:"p50_ms"`
-	P99 *float64 `json:"p99_ms"`
-	// The function's instances now, and the callers waiting for one.
-	Idle     int `json:"idle"`
-	Busy     int `json:"busy"`
-	Starting int `json:"starting"`
-	Queued   int `json:"queued"`
+// Gather sums the metrics g gathers (a node's telemetry.Metrics) as
+// FromMetrics does.
+func Gather(g prometheus.Gatherer) ([]apitype.FunctionStats, error) {
+	fams, err := g.Gather()
+	if err != nil {
+		return nil, fmt.Errorf("nodestats: gathering metrics: %w", err)
+	}
+	mfs := make(map[string]*dto.MetricFamily, len(fams))
+	for _, f := range fams {
+		mfs[f.GetName()] = f
+	}
+	return FromMetrics(mfs), nil
 }
 
 // FromMetrics sums a node's metrics (as Metrics returns them) by
 // function, and returns them sorted by function name.
-func FromMetrics(mfs map[string]*dto.MetricFamily) []FunctionStats {
-	byName := map[string]*FunctionStats{}
-	stats := func(m *dto.Metric) *FunctionStats {
+func FromMetrics(mfs map[string]*dto.MetricFamily) []apitype.FunctionStats {
+	byName := map[string]*apitype.FunctionStats{}
+	stats := func(m *dto.Metric) *apitype.FunctionStats {
 		fn := label(m, telemetry.LabelFunction)
 		s := byName[fn]
 		if s == nil {
-			s = &FunctionStats{Function: fn}
+			s = &apitype.FunctionStats{Function: fn}
 			byName[fn] = s
 		}
 		return s
@@ -125,11 +126,11 @@ func FromMetrics(mfs map[string]*dto.MetricFamily) []FunctionStats {
 		byName[fn].P99 = quantileMs(0.99, buckets)
 	}
 
-	out := make([]FunctionStats, 0, len(byName))
+	out := make([]apitype.FunctionStats, 0, len(byName))
 	for _, s := range byName {
 		out = append(out, *s)
 	}
-	slices.SortFunc(out, func(a, b FunctionStats) int { return cmp.Compare(a.Function, b.Function) })
+	slices.SortFunc(out, func(a, b apitype.FunctionStats) int { return cmp.Compare(a.Function, b.Function) })
 	return out
 }
 

@@ -8,8 +8,12 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/client"
@@ -115,7 +119,7 @@ func TestMetrics(t *testing.T) {
 	}
 
 	got := nodestats.FromMetrics(mfs)
-	want := []nodestats.FunctionStats{
+	want := []apitype.FunctionStats{
 		{
 			Function: "hello", Invocations: 10, Errors: 2, Throttles: 3, ColdStarts: 3,
 			P50: ms(21.25), P99: ms(97.5), Idle: 1, Busy: 3, Starting: 1, Queued: 4,
@@ -188,19 +192,40 @@ func TestMetricsFromANode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := nodestats.FromMetrics(mfs)
-	if len(got) != 1 {
-		t.Fatalf("got %d rows, want 1: %+v", len(got), got)
+	scraped := nodestats.FromMetrics(mfs)
+	// The node reads its own registry without the text format, whose
+	// histograms have no +Inf bucket: the stats are the same.
+	gathered, err := nodestats.Gather(m)
+	if err != nil {
+		t.Fatal(err)
 	}
-	s := got[0]
-	if s.Function != "hello" || s.Invocations != 4 || s.Errors != 1 || s.Throttles != 1 || s.ColdStarts != 1 ||
-		s.Idle != 1 || s.Busy != 2 || s.Queued != 1 {
-		t.Errorf("stats = %+v", s)
+	for name, got := range map[string][]apitype.FunctionStats{"scraped": scraped, "gathered": gathered} {
+		if len(got) != 1 {
+			t.Fatalf("%s: got %d rows, want 1: %+v", name, len(got), got)
+		}
+		s := got[0]
+		if s.Function != "hello" || s.Invocations != 4 || s.Errors != 1 || s.Throttles != 1 || s.ColdStarts != 1 ||
+			s.Idle != 1 || s.Busy != 2 || s.Queued != 1 {
+			t.Errorf("%s: stats = %+v", name, s)
+		}
+		// 3 of 4 in (25 ms, 50 ms], 1 in the first bucket: the median is
+		// 2/3 of the way through (25 ms, 50 ms], to the microsecond.
+		if want := 33.333; s.P50 == nil || *s.P50 != want {
+			t.Errorf("%s: p50 = %s ms, want %v", name, msString(s.P50), want)
+		}
+		if want := 49.667; s.P99 == nil || *s.P99 != want {
+			t.Errorf("%s: p99 = %s ms, want %v", name, msString(s.P99), want)
+		}
 	}
-	// 3 of 4 in (25 ms, 50 ms], 1 in the first bucket: the median is 2/3
-	// of the way through (25 ms, 50 ms], to the microsecond.
-	if want := 33.333; s.P50 == nil || *s.P50 != want {
-		t.Errorf("p50 = %s ms, want %v", msString(s.P50), want)
+}
+
+// A registry that cannot be gathered is an error, not empty stats.
+func TestGatherError(t *testing.T) {
+	_, err := nodestats.Gather(prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		return nil, errors.New("collector broke")
+	}))
+	if err == nil || !strings.Contains(err.Error(), "collector broke") {
+		t.Errorf("err = %v, want the gatherer's", err)
 	}
 }
 

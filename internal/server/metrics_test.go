@@ -42,11 +42,27 @@ func TestDeletedFunctionLeavesNoSeries(t *testing.T) {
 	if s := series("gone"); len(s) < 3 {
 		t.Fatalf("series of a function that ran: %v", s)
 	}
+	// GET /v1/stats sums the same series.
+	stats, err := n.c.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stats) != 2 || stats[0].Function != "gone" || stats[1].Function != "kept" {
+		t.Fatalf("stats: %+v, want gone and kept", stats)
+	}
+	for _, s := range stats {
+		if s.Invocations != 1 || s.Errors != 0 || s.ColdStarts != 1 || s.P50 == nil {
+			t.Errorf("stats of %s: %+v, want 1 invocation, a cold start and a duration", s.Function, s)
+		}
+	}
 	if err := n.c.DeleteFunction(ctx, "gone", 0); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 10*time.Second, "the deleted function's series are gone", func() bool { return len(series("gone")) == 0 })
 	if s := series("kept"); len(s) < 3 {
 		t.Errorf("series of the function kept: %v", s)
+	}
+	if stats, err := n.c.Stats(ctx); err != nil || len(stats) != 1 || stats[0].Function != "kept" {
+		t.Errorf("stats after the delete: %+v (%v), want kept's alone", stats, err)
 	}
 }

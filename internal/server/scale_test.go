@@ -108,7 +108,7 @@ func TestBurstWithinConcurrency(t *testing.T) {
 	// their caller: they count once they are idle, not as cold starts.
 	var (
 		mfs map[string]*dto.MetricFamily
-		got *nodestats.FunctionStats
+		got *apitype.FunctionStats
 	)
 	waitUntil(t, 5*time.Second, "no instance still starting", func() bool {
 		var err error

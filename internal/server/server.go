@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wisp-dev/wisp/apitype"
 	"github.com/wisp-dev/wisp/internal/api"
 	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/connlimit"
@@ -22,6 +23,7 @@ import (
 	"github.com/wisp-dev/wisp/internal/gateway"
 	"github.com/wisp-dev/wisp/internal/invoke"
 	"github.com/wisp-dev/wisp/internal/meter"
+	"github.com/wisp-dev/wisp/internal/nodestats"
 	"github.com/wisp-dev/wisp/internal/registry"
 	"github.com/wisp-dev/wisp/internal/runtime"
 	"github.com/wisp-dev/wisp/internal/runtime/wasm"
@@ -191,7 +193,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 	mux.Handle("/v1/", api.New(api.Config{Registry: n.reg, Logs: n.logs, Keys: n.keys, FunctionTokens: n.fnTokens,
 		AdminToken: n.token, StageDir: stageDir, Logger: n.log, InsecureNoSandbox: cfg.InsecureNoSandbox,
-		CheckCode: wasm.CheckCode, Events: n.Events(), Usage: n.meter, Now: cfg.Now, Writable: n.store.Writable}))
+		CheckCode: wasm.CheckCode, Events: n.Events(), Usage: n.meter, Now: cfg.Now, Writable: n.store.Writable,
+		Stats: func() ([]apitype.FunctionStats, error) { return nodestats.Gather(n.metrics) }}))
 	gw := gateway.New(gateway.Config{Invoker: n.inv, Queue: n.queue, Writable: n.store.Writable, AdminToken: n.token, Keys: n.keys, Region: cfg.Region, Logger: n.log, Now: cfg.Now})
 	mux.Handle("/2015-03-31/", gw)
 	mux.Handle("/fn/", gw)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/wisp-dev/wisp/internal/pool"
 )
@@ -332,6 +333,16 @@ func (c *queuedCollector) Collect(ch chan<- prometheus.Metric) {
 // Handler serves the metrics in Prometheus' exposition formats (text
 // unless the scraper asks for another).
 func (m *Metrics) Handler() http.Handler { return m.handler }
+
+// Gather returns the metrics as a scrape has them, so that a node reads
+// its own (GET /v1/stats) without the text format in between; none on a
+// nil *Metrics.
+func (m *Metrics) Gather() ([]*dto.MetricFamily, error) {
+	if m == nil {
+		return nil, nil
+	}
+	return m.reg.Gather()
+}
 
 // Invoked records an invocation: its outcome ("success", "error",
 // "timeout", "throttled", ...) and how long it ran.

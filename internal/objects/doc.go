@@ -28,16 +28,16 @@
 //
 // # Measured
 //
-// BenchmarkLayout, embedded server, one connection, 2 shared CPUs, the
-// same run (ns/op; Object Store = nats.go's jetstream.ObjectStore):
+// BenchmarkLayout, embedded server, one connection, 2 shared CPUs (so
+// noisy: two runs), ns/op, Object Store = nats.go's jetstream.ObjectStore:
 //
-//	           this layout   Object Store
-//	4 KiB put    306 µs        309 µs
-//	4 KiB get     52 µs        455 µs   (a consumer per Get)
-//	1 MiB put    3.5 ms        2.5 ms   (it pipelines its chunk publishes)
-//	1 MiB get    1.4 ms        2.6 ms
+//	           this layout      Object Store
+//	4 KiB put  195-306 µs       276-309 µs
+//	4 KiB get   49-52 µs        455-557 µs   (a consumer per Get)
+//	1 MiB put  3.5-4.7 ms       2.5-4.0 ms   (it pipelines its chunk publishes)
+//	1 MiB get  1.26-1.4 ms      2.6-2.7 ms
 //
-// Gets decide it: small reads are 8.7× faster by subject than through a
+// Gets decide it: small reads are 9-11× faster by subject than through a
 // consumer, and a range reads only its chunks, which the Object Store
 // cannot. The Object Store's put is its async publish; this layout can
 // take that up without changing the layout. A 256 MiB put and get hold

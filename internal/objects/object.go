@@ -122,7 +122,14 @@ func (s *Store) Put(ctx context.Context, bucketName, key string, r io.Reader, me
 	}
 	rec := record{Version: rand.Text(), Chunk: s.cfg.ChunkSize, Meta: meta}
 	sum := md5.New()
-	buf := make([]byte, s.cfg.ChunkSize)
+	bufp, _ := s.chunks.Get().(*[]byte)
+	if bufp == nil {
+		buf := make([]byte, s.cfg.ChunkSize)
+		bufp = &buf
+	}
+	// Publish has copied each chunk out by the time it returns.
+	defer s.chunks.Put(bufp)
+	buf := *bufp
 	for n := int64(0); ; n++ {
 		got, rerr := io.ReadFull(r, buf)
 		if got > 0 {

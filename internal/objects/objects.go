@@ -83,6 +83,9 @@ type Store struct {
 	closed bool
 	// follows counts the index followers, which end with Close.
 	follows sync.WaitGroup
+	// chunks holds Put's chunk buffers (*[]byte), so that a small put
+	// does not allocate a whole chunk.
+	chunks sync.Pool
 }
 
 // bucketsBucket holds one record per bucket, keyed by the bucket's id.
@@ -151,7 +154,7 @@ func (s *Store) CreateBucket(ctx context.Context, name string) error {
 	id := bucketID(name)
 	// The streams first: a record is never without them. Streams left
 	// by a create that failed after are reused by the next.
-	if _, err := s.ensureStreams(ctx, id); err != nil {
+	if err := s.ensureStreams(ctx, id); err != nil {
 		return err
 	}
 	data, err := json.Marshal(BucketInfo{Name: name, Created: s.now().UTC()})
@@ -167,31 +170,26 @@ func (s *Store) CreateBucket(ctx context.Context, name string) error {
 	return nil
 }
 
-func (s *Store) ensureStreams(ctx context.Context, id string) (*bucket, error) {
-	meta, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+func (s *Store) ensureStreams(ctx context.Context, id string) error {
+	_, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: "wisp_objmeta_" + id, Description: "wisp object records",
 		History: 1, Storage: jetstream.FileStorage, MaxBytes: s.cfg.MetaBytes,
 		MaxValueSize: maxMetaValue, Replicas: s.cfg.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("objects: bucket metadata: %w", err)
+		return fmt.Errorf("objects: bucket metadata: %w", err)
 	}
-	subj := "wisp.obj." + id
-	data, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: "wisp_obj_" + id, Description: "wisp object chunks",
-		Subjects: []string{subj + ".>"}, Storage: jetstream.FileStorage,
+		Subjects: []string{"wisp.obj." + id + ".>"}, Storage: jetstream.FileStorage,
 		Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardNew,
 		MaxBytes: max(s.cfg.BucketBytes, -1), MaxMsgSize: int32(s.cfg.ChunkSize + chunkHeadroom),
 		AllowDirect: true, Replicas: s.cfg.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("objects: bucket data: %w", err)
+		return fmt.Errorf("objects: bucket data: %w", err)
 	}
-	metaStream, err := s.js.Stream(ctx, "KV_wisp_objmeta_"+id)
-	if err != nil {
-		return nil, fmt.Errorf("objects: bucket metadata: %w", err)
-	}
-	return &bucket{s: s, id: id, meta: meta, metaStream: metaStream, data: data, subj: subj}, nil
+	return nil
 }
 
 // HeadBucket says whether a bucket exists, and when it was made.

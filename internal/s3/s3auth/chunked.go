@@ -2,6 +2,7 @@ package s3auth
 
 import (
 	"bufio"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -171,7 +172,7 @@ func (c *ChunkedReader) verifyChunk() error {
 		return nil
 	}
 	want := c.opts.Signer.Sign(payloadAlgorithm, c.prev, emptySHA256, hex.EncodeToString(c.chunkHash.Sum(nil)))
-	if want != c.chunkSig {
+	if !hmac.Equal([]byte(want), []byte(c.chunkSig)) {
 		return ErrChunkSignature
 	}
 	c.prev = want
@@ -295,16 +296,14 @@ func (c *ChunkedReader) readTrailer() error {
 		return fmt.Errorf("%w: no %s", ErrMalformedChunk, trailerSigHeader)
 	}
 	sum := sha256.Sum256([]byte(canonical.String()))
-	if c.opts.Signer.Sign(trailerAlgorithm, c.prev, hex.EncodeToString(sum[:])) != sig {
+	if want := c.opts.Signer.Sign(trailerAlgorithm, c.prev, hex.EncodeToString(sum[:])); !hmac.Equal([]byte(want), []byte(sig)) {
 		return ErrChunkSignature
 	}
 	return nil
 }
 
+// isHexSignature is a signature as SigV4 writes one: lower-case hex of
+// a SHA-256 HMAC.
 func isHexSignature(s string) bool {
-	if len(s) != 2*sha256.Size {
-		return false
-	}
-	_, err := hex.DecodeString(s)
-	return err == nil
+	return len(s) == 2*sha256.Size && strings.Trim(s, "0123456789abcdef") == ""
 }

@@ -379,6 +379,12 @@ func TestSDKPresigned(t *testing.T) {
 			t.Fatalf("server error = %v, want %v", err, auth.ErrBadSignature)
 		}
 	})
+	t.Run("expiry over 7 days", func(t *testing.T) {
+		do(t, get.Method, strings.Replace(get.URL, "X-Amz-Expires=3600", "X-Amz-Expires=604801", 1), get.SignedHeader, nil)
+		if err := s.last(t).err; !errors.Is(err, auth.ErrPresignQuery) {
+			t.Fatalf("server error = %v, want %v", err, auth.ErrPresignQuery)
+		}
+	})
 	t.Run("another key", func(t *testing.T) {
 		do(t, get.Method, strings.Replace(get.URL, "bucket/dir", "bucket/other", 1), get.SignedHeader, nil)
 		if err := s.last(t).err; !errors.Is(err, auth.ErrBadSignature) {

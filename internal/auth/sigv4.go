@@ -23,6 +23,11 @@ var (
 	ErrBadSignature = errors.New("auth: signature does not match") // also a malformed Authorization header or X-Amz-Date, and a *ScopeError or *UnsignedError
 	ErrUnknownKey   = errors.New("auth: unknown access key")
 	ErrExpired      = errors.New("auth: request time too skewed") // X-Amz-Date more than 15 minutes from now
+	// ErrPresignExpired is a presigned URL past its X-Amz-Expires.
+	ErrPresignExpired = errors.New("auth: request has expired")
+	// ErrPresignQuery is a presigned URL with a missing or malformed
+	// X-Amz-* query parameter; errors wrapping it wrap ErrBadSignature too.
+	ErrPresignQuery = errors.New("auth: malformed presigned query")
 )
 
 // ScopeError is a signature scoped to another region or service than the
@@ -63,12 +68,14 @@ const (
 	sigV4Algorithm = "AWS4-HMAC-SHA256"
 	// sigV4MaxSkew is how far X-Amz-Date may be from the server's clock,
 	// either way, as AWS allows.
-	sigV4MaxSkew      = 15 * time.Minute
-	amzDateFormat     = "20060102T150405Z"
-	amzShortFormat    = "20060102"
-	unsignedPayload   = "UNSIGNED-PAYLOAD"
-	streamingPayload  = "STREAMING-" // the prefix of the chunked signing modes
-	sigV4ScopeTerm    = "aws4_request"
+	sigV4MaxSkew     = 15 * time.Minute
+	amzDateFormat    = "20060102T150405Z"
+	amzShortFormat   = "20060102"
+	unsignedPayload  = "UNSIGNED-PAYLOAD"
+	streamingPayload = "STREAMING-" // the prefix of the chunked signing modes
+	sigV4ScopeTerm   = "aws4_request"
+	// presignMaxExpires is the longest X-Amz-Expires S3 accepts: 7 days.
+	presignMaxExpires = 7 * 24 * time.Hour
 	sigV4SignatureLen = 64 // hex of a SHA-256 HMAC
 	// amzHeaderPrefix starts the headers that change what an AWS call does
 	// (X-Amz-Invocation-Type, X-Amz-Log-Type, …) and those of SigV4 itself:
@@ -78,6 +85,7 @@ const (
 
 // Signature is a request's SigV4 signature that passed every check that
 // does not need the body; Verify checks the body and the signature itself.
+// One from CheckS3SigV4 is verified already, for its declared PayloadHash.
 type Signature struct {
 	accessKeyID string
 	// canonicalHead is the canonical request up to its last line, the
@@ -113,40 +121,21 @@ func (s *Signature) AccessKeyID() string { return s.accessKeyID }
 // services: the escaped request path encoded once more, the query decoded
 // and re-encoded, sorted; header values trimmed with runs of spaces
 // collapsed. Only header-based signing is supported, not presigned URLs,
-// the Date header or chunked (streaming) payload signatures.
+// the Date header or chunked (streaming) payload signatures; CheckS3SigV4
+// reads S3's presigned URLs and streaming modes.
 //
 // secretFor returns an error wrapping ErrUnknownKey for a key it does not
 // know; any other error it returns is passed back wrapped, for the caller to
 // answer as an internal error. An empty secret counts as an unknown key.
 func CheckSigV4(r *http.Request, now time.Time, scope SigV4Scope, secretFor func(accessKeyID string) (string, error)) (*Signature, error) {
-	authz := r.Header.Get("Authorization")
-	rest, ok := strings.CutPrefix(authz, sigV4Algorithm+" ")
-	if !ok {
-		return nil, ErrNoSignature
-	}
-	a, err := parseSigV4Authorization(rest)
+	a, amzDate, err := headerAuthorization(r, now)
 	if err != nil {
 		return nil, err
 	}
-
-	amzDate := r.Header.Get("X-Amz-Date")
-	signedAt, err := time.Parse(amzDateFormat, amzDate)
-	if err != nil {
-		return nil, fmt.Errorf("%w: missing or malformed X-Amz-Date %q", ErrBadSignature, amzDate)
+	if err := checkScope(a, scope); err != nil {
+		return nil, err
 	}
-	if a.date != signedAt.Format(amzShortFormat) {
-		return nil, fmt.Errorf("%w: credential scope date %s is not the date of X-Amz-Date %s", ErrBadSignature, a.date, amzDate)
-	}
-	if skew := now.Sub(signedAt); skew > sigV4MaxSkew || skew < -sigV4MaxSkew {
-		return nil, fmt.Errorf("%w: X-Amz-Date %s is %s from now", ErrExpired, amzDate, skew.Round(time.Second))
-	}
-	if a.region != scope.Region {
-		return nil, &ScopeError{Part: "region", Got: a.region, Want: scope.Region}
-	}
-	if a.service != scope.Service {
-		return nil, &ScopeError{Part: "service", Got: a.service, Want: scope.Service}
-	}
-	if err := checkSignedHeaders(r, a.signedHeaders); err != nil {
+	if err := checkSignedHeaders(r, a.signedHeaders, "host", "x-amz-date"); err != nil {
 		return nil, err
 	}
 	declared := r.Header.Get("X-Amz-Content-Sha256")
@@ -157,11 +146,62 @@ func CheckSigV4(r *http.Request, now time.Time, scope SigV4Scope, secretFor func
 	case !isSHA256Hex(declared):
 		return nil, fmt.Errorf("%w: X-Amz-Content-Sha256 %q is not a hex SHA-256", ErrBadSignature, declared)
 	}
-	query, err := canonicalQuery(r.URL.RawQuery)
+	return newSignature(r, a, amzDate, canonicalURI(r), r.URL.RawQuery, "", declared, secretFor)
+}
+
+// headerAuthorization parses r's Authorization and X-Amz-Date headers and
+// checks that the date is the credential's and within sigV4MaxSkew of now.
+func headerAuthorization(r *http.Request, now time.Time) (sigV4Authorization, string, error) {
+	authz := r.Header.Get("Authorization")
+	rest, ok := strings.CutPrefix(authz, sigV4Algorithm+" ")
+	if !ok {
+		return sigV4Authorization{}, "", ErrNoSignature
+	}
+	a, err := parseSigV4Authorization(rest)
+	if err != nil {
+		return a, "", err
+	}
+	amzDate := r.Header.Get("X-Amz-Date")
+	signedAt, err := signingTime(a, amzDate)
+	if err != nil {
+		return a, "", err
+	}
+	if skew := now.Sub(signedAt); skew > sigV4MaxSkew || skew < -sigV4MaxSkew {
+		return a, "", fmt.Errorf("%w: X-Amz-Date %s is %s from now", ErrExpired, amzDate, skew.Round(time.Second))
+	}
+	return a, amzDate, nil
+}
+
+// signingTime parses X-Amz-Date, which must fall on the credential's date.
+func signingTime(a sigV4Authorization, amzDate string) (time.Time, error) {
+	signedAt, err := time.Parse(amzDateFormat, amzDate)
+	if err != nil {
+		return signedAt, fmt.Errorf("%w: missing or malformed X-Amz-Date %q", ErrBadSignature, amzDate)
+	}
+	if a.date != signedAt.Format(amzShortFormat) {
+		return signedAt, fmt.Errorf("%w: credential scope date %s is not the date of X-Amz-Date %s", ErrBadSignature, a.date, amzDate)
+	}
+	return signedAt, nil
+}
+
+func checkScope(a sigV4Authorization, scope SigV4Scope) error {
+	if a.region != scope.Region {
+		return &ScopeError{Part: "region", Got: a.region, Want: scope.Region}
+	}
+	if a.service != scope.Service {
+		return &ScopeError{Part: "service", Got: a.service, Want: scope.Service}
+	}
+	return nil
+}
+
+// newSignature looks up the key's secret and builds the Signature of r
+// with the canonical request's path and query (raw, without the query
+// parameter skip, which a presigned URL's signature is).
+func newSignature(r *http.Request, a sigV4Authorization, amzDate, uri, rawQuery, skip, declared string, secretFor func(string) (string, error)) (*Signature, error) {
+	query, err := canonicalQuery(rawQuery, skip)
 	if err != nil {
 		return nil, err
 	}
-
 	secret, err := secretFor(a.accessKeyID)
 	if err != nil {
 		if errors.Is(err, ErrUnknownKey) {
@@ -181,7 +221,7 @@ func CheckSigV4(r *http.Request, now time.Time, scope SigV4Scope, secretFor func
 		accessKeyID: a.accessKeyID,
 		canonicalHead: strings.Join([]string{
 			r.Method,
-			canonicalURI(r),
+			uri,
 			query,
 			canonicalHeaders(r, a.signedHeaders),
 			strings.Join(a.signedHeaders, ";"),
@@ -207,14 +247,45 @@ func (s *Signature) Verify(body []byte) (string, error) {
 		}
 		payloadHash = s.declaredHash // signed as sent
 	}
-	canonicalSum := sha256.Sum256([]byte(s.canonicalHead + "\n" + payloadHash))
-	stringToSign := sigV4Algorithm + "\n" + s.amzDate + "\n" + s.scope + "\n" + hex.EncodeToString(canonicalSum[:])
-	want := hex.EncodeToString(hmacSHA256(s.signingKey, stringToSign))
-	if !hmac.Equal([]byte(want), []byte(s.signature)) {
-		return "", ErrBadSignature
+	if err := s.verifyPayloadHash(payloadHash); err != nil {
+		return "", err
 	}
 	return s.accessKeyID, nil
 }
+
+// verifyPayloadHash checks the signature of the canonical request ending
+// with payloadHash.
+func (s *Signature) verifyPayloadHash(payloadHash string) error {
+	canonicalSum := sha256.Sum256([]byte(s.canonicalHead + "\n" + payloadHash))
+	want := s.Sign(sigV4Algorithm, hex.EncodeToString(canonicalSum[:]))
+	if !hmac.Equal([]byte(want), []byte(s.signature)) {
+		return ErrBadSignature
+	}
+	return nil
+}
+
+// Sign is the hex signature, by the request's signing key, of the string
+// to sign algorithm, X-Amz-Date, the credential scope and lines, one a
+// line. The request's own signature is Sign("AWS4-HMAC-SHA256", hash of
+// the canonical request); a chunked payload chains further signatures
+// from it with other algorithm names (AWS4-HMAC-SHA256-PAYLOAD, …-TRAILER).
+func (s *Signature) Sign(algorithm string, lines ...string) string {
+	var b strings.Builder
+	b.WriteString(algorithm + "\n" + s.amzDate + "\n" + s.scope)
+	for _, l := range lines {
+		b.WriteString("\n" + l)
+	}
+	return hex.EncodeToString(hmacSHA256(s.signingKey, b.String()))
+}
+
+// Seed is the request's own signature (lower-case hex), which a signed
+// chunked payload's first chunk signature chains from.
+func (s *Signature) Seed() string { return s.signature }
+
+// PayloadHash is X-Amz-Content-Sha256 as the request signed it: a hex
+// SHA-256, UNSIGNED-PAYLOAD or a STREAMING-* mode; "" when not sent.
+// For a presigned URL without it, UNSIGNED-PAYLOAD.
+func (s *Signature) PayloadHash() string { return s.declaredHash }
 
 // VerifySigV4 is CheckSigV4 and then Verify, for a body read already.
 func VerifySigV4(r *http.Request, body []byte, now time.Time, scope SigV4Scope, secretFor func(accessKeyID string) (string, error)) (string, error) {
@@ -225,11 +296,108 @@ func VerifySigV4(r *http.Request, body []byte, now time.Time, scope SigV4Scope, 
 	return s.Verify(body)
 }
 
-// checkSignedHeaders wants host, x-amz-date and every X-Amz-* header r
-// carries among the signed headers: an unsigned X-Amz-Invocation-Type
+// CheckS3SigV4 checks a request signed as S3 signs, in the Authorization
+// header as CheckSigV4 does or as a presigned URL (X-Amz-Algorithm,
+// X-Amz-Credential, X-Amz-Date, X-Amz-Expires, X-Amz-SignedHeaders and
+// X-Amz-Signature in the query), and verifies the signature itself: S3's
+// canonical request ends with X-Amz-Content-Sha256 as declared, so no body
+// is needed. It differs from CheckSigV4 where S3 does:
+//
+//   - the canonical URI is the escaped path as sent, not escaped again;
+//   - X-Amz-Content-Sha256 is required in a header-signed request and
+//     signed; it may be a hex SHA-256, UNSIGNED-PAYLOAD or a STREAMING-*
+//     mode, which the caller then holds the body to (PayloadHash);
+//   - a presigned URL is signed for UNSIGNED-PAYLOAD unless its query
+//     says otherwise, must have an X-Amz-Expires of at most 7 days and is
+//     refused with ErrPresignExpired once past it; only host must be
+//     among its signed headers (and every X-Amz-* header sent).
+//
+// Errors are CheckSigV4's, and ErrPresignExpired and ErrPresignQuery.
+func CheckS3SigV4(r *http.Request, now time.Time, scope SigV4Scope, secretFor func(accessKeyID string) (string, error)) (*Signature, error) {
+	var (
+		a        sigV4Authorization
+		amzDate  string
+		declared string
+		skip     string
+		required = []string{"host", "x-amz-date", "x-amz-content-sha256"}
+		err      error
+	)
+	if q := r.URL.Query(); r.Header.Get("Authorization") == "" && q.Has("X-Amz-Algorithm") {
+		a, amzDate, err = presignedAuthorization(q, now)
+		if err != nil {
+			return nil, err
+		}
+		declared = cmp.Or(q.Get("X-Amz-Content-Sha256"), unsignedPayload)
+		skip, required = "X-Amz-Signature", []string{"host"}
+	} else {
+		a, amzDate, err = headerAuthorization(r, now)
+		if err != nil {
+			return nil, err
+		}
+		declared = r.Header.Get("X-Amz-Content-Sha256")
+		if declared != unsignedPayload && !strings.HasPrefix(declared, streamingPayload) && !isSHA256Hex(declared) {
+			return nil, fmt.Errorf("%w: X-Amz-Content-Sha256 %q is not a hex SHA-256, UNSIGNED-PAYLOAD or a STREAMING mode", ErrBadSignature, declared)
+		}
+	}
+	if err := checkScope(a, scope); err != nil {
+		return nil, err
+	}
+	if err := checkSignedHeaders(r, a.signedHeaders, required...); err != nil {
+		return nil, err
+	}
+	s, err := newSignature(r, a, amzDate, cmp.Or(r.URL.EscapedPath(), "/"), r.URL.RawQuery, skip, declared, secretFor)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.verifyPayloadHash(declared); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// presignedAuthorization reads a presigned URL's query parameters and
+// checks that it is valid at now: signed at most 15 minutes ahead, and
+// not past X-Amz-Expires.
+func presignedAuthorization(q url.Values, now time.Time) (sigV4Authorization, string, error) {
+	var a sigV4Authorization
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %w: "+format, append([]any{ErrBadSignature, ErrPresignQuery}, args...)...)
+	}
+	if alg := q.Get("X-Amz-Algorithm"); alg != sigV4Algorithm {
+		return a, "", bad("X-Amz-Algorithm %q is not %s", alg, sigV4Algorithm)
+	}
+	for _, name := range []string{"X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature"} {
+		if len(q[name]) != 1 {
+			return a, "", bad("%s must be given once", name)
+		}
+	}
+	a, err := parseSigV4Components(q.Get("X-Amz-Credential"), q.Get("X-Amz-SignedHeaders"), q.Get("X-Amz-Signature"))
+	if err != nil {
+		return a, "", fmt.Errorf("%w: %w", ErrPresignQuery, err)
+	}
+	amzDate := q.Get("X-Amz-Date")
+	signedAt, err := signingTime(a, amzDate)
+	if err != nil {
+		return a, "", fmt.Errorf("%w: %w", ErrPresignQuery, err)
+	}
+	secs, err := strconv.ParseInt(q.Get("X-Amz-Expires"), 10, 64)
+	if err != nil || secs < 1 || time.Duration(secs)*time.Second > presignMaxExpires {
+		return a, "", bad("X-Amz-Expires %q must be a number of seconds from 1 to %d", q.Get("X-Amz-Expires"), int(presignMaxExpires.Seconds()))
+	}
+	if signedAt.Sub(now) > sigV4MaxSkew {
+		return a, "", fmt.Errorf("%w: X-Amz-Date %s is ahead of now", ErrExpired, amzDate)
+	}
+	if expiry := signedAt.Add(time.Duration(secs) * time.Second); now.After(expiry) {
+		return a, "", fmt.Errorf("%w: at %s", ErrPresignExpired, expiry.Format(time.RFC3339))
+	}
+	return a, amzDate, nil
+}
+
+// checkSignedHeaders wants the required headers and every X-Amz-* header
+// r carries among the signed headers: an unsigned X-Amz-Invocation-Type
 // could turn a replayed call into another kind of call.
-func checkSignedHeaders(r *http.Request, signed []string) error {
-	for _, h := range []string{"host", "x-amz-date"} {
+func checkSignedHeaders(r *http.Request, signed []string, required ...string) error {
+	for _, h := range required {
 		if !slices.Contains(signed, h) {
 			return &UnsignedError{What: h}
 		}
@@ -271,7 +439,7 @@ type sigV4Authorization struct {
 // "Credential=AKID/date/region/service/aws4_request, SignedHeaders=a;b, Signature=hex".
 // Components may come in any order, each once; spaces after commas are optional.
 func parseSigV4Authorization(s string) (sigV4Authorization, error) {
-	var a sigV4Authorization
+	var a sigV4Authorization // only for the error returns
 	var credential, signedHeaders, signature string
 	var seen int
 	for part := range strings.SplitSeq(s, ",") {
@@ -300,6 +468,14 @@ func parseSigV4Authorization(s string) (sigV4Authorization, error) {
 	if seen != 7 {
 		return a, fmt.Errorf("%w: Authorization needs Credential, SignedHeaders and Signature", ErrBadSignature)
 	}
+	return parseSigV4Components(credential, signedHeaders, signature)
+}
+
+// parseSigV4Components parses the credential
+// "AKID/date/region/service/aws4_request", the signed headers "a;b" and
+// the hex signature, from a header or a presigned URL.
+func parseSigV4Components(credential, signedHeaders, signature string) (sigV4Authorization, error) {
+	var a sigV4Authorization
 
 	scope := strings.Split(credential, "/")
 	if len(scope) != 5 || scope[4] != sigV4ScopeTerm {
@@ -354,8 +530,9 @@ func canonicalURI(r *http.Request) string {
 
 // canonicalQuery decodes the raw query and encodes each name and value the
 // SigV4 way (unreserved characters kept, everything else %XX, space as %20),
-// then sorts by name and value, after encoding as the spec says.
-func canonicalQuery(raw string) (string, error) {
+// then sorts by name and value, after encoding as the spec says. The
+// parameter named skip (a presigned URL's X-Amz-Signature) is left out.
+func canonicalQuery(raw, skip string) (string, error) {
 	if raw == "" {
 		return "", nil
 	}
@@ -373,6 +550,9 @@ func canonicalQuery(raw string) (string, error) {
 		v, err := url.QueryUnescape(value)
 		if err != nil {
 			return "", fmt.Errorf("%w: malformed query string: %w", ErrBadSignature, err)
+		}
+		if skip != "" && n == skip {
+			continue
 		}
 		pairs = append(pairs, pair{sigV4QueryEscape(n), sigV4QueryEscape(v)})
 	}

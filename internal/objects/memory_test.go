@@ -69,7 +69,13 @@ func TestMemoryBounded(t *testing.T) {
 		t.Skip("moves 256 MiB")
 	}
 	const size = 256 << 20
-	const bound = 64 << 20
+	// 64 MiB is the node's bound (issue: RSS grows under 64 MB while a
+	// large object moves); the race detector's instrumentation holds more,
+	// so it gets half as much again rather than a bound it nearly touches.
+	bound := uint64(64 << 20)
+	if raceEnabled {
+		bound = 96 << 20
+	}
 	s := openTest(t, Config{})
 	ctx := context.Background()
 	mustBucket(t, s, "b")

@@ -15,38 +15,43 @@ type ErrorCode string
 
 // The error codes Wisp's S3 API answers, as AWS names them.
 const (
-	AccessDenied            ErrorCode = "AccessDenied"
-	BadDigest               ErrorCode = "BadDigest"
-	BucketAlreadyExists     ErrorCode = "BucketAlreadyExists"
-	BucketAlreadyOwnedByYou ErrorCode = "BucketAlreadyOwnedByYou"
-	BucketNotEmpty          ErrorCode = "BucketNotEmpty"
-	EntityTooLarge          ErrorCode = "EntityTooLarge"
-	EntityTooSmall          ErrorCode = "EntityTooSmall"
-	ExpiredToken            ErrorCode = "ExpiredToken"
-	IncompleteBody          ErrorCode = "IncompleteBody"
-	InternalError           ErrorCode = "InternalError"
-	InvalidAccessKeyID      ErrorCode = "InvalidAccessKeyId"
-	InvalidArgument         ErrorCode = "InvalidArgument"
-	InvalidBucketName       ErrorCode = "InvalidBucketName"
-	InvalidDigest           ErrorCode = "InvalidDigest"
-	InvalidPart             ErrorCode = "InvalidPart"
-	InvalidPartOrder        ErrorCode = "InvalidPartOrder"
-	InvalidRange            ErrorCode = "InvalidRange"
-	InvalidRequest          ErrorCode = "InvalidRequest"
-	KeyTooLongError         ErrorCode = "KeyTooLongError"
-	MalformedXML            ErrorCode = "MalformedXML"
-	MethodNotAllowed        ErrorCode = "MethodNotAllowed"
-	MissingContentLength    ErrorCode = "MissingContentLength"
-	NoSuchBucket            ErrorCode = "NoSuchBucket"
-	NoSuchKey               ErrorCode = "NoSuchKey"
-	NoSuchUpload            ErrorCode = "NoSuchUpload"
-	NotImplemented          ErrorCode = "NotImplemented"
-	NotModified             ErrorCode = "NotModified"
-	PreconditionFailed      ErrorCode = "PreconditionFailed"
-	RequestTimeTooSkewed    ErrorCode = "RequestTimeTooSkewed"
-	ServiceUnavailable      ErrorCode = "ServiceUnavailable"
-	SignatureDoesNotMatch   ErrorCode = "SignatureDoesNotMatch"
-	SlowDown                ErrorCode = "SlowDown"
+	AccessDenied                      ErrorCode = "AccessDenied"
+	AuthorizationHeaderMalformed      ErrorCode = "AuthorizationHeaderMalformed"
+	AuthorizationQueryParametersError ErrorCode = "AuthorizationQueryParametersError"
+	BadDigest                         ErrorCode = "BadDigest"
+	BucketAlreadyExists               ErrorCode = "BucketAlreadyExists"
+	BucketAlreadyOwnedByYou           ErrorCode = "BucketAlreadyOwnedByYou"
+	BucketNotEmpty                    ErrorCode = "BucketNotEmpty"
+	EntityTooLarge                    ErrorCode = "EntityTooLarge"
+	EntityTooSmall                    ErrorCode = "EntityTooSmall"
+	ExpiredToken                      ErrorCode = "ExpiredToken"
+	IncompleteBody                    ErrorCode = "IncompleteBody"
+	InternalError                     ErrorCode = "InternalError"
+	InvalidAccessKeyID                ErrorCode = "InvalidAccessKeyId"
+	InvalidArgument                   ErrorCode = "InvalidArgument"
+	InvalidBucketName                 ErrorCode = "InvalidBucketName"
+	InvalidDigest                     ErrorCode = "InvalidDigest"
+	InvalidLocationConstraint         ErrorCode = "InvalidLocationConstraint"
+	InvalidPart                       ErrorCode = "InvalidPart"
+	InvalidPartOrder                  ErrorCode = "InvalidPartOrder"
+	InvalidRange                      ErrorCode = "InvalidRange"
+	InvalidRequest                    ErrorCode = "InvalidRequest"
+	KeyTooLongError                   ErrorCode = "KeyTooLongError"
+	MalformedXML                      ErrorCode = "MalformedXML"
+	MetadataTooLarge                  ErrorCode = "MetadataTooLarge"
+	MethodNotAllowed                  ErrorCode = "MethodNotAllowed"
+	MissingContentLength              ErrorCode = "MissingContentLength"
+	NoSuchBucket                      ErrorCode = "NoSuchBucket"
+	NoSuchKey                         ErrorCode = "NoSuchKey"
+	NoSuchUpload                      ErrorCode = "NoSuchUpload"
+	NotImplemented                    ErrorCode = "NotImplemented"
+	NotModified                       ErrorCode = "NotModified"
+	PreconditionFailed                ErrorCode = "PreconditionFailed"
+	RequestTimeTooSkewed              ErrorCode = "RequestTimeTooSkewed"
+	ServiceUnavailable                ErrorCode = "ServiceUnavailable"
+	SignatureDoesNotMatch             ErrorCode = "SignatureDoesNotMatch"
+	SlowDown                          ErrorCode = "SlowDown"
+	XAmzContentSHA256Mismatch         ErrorCode = "XAmzContentSHA256Mismatch"
 )
 
 type codeInfo struct {
@@ -57,38 +62,43 @@ type codeInfo struct {
 // codes holds each code's HTTP status and default message as AWS's
 // "List of error codes" gives them; SDKs and conformance suites read both.
 var codes = map[ErrorCode]codeInfo{
-	AccessDenied:            {http.StatusForbidden, "Access Denied"},
-	BadDigest:               {http.StatusBadRequest, "The Content-MD5 you specified did not match what we received."},
-	BucketAlreadyExists:     {http.StatusConflict, "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again."},
-	BucketAlreadyOwnedByYou: {http.StatusConflict, "Your previous request to create the named bucket succeeded and you already own it."},
-	BucketNotEmpty:          {http.StatusConflict, "The bucket you tried to delete is not empty"},
-	EntityTooLarge:          {http.StatusBadRequest, "Your proposed upload exceeds the maximum allowed object size."},
-	EntityTooSmall:          {http.StatusBadRequest, "Your proposed upload is smaller than the minimum allowed object size."},
-	ExpiredToken:            {http.StatusBadRequest, "The provided token has expired."},
-	IncompleteBody:          {http.StatusBadRequest, "You did not provide the number of bytes specified by the Content-Length HTTP header."},
-	InternalError:           {http.StatusInternalServerError, "We encountered an internal error. Please try again."},
-	InvalidAccessKeyID:      {http.StatusForbidden, "The AWS Access Key Id you provided does not exist in our records."},
-	InvalidArgument:         {http.StatusBadRequest, "Invalid Argument"},
-	InvalidBucketName:       {http.StatusBadRequest, "The specified bucket is not valid."},
-	InvalidDigest:           {http.StatusBadRequest, "The Content-MD5 you specified is not valid."},
-	InvalidPart:             {http.StatusBadRequest, "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."},
-	InvalidPartOrder:        {http.StatusBadRequest, "The list of parts was not in ascending order. Parts must be ordered by part number."},
-	InvalidRange:            {http.StatusRequestedRangeNotSatisfiable, "The requested range is not satisfiable"},
-	InvalidRequest:          {http.StatusBadRequest, "Invalid Request"},
-	KeyTooLongError:         {http.StatusBadRequest, "Your key is too long"},
-	MalformedXML:            {http.StatusBadRequest, "The XML you provided was not well-formed or did not validate against our published schema"},
-	MethodNotAllowed:        {http.StatusMethodNotAllowed, "The specified method is not allowed against this resource."},
-	MissingContentLength:    {http.StatusLengthRequired, "You must provide the Content-Length HTTP header."},
-	NoSuchBucket:            {http.StatusNotFound, "The specified bucket does not exist"},
-	NoSuchKey:               {http.StatusNotFound, "The specified key does not exist."},
-	NoSuchUpload:            {http.StatusNotFound, "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."},
-	NotImplemented:          {http.StatusNotImplemented, "A header you provided implies functionality that is not implemented"},
-	NotModified:             {http.StatusNotModified, "Not Modified"},
-	PreconditionFailed:      {http.StatusPreconditionFailed, "At least one of the pre-conditions you specified did not hold"},
-	RequestTimeTooSkewed:    {http.StatusForbidden, "The difference between the request time and the current time is too large."},
-	ServiceUnavailable:      {http.StatusServiceUnavailable, "Please reduce your request rate."},
-	SignatureDoesNotMatch:   {http.StatusForbidden, "The request signature we calculated does not match the signature you provided. Check your key and signing method."},
-	SlowDown:                {http.StatusServiceUnavailable, "Please reduce your request rate."},
+	AccessDenied:                      {http.StatusForbidden, "Access Denied"},
+	AuthorizationHeaderMalformed:      {http.StatusBadRequest, "The authorization header is malformed."},
+	AuthorizationQueryParametersError: {http.StatusBadRequest, "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters."},
+	BadDigest:                         {http.StatusBadRequest, "The Content-MD5 you specified did not match what we received."},
+	BucketAlreadyExists:               {http.StatusConflict, "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again."},
+	BucketAlreadyOwnedByYou:           {http.StatusConflict, "Your previous request to create the named bucket succeeded and you already own it."},
+	BucketNotEmpty:                    {http.StatusConflict, "The bucket you tried to delete is not empty"},
+	EntityTooLarge:                    {http.StatusBadRequest, "Your proposed upload exceeds the maximum allowed object size."},
+	EntityTooSmall:                    {http.StatusBadRequest, "Your proposed upload is smaller than the minimum allowed object size."},
+	ExpiredToken:                      {http.StatusBadRequest, "The provided token has expired."},
+	IncompleteBody:                    {http.StatusBadRequest, "You did not provide the number of bytes specified by the Content-Length HTTP header."},
+	InternalError:                     {http.StatusInternalServerError, "We encountered an internal error. Please try again."},
+	InvalidAccessKeyID:                {http.StatusForbidden, "The AWS Access Key Id you provided does not exist in our records."},
+	InvalidArgument:                   {http.StatusBadRequest, "Invalid Argument"},
+	InvalidBucketName:                 {http.StatusBadRequest, "The specified bucket is not valid."},
+	InvalidDigest:                     {http.StatusBadRequest, "The Content-MD5 you specified is not valid."},
+	InvalidLocationConstraint:         {http.StatusBadRequest, "The specified location-constraint is not valid"},
+	InvalidPart:                       {http.StatusBadRequest, "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."},
+	InvalidPartOrder:                  {http.StatusBadRequest, "The list of parts was not in ascending order. Parts must be ordered by part number."},
+	InvalidRange:                      {http.StatusRequestedRangeNotSatisfiable, "The requested range is not satisfiable"},
+	InvalidRequest:                    {http.StatusBadRequest, "Invalid Request"},
+	KeyTooLongError:                   {http.StatusBadRequest, "Your key is too long"},
+	MalformedXML:                      {http.StatusBadRequest, "The XML you provided was not well-formed or did not validate against our published schema"},
+	MetadataTooLarge:                  {http.StatusBadRequest, "Your metadata headers exceed the maximum allowed metadata size."},
+	MethodNotAllowed:                  {http.StatusMethodNotAllowed, "The specified method is not allowed against this resource."},
+	MissingContentLength:              {http.StatusLengthRequired, "You must provide the Content-Length HTTP header."},
+	NoSuchBucket:                      {http.StatusNotFound, "The specified bucket does not exist"},
+	NoSuchKey:                         {http.StatusNotFound, "The specified key does not exist."},
+	NoSuchUpload:                      {http.StatusNotFound, "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."},
+	NotImplemented:                    {http.StatusNotImplemented, "A header you provided implies functionality that is not implemented"},
+	NotModified:                       {http.StatusNotModified, "Not Modified"},
+	PreconditionFailed:                {http.StatusPreconditionFailed, "At least one of the pre-conditions you specified did not hold"},
+	RequestTimeTooSkewed:              {http.StatusForbidden, "The difference between the request time and the current time is too large."},
+	ServiceUnavailable:                {http.StatusServiceUnavailable, "Please reduce your request rate."},
+	SignatureDoesNotMatch:             {http.StatusForbidden, "The request signature we calculated does not match the signature you provided. Check your key and signing method."},
+	SlowDown:                          {http.StatusServiceUnavailable, "Please reduce your request rate."},
+	XAmzContentSHA256Mismatch:         {http.StatusBadRequest, "The provided 'x-amz-content-sha256' header does not match what was computed."},
 }
 
 // Status is the HTTP status S3 answers with this code; 500 for a code not in
@@ -109,6 +119,8 @@ type Error struct {
 	// Resource is the bucket or object the request named, e.g. /bucket/key.
 	Resource  string
 	RequestID string
+	// cause is what an InternalError hides from the client, for the log.
+	cause error
 }
 
 // NewError returns an error with code's status, and message, or code's

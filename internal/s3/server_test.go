@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -403,31 +404,53 @@ func TestListObjectsV2Paging(t *testing.T) {
 	c := ts.good()
 	ctx := context.Background()
 	mustBucket(t, c, "bkt")
-	var keys []string
+	// Every tenth key in one of 25 directories of 10.
+	var keys, top, dirs []string
 	for i := range 2500 {
-		keys = append(keys, fmt.Sprintf("k%05d", i*7%2500))
+		k := fmt.Sprintf("k%05d", i*7%2500)
+		if i%10 == 0 {
+			d := fmt.Sprintf("g%03d/", i/100)
+			k = d + k
+			if !slices.Contains(dirs, d) {
+				dirs = append(dirs, d)
+			}
+		} else {
+			top = append(top, k)
+		}
+		keys = append(keys, k)
 	}
 	putMany(t, ts, "bkt", keys)
 	slices.Sort(keys)
+	slices.Sort(top)
 
-	var listed []string
-	pages := 0
-	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String("bkt")})
-	for p.HasMorePages() {
-		out, err := p.NextPage(ctx)
-		if err != nil {
-			t.Fatal(err)
+	list := func(in *s3.ListObjectsV2Input) (keys, prefixes []string, pages int) {
+		t.Helper()
+		p := s3.NewListObjectsV2Paginator(c, in)
+		for p.HasMorePages() {
+			out, err := p.NextPage(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pages++
+			if got := int(aws.ToInt32(out.KeyCount)); got != len(out.Contents)+len(out.CommonPrefixes) {
+				t.Errorf("page %d: KeyCount %d, %d keys and %d prefixes", pages, got, len(out.Contents), len(out.CommonPrefixes))
+			}
+			for _, o := range out.Contents {
+				keys = append(keys, *o.Key)
+			}
+			for _, cp := range out.CommonPrefixes {
+				prefixes = append(prefixes, *cp.Prefix)
+			}
 		}
-		pages++
-		if int(aws.ToInt32(out.KeyCount)) != len(out.Contents) {
-			t.Errorf("page %d: KeyCount %d, %d keys", pages, aws.ToInt32(out.KeyCount), len(out.Contents))
-		}
-		for _, o := range out.Contents {
-			listed = append(listed, *o.Key)
-		}
+		return keys, prefixes, pages
 	}
+	listed, _, pages := list(&s3.ListObjectsV2Input{Bucket: aws.String("bkt")})
 	if pages != 3 || !slices.Equal(listed, keys) {
 		t.Errorf("%d pages, %d keys; want 3 pages and every key once, in order", pages, len(listed))
+	}
+	listed, prefixes, pages := list(&s3.ListObjectsV2Input{Bucket: aws.String("bkt"), Delimiter: aws.String("/"), MaxKeys: aws.Int32(300)})
+	if pages != 8 || !slices.Equal(listed, top) || !slices.Equal(prefixes, dirs) {
+		t.Errorf("delimited: %d pages, %d keys, prefixes %q; want 8 pages, %d keys, %q", pages, len(listed), prefixes, len(top), dirs)
 	}
 
 	out, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("bkt"), StartAfter: aws.String("k02495"), MaxKeys: aws.Int32(10)})
@@ -715,3 +738,71 @@ func testErrors(t *testing.T, tls bool) {
 }
 
 func md5Sum(s string) [16]byte { return md5.Sum([]byte(s)) }
+
+// signedRequest is a request signed as aws-sdk-go-v2 signs S3's, its
+// payload UNSIGNED-PAYLOAD, for what the SDK will not send.
+func (ts *testServer) signedRequest(t *testing.T, method, path string, body io.Reader, header http.Header) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, ts.URL+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil && req.ContentLength == 0 {
+		req.ContentLength = -1 // not a bytes or strings reader: chunked
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("X-Amz-Content-Sha256", "UNSIGNED-PAYLOAD")
+	creds := aws.Credentials{AccessKeyID: testKeyID, SecretAccessKey: testSecret}
+	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, "UNSIGNED-PAYLOAD", "s3", testRegion, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func wantXMLError(t *testing.T, resp *http.Response, status int, code string) {
+	t.Helper()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status || !bytes.Contains(body, []byte("<Code>"+code+"</Code>")) {
+		t.Errorf("%s %s\nwant %d %s", resp.Status, body, status, code)
+	}
+}
+
+func TestRequestErrors(t *testing.T) {
+	ts := newTestServer(t, false, 0)
+	c := ts.good()
+	mustBucket(t, c, "bkt")
+
+	resp := ts.signedRequest(t, http.MethodPut, "/bkt/nolength", io.MultiReader(strings.NewReader("data")), nil)
+	wantXMLError(t, resp, http.StatusLengthRequired, "MissingContentLength")
+	wantNoObject(t, c, "bkt", "nolength")
+
+	del := `<Delete><Object><Key>k</Key></Object></Delete>`
+	resp = ts.signedRequest(t, http.MethodPost, "/bkt?delete", strings.NewReader(del), nil)
+	wantXMLError(t, resp, http.StatusBadRequest, "InvalidRequest")
+	resp = ts.signedRequest(t, http.MethodPost, "/bkt?delete", strings.NewReader(del), http.Header{"Content-Md5": {"AAAAAAAAAAAAAAAAAAAAAA=="}})
+	wantXMLError(t, resp, http.StatusBadRequest, "BadDigest")
+	resp = ts.signedRequest(t, http.MethodPost, "/bkt?delete", strings.NewReader("<Delete>"), http.Header{"Content-Md5": {md5Base64("<Delete>")}})
+	wantXMLError(t, resp, http.StatusBadRequest, "MalformedXML")
+
+	resp = ts.signedRequest(t, http.MethodPut, "/bkt/meta", strings.NewReader("x"), http.Header{"X-Amz-Meta-Big": {strings.Repeat("m", 2100)}})
+	wantXMLError(t, resp, http.StatusBadRequest, "MetadataTooLarge")
+	wantNoObject(t, c, "bkt", "meta")
+
+	ts.skew.Store(int64(20 * time.Minute))
+	_, err := c.HeadBucket(context.Background(), &s3.HeadBucketInput{Bucket: aws.String("bkt")})
+	wantStatus(t, err, http.StatusForbidden)
+	_, err = c.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: aws.String("bkt")})
+	wantCode(t, err, "RequestTimeTooSkewed")
+}
+
+func md5Base64(s string) string {
+	sum := md5.Sum([]byte(s))
+	return base64.StdEncoding.EncodeToString(sum[:])
+}

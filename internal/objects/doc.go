@@ -16,7 +16,12 @@
 //     subject with a direct get, no consumer; a Put writes a new version
 //     beside the old one, swaps the record under optimistic concurrency,
 //     then purges the old version's subjects, so a reader of the old
-//     version finishes it or fails with ErrChanged, never mixes the two.
+//     version finishes it or fails with ErrChanged, never mixes the two;
+//   - the KV wisp_objup_<id>: multipart uploads in flight under their id,
+//     and their parts under <id>.<number>. Each upload of a part is a
+//     version <id>.<tag> of the chunk stream; Complete writes a record
+//     that lists its parts' versions in order, so joining copies nothing,
+//     and one purge of <id>.> drops a whole upload (multipart.go).
 //
 // Listing: JetStream keeps subjects in no order a listing can use, so
 // each node keeps a B-tree of a bucket's keys (with size, ETag and time)

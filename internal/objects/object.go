@@ -26,6 +26,7 @@ type bucket struct {
 	id         string
 	meta       jetstream.KeyValue // object records by encoded key
 	metaStream jetstream.Stream   // the stream under meta, for its last sequence
+	uploads    jetstream.KeyValue // multipart uploads and their parts (multipart.go)
 	data       jetstream.Stream   // chunks: subj.<version>.<n>
 	subj       string
 
@@ -71,6 +72,52 @@ type record struct {
 	ETag     string     `json:"etag"`
 	Modified time.Time  `json:"mod"`
 	Meta     ObjectMeta `json:"meta"`
+	// Upload is set on an object completed from a multipart upload: its
+	// bytes are the chunks of Parts in order, each written as a version
+	// of its own under the upload (subj.<Upload>.<Tag>.<n>), so that
+	// completing joins them without copying. Version is then empty.
+	Upload string    `json:"up,omitempty"`
+	Parts  []partRef `json:"parts,omitempty"`
+}
+
+// partRef is one part of a multipart object.
+type partRef struct {
+	Tag  string `json:"t"`
+	Size int64  `json:"s"`
+	// Chunk is the part's chunk size when it is not the record's.
+	Chunk int `json:"c,omitempty"`
+}
+
+// chunks names what purge drops to free the object's bytes: its version,
+// or its upload, whose subjects hold every part.
+func (r record) chunks() string {
+	if r.Upload != "" {
+		return r.Upload
+	}
+	return r.Version
+}
+
+// segment is a run of one version's chunks.
+type segment struct {
+	version string
+	size    int64
+	chunk   int64
+}
+
+// segments are the runs an object's bytes are read from, in order.
+func (r record) segments() []segment {
+	if r.Upload == "" {
+		return []segment{{version: r.Version, size: r.Size, chunk: int64(r.Chunk)}}
+	}
+	out := make([]segment, 0, len(r.Parts))
+	for _, p := range r.Parts {
+		chunk := p.Chunk
+		if chunk == 0 {
+			chunk = r.Chunk
+		}
+		out = append(out, segment{version: r.Upload + "." + p.Tag, size: p.Size, chunk: int64(chunk)})
+	}
+	return out
 }
 
 func (r record) info(key string) ObjectInfo {
@@ -121,35 +168,10 @@ func (s *Store) Put(ctx context.Context, bucketName, key string, r io.Reader, me
 		return ObjectInfo{}, err
 	}
 	rec := record{Version: rand.Text(), Chunk: s.cfg.ChunkSize, Meta: meta}
-	sum := md5.New()
-	bufp, _ := s.chunks.Get().(*[]byte)
-	if bufp == nil {
-		buf := make([]byte, s.cfg.ChunkSize)
-		bufp = &buf
+	rec.Size, rec.ETag, err = s.writeChunks(ctx, bucketName, b, rec.Version, r, s.cfg.MaxObjectSize)
+	if err != nil {
+		return ObjectInfo{}, err
 	}
-	// Publish has copied each chunk out by the time it returns.
-	defer s.chunks.Put(bufp)
-	buf := *bufp
-	for n := int64(0); ; n++ {
-		got, rerr := io.ReadFull(r, buf)
-		if got > 0 {
-			if rec.Size+int64(got) > s.cfg.MaxObjectSize {
-				return ObjectInfo{}, b.abandon(rec.Version, ErrTooLarge)
-			}
-			sum.Write(buf[:got])
-			if _, err := s.js.Publish(ctx, b.chunkSubject(rec.Version, n), buf[:got]); err != nil {
-				return ObjectInfo{}, b.abandon(rec.Version, s.gone(bucketName, b, full(err)))
-			}
-			rec.Size += int64(got)
-		}
-		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
-			break
-		}
-		if rerr != nil {
-			return ObjectInfo{}, b.abandon(rec.Version, fmt.Errorf("objects: read body: %w", rerr))
-		}
-	}
-	rec.ETag = hex.EncodeToString(sum.Sum(nil))
 	rec.Modified = s.now().UTC().Truncate(time.Millisecond)
 	value, err := json.Marshal(rec)
 	if err != nil {
@@ -166,6 +188,42 @@ func (s *Store) Put(ctx context.Context, bucketName, key string, r io.Reader, me
 		}
 	}
 	return rec.info(key), nil
+}
+
+// writeChunks streams r into version's chunks, one chunk in memory at a
+// time, and returns its size and hex MD5. On failure it drops what it
+// wrote.
+func (s *Store) writeChunks(ctx context.Context, bucketName string, b *bucket, version string, r io.Reader, limit int64) (int64, string, error) {
+	var size int64
+	sum := md5.New()
+	bufp, _ := s.chunks.Get().(*[]byte)
+	if bufp == nil {
+		buf := make([]byte, s.cfg.ChunkSize)
+		bufp = &buf
+	}
+	// Publish has copied each chunk out by the time it returns.
+	defer s.chunks.Put(bufp)
+	buf := *bufp
+	for n := int64(0); ; n++ {
+		got, rerr := io.ReadFull(r, buf)
+		if got > 0 {
+			if size+int64(got) > limit {
+				return 0, "", b.abandon(version, ErrTooLarge)
+			}
+			sum.Write(buf[:got])
+			if _, err := s.js.Publish(ctx, b.chunkSubject(version, n), buf[:got]); err != nil {
+				return 0, "", b.abandon(version, s.gone(bucketName, b, full(err)))
+			}
+			size += int64(got)
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			break
+		}
+		if rerr != nil {
+			return 0, "", b.abandon(version, fmt.Errorf("objects: read body: %w", rerr))
+		}
+	}
+	return size, hex.EncodeToString(sum.Sum(nil)), nil
 }
 
 // abandon drops the chunks a failed Put wrote, and returns its error.
@@ -194,7 +252,7 @@ func (b *bucket) swap(ctx context.Context, token string, value []byte) (string, 
 			_, err = b.meta.Update(ctx, token, value, rev)
 		}
 		if err == nil {
-			return old.Version, nil
+			return old.chunks(), nil
 		}
 		if !store.IsConflict(err) {
 			return "", fmt.Errorf("objects: write record: %w", err)
@@ -266,7 +324,7 @@ func (s *Store) Delete(ctx context.Context, bucketName, key string) error {
 		if err != nil {
 			return fmt.Errorf("objects: delete record: %w", err)
 		}
-		return b.purge(ctx, rec.Version)
+		return b.purge(ctx, rec.chunks())
 	}
 	return errors.New("objects: the key kept changing under a delete")
 }
@@ -294,22 +352,32 @@ func (s *Store) Get(ctx context.Context, bucketName, key string, offset, length 
 	if length < 0 || length > rec.Size-offset {
 		length = rec.Size - offset
 	}
-	chunk := int64(rec.Chunk)
-	rd := &reader{ctx: ctx, b: b, rec: rec, next: offset / chunk, skip: offset % chunk, left: length}
+	rd := &reader{ctx: ctx, b: b, segs: rec.segments(), left: length}
+	rd.seek(offset)
 	return rd, rec.info(key), nil
 }
 
-// reader streams a range of one version's chunks.
+// reader streams a range of an object's segments.
 type reader struct {
 	// ctx is Get's: io.Reader has no other way to carry it.
 	ctx  context.Context
 	b    *bucket
-	rec  record
-	next int64 // the chunk to fetch next
+	segs []segment
+	seg  int   // the segment read from
+	next int64 // its chunk to fetch next
 	skip int64 // bytes of that chunk before the range
 	left int64 // bytes of the range not yet returned
 	buf  []byte
 	err  error
+}
+
+// seek places the reader at offset, which is within the object.
+func (r *reader) seek(offset int64) {
+	for r.seg < len(r.segs)-1 && offset >= r.segs[r.seg].size {
+		offset -= r.segs[r.seg].size
+		r.seg++
+	}
+	r.next, r.skip = offset/r.segs[r.seg].chunk, offset%r.segs[r.seg].chunk
 }
 
 func (r *reader) Read(p []byte) (int, error) {
@@ -332,17 +400,24 @@ func (r *reader) Read(p []byte) (int, error) {
 }
 
 func (r *reader) fetch() error {
-	chunk := int64(r.rec.Chunk)
-	msg, err := r.b.data.GetLastMsgForSubject(r.ctx, r.b.chunkSubject(r.rec.Version, r.next))
+	// Past the end of a segment (or an empty one): the next's start.
+	for r.next*r.segs[r.seg].chunk >= r.segs[r.seg].size {
+		if r.seg == len(r.segs)-1 {
+			return io.ErrUnexpectedEOF // left > 0 beyond the segments: a bad record
+		}
+		r.seg, r.next, r.skip = r.seg+1, 0, 0
+	}
+	sg := r.segs[r.seg]
+	msg, err := r.b.data.GetLastMsgForSubject(r.ctx, r.b.chunkSubject(sg.version, r.next))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return ErrChanged
 	}
 	if err != nil {
 		return fmt.Errorf("objects: read chunk: %w", err)
 	}
-	want := min(chunk, r.rec.Size-r.next*chunk)
+	want := min(sg.chunk, sg.size-r.next*sg.chunk)
 	if int64(len(msg.Data)) != want {
-		return fmt.Errorf("objects: chunk %d of %s holds %d bytes, not %d", r.next, r.rec.Version, len(msg.Data), want)
+		return fmt.Errorf("objects: chunk %d of %s holds %d bytes, not %d", r.next, sg.version, len(msg.Data), want)
 	}
 	r.buf = msg.Data[r.skip:]
 	if int64(len(r.buf)) > r.left {

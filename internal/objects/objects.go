@@ -42,8 +42,11 @@ const (
 	// MaxKeyLen is S3's limit on a key, in bytes.
 	MaxKeyLen = 1024
 	// maxMetaValue bounds one object's record: S3 allows 2 KB of user
-	// metadata; the rest is headers and checksums.
-	maxMetaValue = 64 << 10
+	// metadata; the rest is headers, checksums and a multipart object's
+	// parts (about 30 bytes each, MaxParts of them).
+	maxMetaValue = 512 << 10
+	// maxUploadValue bounds an upload's or a part's record.
+	maxUploadValue = 64 << 10
 	// chunkHeadroom is what a message needs beside its payload.
 	chunkHeadroom = 4 << 10
 )
@@ -61,6 +64,12 @@ type Config struct {
 	BucketBytes int64
 	// MetaBytes bounds each bucket's metadata bucket; default 1 GiB.
 	MetaBytes int64
+	// MinPartSize is the least size of a multipart upload's parts but
+	// the last; default S3's 5 MiB.
+	MinPartSize int64
+	// UploadMaxAge is how long a multipart upload may stay open before
+	// SweepUploads aborts it; default 7 days.
+	UploadMaxAge time.Duration
 	// Replicas of every stream; default 1.
 	Replicas int
 	Logger   *slog.Logger
@@ -104,6 +113,12 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Store, error) {
 	}
 	if cfg.MetaBytes <= 0 {
 		cfg.MetaBytes = DefaultMetaBytes
+	}
+	if cfg.MinPartSize <= 0 {
+		cfg.MinPartSize = DefaultMinPartSize
+	}
+	if cfg.UploadMaxAge <= 0 {
+		cfg.UploadMaxAge = DefaultUploadMaxAge
 	}
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
@@ -179,6 +194,14 @@ func (s *Store) ensureStreams(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("objects: bucket metadata: %w", err)
 	}
+	_, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: "wisp_objup_" + id, Description: "wisp multipart uploads",
+		History: 1, Storage: jetstream.FileStorage, MaxBytes: s.cfg.MetaBytes,
+		MaxValueSize: maxUploadValue, Replicas: s.cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("objects: bucket uploads: %w", err)
+	}
 	_, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: "wisp_obj_" + id, Description: "wisp object chunks",
 		Subjects: []string{"wisp.obj." + id + ".>"}, Storage: jetstream.FileStorage,
@@ -238,7 +261,8 @@ func (s *Store) ListBuckets(ctx context.Context) ([]BucketInfo, error) {
 	return out, nil
 }
 
-// DeleteBucket deletes an empty bucket.
+// DeleteBucket deletes a bucket without objects. Multipart uploads in
+// flight go with it, as in S3's general purpose buckets.
 func (s *Store) DeleteBucket(ctx context.Context, name string) error {
 	b, err := s.bucket(ctx, name)
 	if err != nil {
@@ -260,6 +284,9 @@ func (s *Store) DeleteBucket(ctx context.Context, name string) error {
 	s.forget(name, b)
 	if err := s.js.DeleteKeyValue(ctx, "wisp_objmeta_"+b.id); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return fmt.Errorf("objects: delete bucket metadata: %w", err)
+	}
+	if err := s.js.DeleteKeyValue(ctx, "wisp_objup_"+b.id); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("objects: delete bucket uploads: %w", err)
 	}
 	if err := s.js.DeleteStream(ctx, "wisp_obj_"+b.id); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fmt.Errorf("objects: delete bucket data: %w", err)
@@ -304,11 +331,16 @@ func (s *Store) openStreams(ctx context.Context, id string) (*bucket, error) {
 	if err != nil {
 		return nil, s.lost(fmt.Errorf("objects: bucket metadata: %w", err))
 	}
+	uploads, err := s.js.KeyValue(ctx, "wisp_objup_"+id)
+	if err != nil {
+		return nil, s.lost(fmt.Errorf("objects: bucket uploads: %w", err))
+	}
 	data, err := s.js.Stream(ctx, "wisp_obj_"+id)
 	if err != nil {
 		return nil, s.lost(fmt.Errorf("objects: bucket data: %w", err))
 	}
-	return &bucket{s: s, id: id, meta: meta, metaStream: metaStream, data: data, subj: "wisp.obj." + id}, nil
+	return &bucket{s: s, id: id, meta: meta, metaStream: metaStream, uploads: uploads, data: data,
+		subj: "wisp.obj." + id}, nil
 }
 
 // forget drops a bucket's handle, when it was deleted.

@@ -70,7 +70,7 @@ func startNodeProcess(ctx context.Context, bin, dataDir string) (*nodeProcess, e
 		return nil, err
 	}
 	n := &nodeProcess{dataDir: dataDir, exited: make(chan struct{}), warnings: map[string]int{},
-		cmd: exec.Command(bin, "server", "--data-dir", dataDir, "--listen", loopback+":0", "--log-json")}
+		cmd: exec.Command(bin, "server", "--data-dir", dataDir, "--listen", loopback+":0", "--s3-listen", "off", "--log-json")}
 	n.cmd.Stderr = pw // a file, so that Wait returns when the node ends, whoever else holds the pipe
 	err = n.cmd.Start()
 	pw.Close()

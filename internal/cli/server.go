@@ -28,6 +28,7 @@ func newServerCmd(g *globals) *cobra.Command {
 	var (
 		logJSON  bool
 		metering meterFlags
+		s3Listen string
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -61,6 +62,9 @@ the topics callers make.`,
 			}
 			if cfg.AdminToken == "" {
 				cfg.AdminToken = g.getenv("WISP_ADMIN_TOKEN")
+			}
+			if s3Listen != "off" {
+				cfg.S3Listen = s3Listen
 			}
 			var h slog.Handler = slog.NewTextHandler(cmd.ErrOrStderr(), nil)
 			if logJSON {
@@ -96,6 +100,8 @@ the topics callers make.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", dataDirFrom(g.getenv), "where the node keeps its state")
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "HTTP address (port 0 picks a free port)")
+	f.StringVar(&s3Listen, "s3-listen", "127.0.0.1:9000", "address of the S3 API (port 0 picks a free port; \"off\" serves none)")
+	f.StringSliceVar(&cfg.S3Domains, "s3-domain", nil, "base domain under which the S3 API takes virtual-host style requests (BUCKET.DOMAIN); repeatable")
 	f.StringVar(&cfg.NATSURL, "nats-url", "", "use this NATS server (with JetStream) instead of the embedded one")
 	f.StringVar(&cfg.NATSListen, "nats-listen", "", "let other nodes connect to the embedded NATS at this address (off by default)")
 	f.StringVar(&cfg.AdminToken, "admin-token", "", "control API token (env WISP_ADMIN_TOKEN; default: made on first start in <data-dir>/admin.token)")

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wisp-dev/wisp/internal/connlimit"
+
 	"github.com/wisp-dev/wisp/internal/arn"
 	"github.com/wisp-dev/wisp/internal/auth"
 	"github.com/wisp-dev/wisp/internal/objects"
@@ -101,6 +103,9 @@ func (h *handler) serve(c *call) error {
 	switch {
 	case err == nil:
 		c.sig, c.who = sig, principal{accessKeyID: sig.AccessKeyID()}
+		// A signed caller's connection no longer counts against the caps
+		// on unauthenticated ones, nor is it closed to make room for them.
+		connlimit.MarkAuthenticated(c.r.Context())
 	case errors.Is(err, auth.ErrNoSignature) && !c.r.URL.Query().Has("X-Amz-Algorithm"):
 		// Anonymous: authorize decides.
 	default:

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/wisp-dev/wisp/internal/connlimit"
+
 	"github.com/wisp-dev/wisp/internal/objects"
 	"github.com/wisp-dev/wisp/internal/s3/s3auth"
 )
@@ -246,6 +248,10 @@ func (h *handler) getObject(c *call) error {
 		hd.Set("Content-Range", rng.ContentRange(info.Size))
 	}
 	hd.Set("Content-Length", strconv.FormatInt(length, 10))
+	// A large object may take long to leave: its answer gets the time its
+	// length takes at connlimit's slowest rate, not the write timeout of a
+	// small one.
+	connlimit.ExtendWrite(c.w, length)
 	c.w.WriteHeader(status)
 	if head {
 		return nil

@@ -111,7 +111,10 @@ func (n *Node) listen(lim connLimit) error {
 
 // httpServer is the node's HTTP server for h, with its timeouts and the
 // hooks the listener's caps need.
-func (n *Node) httpServer(h http.Handler) *http.Server {
+func (n *Node) httpServer(h http.Handler) *http.Server { return n.httpServerOn(n.ln, h) }
+
+// httpServerOn is httpServer for another of the node's listeners.
+func (n *Node) httpServerOn(ln *connlimit.Listener, h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           connlimit.Rates{}.BodyRate(h),
 		ReadHeaderTimeout: headerTimeout,
@@ -120,7 +123,7 @@ func (n *Node) httpServer(h http.Handler) *http.Server {
 		WriteTimeout:   connlimit.WriteTimeout,
 		IdleTimeout:    idleTimeout,
 		MaxHeaderBytes: maxHeaderBytes,
-		ConnState:      n.ln.ConnState,
+		ConnState:      ln.ConnState,
 		ConnContext:    connlimit.ConnContext,
 		ErrorLog:       slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}

@@ -63,6 +63,8 @@ func (n *Node) parts(connLim connLimit, handler http.Handler) []part {
 				KeyFile: filepath.Join(cfg.DataDir, "keys.key"), Logger: n.log, Now: cfg.Now})
 			return err
 		}, close: func(context.Context) error { return n.keys.Close() }},
+		{name: "objects", open: n.openObjects, close: n.closeObjects},
+		{name: "s3", open: func(ctx context.Context) error { return n.openS3(ctx, connLim.Limits) }, close: n.closeS3},
 		// Its instances stop with the invoker, before it closes: their
 		// ids go back.
 		{name: "sandbox", open: n.openSandbox, close: n.closeSandbox},

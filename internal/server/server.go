@@ -100,6 +100,12 @@ type Config struct {
 	// cap is full a new connection closes an unauthenticated one, idle
 	// ones first, rather than being turned away.
 	MaxConns, MaxUnauthenticatedConns, MaxConnsPerSource int
+	// S3Listen is the address of the S3 API; "" serves none (the CLI's
+	// default is 127.0.0.1:9000). S3Domains are the base domains under
+	// which it takes virtual-host style requests (BUCKET.DOMAIN); an IP
+	// address or localhost is always path style.
+	S3Listen  string
+	S3Domains []string
 }
 
 // Node is one running wisp server.
@@ -131,6 +137,8 @@ type Node struct {
 	ln      *connlimit.Listener
 	token   string
 	done    chan error // the HTTP server's end
+	// s3 is the S3 API: the object store and its listener.
+	s3 s3Node
 	// lim are the bounds that follow the store's space.
 	lim storeLimits
 	// opened are the parts opened, in order (see parts).

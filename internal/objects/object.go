@@ -50,6 +50,9 @@ type ObjectMeta struct {
 	// Checksums by algorithm (CRC32, SHA256, …), as the caller computed
 	// and verified them; stored and returned, not checked here.
 	Checksums map[string]string `json:"sums,omitempty"`
+	// ChecksumAlgorithm is the one a multipart upload was begun with
+	// (x-amz-checksum-algorithm), which its parts carry.
+	ChecksumAlgorithm string `json:"alg,omitempty"`
 }
 
 // ObjectInfo describes a stored object.

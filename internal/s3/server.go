@@ -139,6 +139,14 @@ var operations = map[Operation]func(*handler, *call) error{
 	OpDeleteObject:      (*handler).deleteObject,
 	OpDeleteObjects:     (*handler).deleteObjects,
 	OpCopyObject:        (*handler).copyObject,
+
+	OpCreateMultipartUpload:   (*handler).createMultipartUpload,
+	OpUploadPart:              (*handler).uploadPart,
+	OpUploadPartCopy:          (*handler).uploadPartCopy,
+	OpCompleteMultipartUpload: (*handler).completeMultipartUpload,
+	OpAbortMultipartUpload:    (*handler).abortMultipartUpload,
+	OpListParts:               (*handler).listParts,
+	OpListMultipartUploads:    (*handler).listMultipartUploads,
 }
 
 // authorize decides whether who may do what q asks. Every signed request
@@ -190,6 +198,11 @@ var storeErrors = []struct {
 	{objects.ErrBucketFull, EntityTooLarge, "The bucket's storage quota is reached."},
 	{objects.ErrInvalidRange, InvalidRange, ""},
 	{objects.ErrChanged, InternalError, "The object changed while it was read; retry."},
+	{objects.ErrNoSuchUpload, NoSuchUpload, ""},
+	{objects.ErrInvalidPartOrder, InvalidPartOrder, ""},
+	{objects.ErrInvalidPart, InvalidPart, ""},
+	{objects.ErrEntityTooSmall, EntityTooSmall, ""},
+	{objects.ErrInvalidPartNumber, InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"},
 	{s3auth.ErrUnsupportedPayload, NotImplemented, "The x-amz-content-sha256 payload mode is not implemented."},
 	{s3auth.ErrBadDecodedLength, InvalidArgument, "x-amz-decoded-content-length is not a length."},
 	{s3auth.ErrBadTrailer, InvalidRequest, "The value of x-amz-trailer is not supported."},

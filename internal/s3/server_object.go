@@ -34,20 +34,7 @@ func (h *handler) putObject(c *call) error {
 	if e != nil {
 		return e
 	}
-	size := c.r.ContentLength
-	if c.sig != nil && strings.HasPrefix(c.sig.PayloadHash(), "STREAMING-") {
-		// The framing tells the length; Content-Length counts the framing too.
-		size = -1
-		if n, err := strconv.ParseInt(c.r.Header.Get("X-Amz-Decoded-Content-Length"), 10, 64); err == nil {
-			size = n
-		}
-	} else if size < 0 {
-		return NewError(MissingContentLength, "")
-	}
-	if size > h.cfg.MaxObjectSize {
-		return NewError(EntityTooLarge, "")
-	}
-	body, err := s3auth.NewBody(c.r, c.sig)
+	body, err := h.requestBody(c)
 	if err != nil {
 		return err
 	}
@@ -60,6 +47,26 @@ func (h *handler) putObject(c *call) error {
 	setChecksumHeaders(hd, info.Meta.Checksums)
 	c.w.WriteHeader(http.StatusOK)
 	return nil
+}
+
+// requestBody is the body of a PUT that stores bytes (PutObject,
+// UploadPart): its length held to MaxObjectSize before any is read, its
+// framing undone and its checksums verified as it is read.
+func (h *handler) requestBody(c *call) (*s3auth.ChecksumReader, error) {
+	size := c.r.ContentLength
+	if c.sig != nil && strings.HasPrefix(c.sig.PayloadHash(), "STREAMING-") {
+		// The framing tells the length; Content-Length counts the framing too.
+		size = -1
+		if n, err := strconv.ParseInt(c.r.Header.Get("X-Amz-Decoded-Content-Length"), 10, 64); err == nil {
+			size = n
+		}
+	} else if size < 0 {
+		return nil, NewError(MissingContentLength, "")
+	}
+	if size > h.cfg.MaxObjectSize {
+		return nil, NewError(EntityTooLarge, "")
+	}
+	return s3auth.NewBody(c.r, c.sig)
 }
 
 // errBodyRefused is what the store reads in place of a body's own error,
@@ -107,12 +114,20 @@ func (h *handler) store(ctx context.Context, bucket, key string, cr *s3auth.Chec
 	if meta.Checksums == nil {
 		meta.Checksums = map[string]string{}
 	}
-	body := &putBody{cr: cr, limit: h.cfg.MaxObjectSize, sums: meta.Checksums}
-	info, err := h.cfg.Objects.Put(ctx, bucket, key, body, meta)
+	return guarded(cr, h.cfg.MaxObjectSize, meta.Checksums, func(body io.Reader) (objects.ObjectInfo, error) {
+		return h.cfg.Objects.Put(ctx, bucket, key, body, meta)
+	})
+}
+
+// guarded runs put on cr read as a putBody held to limit, whose
+// checksums are added to sums; the body's refusal wins over put's error.
+func guarded[T any](cr *s3auth.ChecksumReader, limit int64, sums map[string]string, put func(io.Reader) (T, error)) (T, error) {
+	body := &putBody{cr: cr, limit: limit, sums: sums}
+	v, err := put(body)
 	if body.err != nil {
-		return info, body.err
+		return v, body.err
 	}
-	return info, err
+	return v, err
 }
 
 // objectMeta reads the headers S3 stores beside an object.

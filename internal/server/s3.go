@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/wisp-dev/wisp/internal/connlimit"
 	"github.com/wisp-dev/wisp/internal/objects"
@@ -18,6 +19,8 @@ type s3Node struct {
 	ln      *connlimit.Listener
 	srv     *http.Server
 	done    chan error // the server's end
+	// stopSweep ends the sweep of abandoned uploads and waits for it.
+	stopSweep func()
 }
 
 // s3Limits are the S3 listener's connection caps: a quarter of the main
@@ -56,10 +59,41 @@ func (n *Node) openS3(ctx context.Context, main connlimit.Limits) error {
 	h := s3.NewHandler(s3.Config{Objects: n.s3.objects, SecretFor: n.keys.Secret, Region: n.cfg.Region,
 		BaseDomains: n.cfg.S3Domains, Logger: n.log, Now: n.cfg.Now})
 	n.s3.srv = n.httpServerOn(n.s3.ln, h)
+	n.sweepUploads(context.WithoutCancel(ctx))
 	n.s3.done = make(chan error, 1)
 	go func() { n.s3.done <- n.s3.srv.Serve(n.s3.ln) }()
 	n.log.Info("S3 API listening", "url", n.S3URL())
 	return nil
+}
+
+// uploadSweepEvery is how often the node aborts the multipart uploads
+// abandoned past objects.Config.UploadMaxAge.
+const uploadSweepEvery = time.Hour
+
+// sweepUploads aborts abandoned uploads every uploadSweepEvery until
+// stopSweep.
+func (n *Node) sweepUploads(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	n.s3.stopSweep = func() { cancel(); <-done }
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(uploadSweepEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			swept, err := n.s3.objects.SweepUploads(ctx, n.cfg.Now())
+			if err != nil && ctx.Err() == nil {
+				n.log.Warn("S3: sweep of abandoned uploads failed", "swept", swept, "err", err)
+			} else if swept > 0 {
+				n.log.Info("S3: abandoned uploads aborted", "swept", swept)
+			}
+		}
+	}()
 }
 
 // closeS3 lets the S3 requests in flight finish (within ctx), then stops.
@@ -67,6 +101,7 @@ func (n *Node) closeS3(ctx context.Context) error {
 	if n.s3.srv == nil {
 		return nil
 	}
+	n.s3.stopSweep()
 	err := n.s3.srv.Shutdown(ctx)
 	if err != nil {
 		n.s3.srv.Close() //nolint:errcheck // cut off what did not finish

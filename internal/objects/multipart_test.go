@@ -345,9 +345,10 @@ func TestSweepUploads(t *testing.T) {
 
 func TestMultipartMemoryBounded(t *testing.T) {
 	if testing.Short() {
-		t.Skip("moves 256 MiB")
+		t.Skip("moves hundreds of MiB")
 	}
-	const parts, partSize = 6, 256 << 20 / 6
+	const parts = 6
+	partSize := int64(memTestSize / parts)
 	bound := uint64(64 << 20)
 	if raceEnabled {
 		bound = 96 << 20

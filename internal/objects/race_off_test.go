@@ -4,3 +4,6 @@ package objects
 
 // raceEnabled says the race detector runs.
 const raceEnabled = false
+
+// memTestSize is what the memory tests move.
+const memTestSize = 256 << 20

@@ -21,9 +21,11 @@ import (
 
 // Errors the S3 API maps onto its own codes.
 var (
-	ErrNoSuchBucket   = errors.New("objects: no such bucket")
-	ErrNoSuchKey      = errors.New("objects: no such key")
-	ErrBucketExists   = errors.New("objects: bucket exists")
+	ErrNoSuchBucket = errors.New("objects: no such bucket")
+	ErrNoSuchKey    = errors.New("objects: no such key")
+	ErrBucketExists = errors.New("objects: bucket exists")
+	// ErrTooManyBuckets is a new bucket past Config.MaxBuckets.
+	ErrTooManyBuckets = errors.New("objects: too many buckets")
 	ErrBucketNotEmpty = errors.New("objects: bucket not empty")
 	ErrTooLarge       = errors.New("objects: object too large")
 	// ErrBucketFull: the bucket's byte limit (Config.BucketBytes) is reached.
@@ -37,8 +39,11 @@ var (
 // Defaults of Config.
 const (
 	DefaultMaxObjectSize = 5 << 30 // S3's largest single PUT
-	DefaultChunkSize     = 256 << 10
-	DefaultMetaBytes     = 1 << 30
+	// DefaultMaxBuckets is S3's own default of an account's buckets at
+	// most (raised there on request, as MaxBuckets is here).
+	DefaultMaxBuckets = 1_000
+	DefaultChunkSize  = 256 << 10
+	DefaultMetaBytes  = 1 << 30
 	// MaxKeyLen is S3's limit on a key, in bytes.
 	MaxKeyLen = 1024
 	// maxMetaValue bounds one object's record: S3 allows 2 KB of user
@@ -55,6 +60,11 @@ const (
 type Config struct {
 	// MaxObjectSize is the largest object Put takes; default 5 GiB.
 	MaxObjectSize int64
+	// MaxBuckets bounds the buckets (each is two KV buckets and a stream
+	// in JetStream, with their files); default 1,000. Nodes of a cluster
+	// check it each on their own view, so racing creates may pass it by
+	// a few.
+	MaxBuckets int
 	// ChunkSize is the payload of one chunk message; default 256 KiB, at
 	// most the connection's max payload less a little for headers.
 	ChunkSize int
@@ -104,6 +114,9 @@ const bucketsBucket = "wisp_buckets"
 func New(ctx context.Context, st *store.Store, cfg Config) (*Store, error) {
 	if cfg.MaxObjectSize <= 0 {
 		cfg.MaxObjectSize = DefaultMaxObjectSize
+	}
+	if cfg.MaxBuckets <= 0 {
+		cfg.MaxBuckets = DefaultMaxBuckets
 	}
 	if cfg.ChunkSize <= 0 {
 		cfg.ChunkSize = DefaultChunkSize
@@ -167,6 +180,9 @@ func bucketID(name string) string {
 // CreateBucket makes a bucket.
 func (s *Store) CreateBucket(ctx context.Context, name string) error {
 	id := bucketID(name)
+	if err := s.checkBucketRoom(ctx, id); err != nil {
+		return err
+	}
 	// The streams first: a record is never without them. Streams left
 	// by a create that failed after are reused by the next.
 	if err := s.ensureStreams(ctx, id); err != nil {
@@ -181,6 +197,28 @@ func (s *Store) CreateBucket(ctx context.Context, name string) error {
 			return ErrBucketExists
 		}
 		return fmt.Errorf("objects: create bucket: %w", err)
+	}
+	return nil
+}
+
+// checkBucketRoom refuses a new bucket past MaxBuckets; an existing one
+// is ErrBucketExists, whatever the count.
+func (s *Store) checkBucketRoom(ctx context.Context, id string) error {
+	if _, err := s.buckets.Get(ctx, id); err == nil {
+		return ErrBucketExists
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("objects: create bucket: %w", err)
+	}
+	keys, err := s.buckets.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("objects: count buckets: %w", err)
+	}
+	n := 0
+	for range keys.Keys() { // read to the end: that ends the lister
+		n++
+	}
+	if n >= s.cfg.MaxBuckets {
+		return fmt.Errorf("%w: %d of %d", ErrTooManyBuckets, n, s.cfg.MaxBuckets)
 	}
 	return nil
 }

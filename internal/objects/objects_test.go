@@ -405,3 +405,26 @@ func TestListPaging(t *testing.T) {
 		t.Fatalf("%d keys in %d pages; want each of %d once, in order, in 10 pages", len(got), pages, n)
 	}
 }
+
+// TestMaxBuckets: past MaxBuckets a new bucket is refused and nothing is
+// made; an existing one still answers that it exists; a deleted one makes
+// room.
+func TestMaxBuckets(t *testing.T) {
+	s := openTest(t, Config{MaxBuckets: 2})
+	ctx := context.Background()
+	mustBucket(t, s, "a")
+	mustBucket(t, s, "b")
+	if err := s.CreateBucket(ctx, "c"); !errors.Is(err, ErrTooManyBuckets) {
+		t.Fatalf("a third bucket of 2: %v, want ErrTooManyBuckets", err)
+	}
+	if _, err := s.HeadBucket(ctx, "c"); !errors.Is(err, ErrNoSuchBucket) {
+		t.Errorf("the refused bucket: %v, want ErrNoSuchBucket", err)
+	}
+	if err := s.CreateBucket(ctx, "a"); !errors.Is(err, ErrBucketExists) {
+		t.Errorf("an existing bucket at the cap: %v, want ErrBucketExists", err)
+	}
+	if err := s.DeleteBucket(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	mustBucket(t, s, "c")
+}

@@ -51,6 +51,7 @@ const (
 	ServiceUnavailable                ErrorCode = "ServiceUnavailable"
 	SignatureDoesNotMatch             ErrorCode = "SignatureDoesNotMatch"
 	SlowDown                          ErrorCode = "SlowDown"
+	TooManyBuckets                    ErrorCode = "TooManyBuckets"
 	XAmzContentSHA256Mismatch         ErrorCode = "XAmzContentSHA256Mismatch"
 )
 
@@ -62,6 +63,7 @@ type codeInfo struct {
 // codes holds each code's HTTP status and default message as AWS's
 // "List of error codes" gives them; SDKs and conformance suites read both.
 var codes = map[ErrorCode]codeInfo{
+	TooManyBuckets:                    {http.StatusBadRequest, "You have attempted to create more buckets than allowed."},
 	AccessDenied:                      {http.StatusForbidden, "Access Denied"},
 	AuthorizationHeaderMalformed:      {http.StatusBadRequest, "The authorization header is malformed."},
 	AuthorizationQueryParametersError: {http.StatusBadRequest, "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters."},

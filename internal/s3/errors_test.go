@@ -39,7 +39,7 @@ func TestErrorStatuses(t *testing.T) {
 		RequestTimeTooSkewed: 403, ExpiredToken: 400, InvalidAccessKeyID: 403, NoSuchUpload: 404,
 		KeyTooLongError: 400, InternalError: 500, ServiceUnavailable: 503, SlowDown: 503,
 		AuthorizationHeaderMalformed: 400, AuthorizationQueryParametersError: 400, InvalidLocationConstraint: 400,
-		MetadataTooLarge: 400, XAmzContentSHA256Mismatch: 400,
+		MetadataTooLarge: 400, XAmzContentSHA256Mismatch: 400, TooManyBuckets: 400,
 	}
 	if len(want) != len(codes) {
 		t.Errorf("table has %d codes, test names %d", len(codes), len(want))

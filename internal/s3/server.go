@@ -193,6 +193,7 @@ var storeErrors = []struct {
 	{objects.ErrNoSuchBucket, NoSuchBucket, ""},
 	{objects.ErrNoSuchKey, NoSuchKey, ""},
 	{objects.ErrBucketExists, BucketAlreadyOwnedByYou, ""},
+	{objects.ErrTooManyBuckets, TooManyBuckets, ""},
 	{objects.ErrBucketNotEmpty, BucketNotEmpty, ""},
 	{objects.ErrTooLarge, EntityTooLarge, ""},
 	{objects.ErrBucketFull, EntityTooLarge, "The bucket's storage quota is reached."},
